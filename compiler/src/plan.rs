@@ -1,0 +1,81 @@
+//! The plan: the only contract between the compiler and the runtime.
+//!
+//! A petgraph graph of typed nodes (one per component instance) with every parameter resolved
+//! and defaults filled in, plus the inferred shapes. Serialisable with serde (`sr compile`).
+
+use crate::catalogue::Kind;
+use petgraph::graph::{DiGraph, NodeIndex};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A fully resolved parameter value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PValue {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Range { lo: i64, hi: i64 },
+    List(Vec<PValue>),
+    /// A weighted sum of terms (loss mixtures).
+    Sum(Vec<(f64, String)>),
+    /// A reference to another node by id (a nested component, a dataset split, a sampler).
+    Node { node: String },
+}
+
+/// One component instance. `id` is its path in the experiment: `data.train`, `mapper`, `flow`,
+/// `denoiser`, `train.optimizer`, `train.time`, `sampler.adaptive`, `sampler.adaptive.schedule`, ...
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    pub id: String,
+    pub kind: Kind,
+    /// Catalogue entry name (`rectified`, `transformer`, ...).
+    pub component: String,
+    pub params: BTreeMap<String, PValue>,
+}
+
+/// What flows along an edge: the shape of the tensor passed, in words (`[B, 81, 9]`), or a role.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Edge {
+    pub label: String,
+}
+
+/// Shapes inferred by the checker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Shapes {
+    /// Shape of one raw sample from the datasets (e.g. `[3, 32, 32]` or `[9, 9]`).
+    pub raw: Vec<usize>,
+    /// Number of variables V.
+    pub variables: usize,
+    /// Features per variable F.
+    pub features: usize,
+}
+
+/// A compiled experiment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Plan {
+    pub experiment: String,
+    pub seed: u64,
+    pub shapes: Shapes,
+    /// Training settings of the `train` block that are not components (steps, batch, ema, clip, ...).
+    pub train: BTreeMap<String, PValue>,
+    pub graph: DiGraph<Node, Edge>,
+}
+
+impl Plan {
+    /// The node with this id.
+    pub fn node(&self, id: &str) -> Option<&Node> {
+        self.graph.node_weights().find(|n| n.id == id)
+    }
+
+    /// The index of the node with this id.
+    pub fn index(&self, id: &str) -> Option<NodeIndex> {
+        self.graph.node_indices().find(|&i| self.graph[i].id == id)
+    }
+
+    /// All nodes of one kind, in insertion order.
+    pub fn nodes_of(&self, kind: Kind) -> impl Iterator<Item = &Node> {
+        self.graph.node_weights().filter(move |n| n.kind == kind)
+    }
+}

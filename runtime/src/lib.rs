@@ -1,0 +1,1 @@
+//! Candle runtime for sr plans.
