@@ -32,7 +32,12 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     /// A new error with a primary label.
-    pub fn error(code: &'static str, message: impl Into<String>, span: Span, label: impl Into<String>) -> Self {
+    pub fn error(
+        code: &'static str,
+        message: impl Into<String>,
+        span: Span,
+        label: impl Into<String>,
+    ) -> Self {
         Diagnostic {
             code,
             severity: Severity::Error,
@@ -43,7 +48,12 @@ impl Diagnostic {
     }
 
     /// A new warning with a primary label.
-    pub fn warning(code: &'static str, message: impl Into<String>, span: Span, label: impl Into<String>) -> Self {
+    pub fn warning(
+        code: &'static str,
+        message: impl Into<String>,
+        span: Span,
+        label: impl Into<String>,
+    ) -> Self {
         Diagnostic { severity: Severity::Warning, ..Self::error(code, message, span, label) }
     }
 

@@ -16,12 +16,17 @@ pub enum PValue {
     Int(i64),
     Float(f64),
     Str(String),
-    Range { lo: i64, hi: i64 },
+    Range {
+        lo: i64,
+        hi: i64,
+    },
     List(Vec<PValue>),
     /// A weighted sum of terms (loss mixtures).
     Sum(Vec<(f64, String)>),
     /// A reference to another node by id (a nested component, a dataset split, a sampler).
-    Node { node: String },
+    Node {
+        node: String,
+    },
 }
 
 /// One component instance. `id` is its path in the experiment: `data.train`, `mapper`, `flow`,

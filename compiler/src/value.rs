@@ -25,11 +25,18 @@ pub enum ValueKind {
     Tuple(Vec<Value>),
     List(Vec<Value>),
     /// A tensor shape such as `f32[81, 9]`.
-    Shape { dtype: String, dims: Vec<i64> },
+    Shape {
+        dtype: String,
+        dims: Vec<i64>,
+    },
     /// A bare name: a declaration, a loss term or an enum word such as `velocity`.
     Name(String),
     /// A component or preset applied to overrides: `transformer_s { depth = 4 }`; `table` holds the overrides.
-    Component { name: String, name_span: SpanOf, table: Table },
+    Component {
+        name: String,
+        name_span: SpanOf,
+        table: Table,
+    },
     /// A weighted sum of named terms: `mse + 0.01 * nll`.
     Sum(Vec<Term>),
     /// A nested block: `train { ... }`, or the group of named declarations `data train = ...`
