@@ -1,1 +1,5 @@
 //! Candle runtime for sr plans.
+
+pub mod data;
+pub mod error;
+pub mod metric;
