@@ -2,4 +2,5 @@
 
 pub mod data;
 pub mod error;
+pub mod mapper;
 pub mod metric;
