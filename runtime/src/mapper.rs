@@ -21,7 +21,7 @@ pub trait Mapper: Send + Sync {
     /// `[B, ...raw]` → `[B, V, F]`.
     fn to_variables(&self, raw: &Tensor) -> Result<Tensor>;
     /// `[B, V, F]` → `[B, ...raw]`.
-    fn from_variables(&self, x: &Tensor) -> Result<Tensor>;
+    fn to_raw(&self, x: &Tensor) -> Result<Tensor>;
     /// Raw mask `[B, ...raw]` (1 = given) → `[B, V]` f32 (1 = every part of the variable is given).
     fn mask_to_variables(&self, mask: &Tensor) -> Result<Tensor>;
     /// Dependency matrix `[V, V]`, f32 0/1, symmetric with a unit diagonal.
@@ -84,7 +84,7 @@ impl Mapper for GridCells {
         let hot = digits.broadcast_eq(&values)?.to_dtype(DType::F32)?;
         Ok(hot.affine(2.0, -1.0)?)
     }
-    fn from_variables(&self, x: &Tensor) -> Result<Tensor> {
+    fn to_raw(&self, x: &Tensor) -> Result<Tensor> {
         let b = check_vars(self.name(), 81, 9, x)?;
         let idx = x.argmax(D::Minus1)?.to_dtype(DType::F32)?;
         Ok(idx.affine(1.0, 1.0)?.reshape((b, 9, 9))?)
@@ -159,7 +159,7 @@ impl Mapper for ImagePatches {
         let b = check_raw(self.name(), &self.raw, raw, "raw batch")?;
         self.patchify(raw, b)
     }
-    fn from_variables(&self, x: &Tensor) -> Result<Tensor> {
+    fn to_raw(&self, x: &Tensor) -> Result<Tensor> {
         let b = check_vars(self.name(), self.variables(), self.features(), x)?;
         let ([c, h, w], p, (gh, gw)) = (self.raw, self.patch, self.grid());
         Ok(x.reshape(vec![b, gh, gw, c, p, p])?
@@ -213,7 +213,7 @@ impl Mapper for VideoFrames {
         let b = check_raw(self.name(), &self.raw, raw, "raw batch")?;
         Ok(raw.reshape((b, self.variables(), self.features()))?)
     }
-    fn from_variables(&self, x: &Tensor) -> Result<Tensor> {
+    fn to_raw(&self, x: &Tensor) -> Result<Tensor> {
         let b = check_vars(self.name(), self.variables(), self.features(), x)?;
         let [t, c, h, w] = self.raw;
         Ok(x.reshape((b, t, c, h, w))?)
@@ -260,7 +260,7 @@ impl Mapper for Identity {
         let b = check_raw(self.name(), &self.raw, raw, "raw batch")?;
         Ok(raw.reshape((b, self.variables(), self.features()))?)
     }
-    fn from_variables(&self, x: &Tensor) -> Result<Tensor> {
+    fn to_raw(&self, x: &Tensor) -> Result<Tensor> {
         let b = check_vars(self.name(), self.variables(), self.features(), x)?;
         let mut shape = vec![b];
         shape.extend_from_slice(&self.raw);
@@ -331,10 +331,10 @@ mod tests {
         assert_eq!(xs.iter().filter(|&&v| v == 1.0).count(), 4 * 81);
         let raw = vec_of(&batch.data);
         assert_eq!(xs[9 * 5 + raw[5] as usize - 1], 1.0, "digit d sets feature d-1");
-        assert_eq!(vec_of(&m.from_variables(&x).unwrap()), raw);
+        assert_eq!(vec_of(&m.to_raw(&x).unwrap()), raw);
         // Back by argmax of noisy predictions.
         let noisy = (x.clone() * 3.0).unwrap().add(&random(&[4, 81, 9])).unwrap();
-        assert_eq!(vec_of(&m.from_variables(&noisy).unwrap()), raw);
+        assert_eq!(vec_of(&m.to_raw(&noisy).unwrap()), raw);
         let mask = batch.mask.unwrap();
         assert_eq!(vec_of(&m.mask_to_variables(&mask).unwrap()), vec_of(&mask));
         let dep = vec_of(&m.dependency(&dev).unwrap());
@@ -361,9 +361,9 @@ mod tests {
         // Patch 4 = grid row 1, column 1: pixels (2..4, 2..4); first features are channel 0.
         assert_eq!(&xs[4 * 12..4 * 12 + 4], &[14.0, 15.0, 20.0, 21.0]);
         assert_eq!(xs[4 * 12 + 4], 24.0 + 14.0);
-        assert_eq!(vec_of(&m.from_variables(&x).unwrap()), vec_of(&raw));
+        assert_eq!(vec_of(&m.to_raw(&x).unwrap()), vec_of(&raw));
         let r = random(&[5, 3, 4, 6]);
-        assert_eq!(vec_of(&m.from_variables(&m.to_variables(&r).unwrap()).unwrap()), vec_of(&r));
+        assert_eq!(vec_of(&m.to_raw(&m.to_variables(&r).unwrap()).unwrap()), vec_of(&r));
         // A patch with one pixel not given is not given.
         let mut mask = vec![1f32; 72];
         mask[24 + 6 * 3 + 5] = 0.0; // channel 1, row 3, column 5: patch (1, 2) = 5
@@ -385,7 +385,7 @@ mod tests {
         let v = random(&[3, 5, 1, 4, 4]);
         let x = m.to_variables(&v).unwrap();
         assert_eq!(x.dims(), &[3, 5, 16]);
-        assert_eq!(vec_of(&m.from_variables(&x).unwrap()), vec_of(&v));
+        assert_eq!(vec_of(&m.to_raw(&x).unwrap()), vec_of(&v));
         let dep = vec_of(&m.dependency(&dev).unwrap());
         assert_eq!(&dep[0..5], &[1.0, 1.0, 1.0, 0.0, 0.0]);
         let mut mask = vec![1f32; 3 * 80];
@@ -399,9 +399,9 @@ mod tests {
         let p = random(&[4, 7, 2]);
         let x = m.to_variables(&p).unwrap();
         assert_eq!(x.dims(), &[4, 7, 2]);
-        assert_eq!(vec_of(&m.from_variables(&x).unwrap()), vec_of(&p));
+        assert_eq!(vec_of(&m.to_raw(&x).unwrap()), vec_of(&p));
         assert!(vec_of(&m.dependency(&dev).unwrap()).iter().all(|&v| v == 1.0));
-        assert!(m.from_variables(&random(&[4, 2, 7])).is_err());
+        assert!(m.to_raw(&random(&[4, 2, 7])).is_err());
         assert!(build_mapper("nope", &BTreeMap::new(), &[7, 2]).is_err());
     }
 }
