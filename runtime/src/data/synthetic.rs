@@ -236,13 +236,27 @@ impl Dataset for CountingDataset {
             let rot = rng.random_range(0.0..2.0 * PI);
             let colour = hsv_to_rgb(rng.random(), rng.random_range(0.6..=1.0), 1.0);
             let poly = shape_outline(self.kind, k, cx, cy, r, rot);
+            // Inradius: pixels well inside it are fully covered, pixels beyond r + 0.5 not at all.
+            let inner = match self.kind {
+                ShapeKind::Polygon => r * (PI / k as f32).cos(),
+                ShapeKind::Star => 0.45 * r,
+            };
+            let (full2, empty2) = ((inner - 0.5).max(0.0).powi(2), (r + 0.5).powi(2));
             let x0 = (cx - r - 1.0).floor().max(0.0) as usize;
             let y0 = (cy - r - 1.0).floor().max(0.0) as usize;
             let x1 = ((cx + r + 2.0).ceil() as usize).min(s);
             let y1 = ((cy + r + 2.0).ceil() as usize).min(s);
             for y in y0..y1 {
                 for x in x0..x1 {
-                    let a = polygon_coverage(&poly, x as f32 + 0.5, y as f32 + 0.5);
+                    let (px, py) = (x as f32 + 0.5, y as f32 + 0.5);
+                    let d2 = (px - cx).powi(2) + (py - cy).powi(2);
+                    let a = if d2 <= full2 {
+                        1.0
+                    } else if d2 >= empty2 {
+                        0.0
+                    } else {
+                        polygon_coverage(&poly, px, py)
+                    };
                     if a > 0.0 {
                         for ch in 0..3 {
                             data[ch * np + y * s + x] = -1.0 + a * (2.0 * colour[ch]);
