@@ -2,5 +2,6 @@
 
 pub mod data;
 pub mod error;
+pub mod image_io;
 pub mod mapper;
 pub mod metric;
