@@ -81,6 +81,9 @@ pub(crate) fn load_mnist(dir: &Path, split: Split) -> Result<MnistData> {
     let labels_path =
         find_file(dir, &[&format!("{prefix}-labels-idx1-ubyte"), &format!("{prefix}-labels.idx1-ubyte")])?;
     let (dims, images) = read_idx(&images_path, 3)?;
+    if dims.contains(&0) {
+        return Err(RuntimeError::data_file(&images_path, format!("empty dimensions {dims:?}")));
+    }
     let (ldims, labels) = read_idx(&labels_path, 1)?;
     if ldims[0] != dims[0] {
         return Err(RuntimeError::data_file(

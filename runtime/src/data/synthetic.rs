@@ -185,12 +185,12 @@ impl CountingDataset {
     /// Non-overlapping circles (cx, cy, r) for `n` shapes.
     fn place(&self, n: usize, rng: &mut impl Rng) -> Vec<(f32, f32, f32)> {
         let size = self.size as f32;
-        let mut hi = (size * 0.45 / (n as f32).sqrt()).min(size * 0.3);
+        let mut hi = (size * 0.45 / (n as f32).sqrt()).min(size * 0.3).max(2.0);
         loop {
-            let lo = (hi * 0.7).max(2.0);
+            let lo = (hi * 0.7).clamp(2.0, hi);
             let mut placed: Vec<(f32, f32, f32)> = Vec::with_capacity(n);
             let mut tries = 0;
-            while placed.len() < n && tries < 400 * n {
+            while placed.len() < n && tries < 40 * n {
                 tries += 1;
                 let r = rng.random_range(lo..=hi);
                 let x = rng.random_range(r + 1.0..=size - r - 1.0);
@@ -206,7 +206,7 @@ impl CountingDataset {
             if placed.len() == n || hi <= 2.0 {
                 return placed;
             }
-            hi *= 0.9;
+            hi = (hi * 0.9).max(2.0);
         }
     }
 }

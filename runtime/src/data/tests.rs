@@ -287,6 +287,14 @@ fn counting_labels_within_ranges() {
             assert!(s.data.iter().all(|v| (-1.0..=1.0).contains(v)));
         }
     }
+    // Crowded small images place as many shapes as fit and label the number drawn.
+    let crowded =
+        params(&[("size", PValue::Int(16)), ("min_count", PValue::Int(64)), ("max_count", PValue::Int(64))]);
+    let d = build_dataset("counting_stars", &crowded, 0).unwrap();
+    match d.get(0).unwrap().label {
+        Some(Label::Counting { count, .. }) => assert!((1..64).contains(&count), "{count}"),
+        other => panic!("{other:?}"),
+    }
     let bad = params(&[("min_count", PValue::Int(5)), ("max_count", PValue::Int(2))]);
     assert!(matches!(build_dataset("counting_polygons", &bad, 0), Err(RuntimeError::Param { .. })));
 }
@@ -331,6 +339,14 @@ fn batcher_shapes_determinism_and_epochs() {
     assert_eq!(b.data.dims(), &[64, 3, 32, 32]);
     assert!(b.mask.is_none());
     assert!(el.as_millis() < 100, "{el:?}");
+    for name in ["counting_polygons", "moving_shapes", "sudoku_image"] {
+        let d = build_dataset(name, &BTreeMap::new(), 0).unwrap();
+        let t = std::time::Instant::now();
+        make_batch(d.as_ref(), &(0..64).collect::<Vec<_>>(), &dev).unwrap();
+        let el = t.elapsed();
+        eprintln!("{name}: batch of 64 in {el:?}");
+        assert!(el.as_millis() < 200, "{name}: {el:?}");
+    }
 }
 
 #[test]
