@@ -292,11 +292,10 @@ pub fn build_mapper(
             Box::new(GridCells)
         }
         "image_patches" => {
-            let patch = p.int("patch", 0)?;
             if !params.contains_key("patch") {
                 return Err(p.err("patch", "is required"));
             }
-            let patch = usize::try_from(patch).map_err(|_| p.err("patch", "must be positive"))?;
+            let patch = p.usize_in("patch", 0, 1, 1 << 20)?;
             Box::new(ImagePatches::new(raw_shape, patch, p.usize_in("radius", 1, 0, 1 << 20)?)?)
         }
         "video_frames" => Box::new(VideoFrames::new(raw_shape, p.usize_in("radius", 1, 0, 1 << 20)?)?),

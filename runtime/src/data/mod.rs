@@ -104,7 +104,9 @@ pub(crate) fn mix64(mut z: u64) -> u64 {
 /// Seed, split and length of a generated stream; gives the per-index random generator.
 #[derive(Debug, Clone)]
 pub struct Stream {
+    /// Dataset name, for errors.
     pub name: String,
+    /// Experiment seed plus the dataset's `seed` offset.
     pub seed: u64,
     pub split: Split,
     /// 0 = endless.
