@@ -1,0 +1,404 @@
+//! Loaders of standard dataset formats: MNIST IDX, CIFAR-10 binary, image folders, point sets.
+
+use super::npy::read_npy;
+use super::{Dataset, Label, Params, Sample, Split};
+use crate::error::{Result, RuntimeError};
+use std::path::{Path, PathBuf};
+
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| RuntimeError::io(path, e))
+}
+
+/// Reads an IDX file of unsigned bytes with `ndim` dimensions: returns the dimensions and the data.
+pub fn read_idx(path: &Path, ndim: usize) -> Result<(Vec<usize>, Vec<u8>)> {
+    let bytes = read_file(path)?;
+    let err = |what: String| RuntimeError::data_file(path, what);
+    if bytes.len() < 4 {
+        return Err(err(format!("truncated at byte {}: the IDX magic number needs 4 bytes", bytes.len())));
+    }
+    if bytes[0] != 0 || bytes[1] != 0 {
+        let magic = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        return Err(err(format!("bad magic number 0x{magic:08x} (not an IDX file)")));
+    }
+    if bytes[2] != 0x08 {
+        return Err(err(format!("wrong dtype code 0x{:02x} (expected 0x08, unsigned byte)", bytes[2])));
+    }
+    if bytes[3] as usize != ndim {
+        return Err(err(format!("{} dimensions, expected {ndim}", bytes[3])));
+    }
+    let head = 4 + 4 * ndim;
+    if bytes.len() < head {
+        return Err(err(format!("truncated at byte {}: the header needs {head} bytes", bytes.len())));
+    }
+    let dims: Vec<usize> = (0..ndim)
+        .map(|i| {
+            u32::from_be_bytes([bytes[4 + 4 * i], bytes[5 + 4 * i], bytes[6 + 4 * i], bytes[7 + 4 * i]])
+                as usize
+        })
+        .collect();
+    let need = head + dims.iter().product::<usize>();
+    if bytes.len() < need {
+        return Err(err(format!("truncated at byte {}: dimensions {dims:?} need {need} bytes", bytes.len())));
+    }
+    if bytes.len() > need {
+        return Err(err(format!("{} trailing bytes after the data", bytes.len() - need)));
+    }
+    Ok((dims, bytes[head..].to_vec()))
+}
+
+/// Images and labels of one MNIST split.
+#[derive(Debug, Clone)]
+pub(crate) struct MnistData {
+    pub images: Vec<u8>,
+    pub labels: Vec<u8>,
+    pub rows: usize,
+    pub cols: usize,
+    pub images_path: PathBuf,
+    pub labels_path: PathBuf,
+}
+
+fn find_file(dir: &Path, names: &[&str]) -> Result<PathBuf> {
+    for n in names {
+        let p = dir.join(n);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    Err(RuntimeError::data_file(
+        dir.join(names[0]),
+        format!("missing file (also tried {})", names[1..].join(", ")),
+    ))
+}
+
+/// Loads `train-*` or `t10k-*` IDX images and labels from `dir`.
+pub(crate) fn load_mnist(dir: &Path, split: Split) -> Result<MnistData> {
+    let prefix = match split {
+        Split::Train => "train",
+        Split::Test => "t10k",
+    };
+    let images_path =
+        find_file(dir, &[&format!("{prefix}-images-idx3-ubyte"), &format!("{prefix}-images.idx3-ubyte")])?;
+    let labels_path =
+        find_file(dir, &[&format!("{prefix}-labels-idx1-ubyte"), &format!("{prefix}-labels.idx1-ubyte")])?;
+    let (dims, images) = read_idx(&images_path, 3)?;
+    if dims.contains(&0) {
+        return Err(RuntimeError::data_file(&images_path, format!("empty dimensions {dims:?}")));
+    }
+    let (ldims, labels) = read_idx(&labels_path, 1)?;
+    if ldims[0] != dims[0] {
+        return Err(RuntimeError::data_file(
+            &labels_path,
+            format!("{} labels for {} images in {}", ldims[0], dims[0], images_path.display()),
+        ));
+    }
+    if let Some(i) = labels.iter().position(|&l| l > 9) {
+        return Err(RuntimeError::data_file(
+            &labels_path,
+            format!("label {} of item {i} is not a digit", labels[i]),
+        ));
+    }
+    Ok(MnistData { images, labels, rows: dims[1], cols: dims[2], images_path, labels_path })
+}
+
+/// MNIST from IDX files in `path`: raw `[1, rows, cols]` (28×28) in [-1, 1], labelled with the digit.
+#[derive(Debug, Clone)]
+pub struct MnistDataset {
+    data: MnistData,
+}
+
+impl MnistDataset {
+    /// Reads `path` (directory) and `split`.
+    pub fn from_params(p: &Params) -> Result<Self> {
+        let dir = p.req_str("path")?;
+        let split = Split::parse(p.component(), &p.str("split", "train")?)?;
+        Ok(MnistDataset { data: load_mnist(Path::new(&dir), split)? })
+    }
+}
+
+impl Dataset for MnistDataset {
+    fn name(&self) -> &str {
+        "mnist"
+    }
+    fn raw_shape(&self) -> Vec<usize> {
+        vec![1, self.data.rows, self.data.cols]
+    }
+    fn len(&self) -> Option<u64> {
+        Some(self.data.labels.len() as u64)
+    }
+    fn get(&self, index: u64) -> Result<Sample> {
+        let n = self.data.labels.len() as u64;
+        if index >= n {
+            return Err(RuntimeError::IndexOutOfRange { dataset: "mnist".into(), index, len: n });
+        }
+        let per = self.data.rows * self.data.cols;
+        let i = index as usize;
+        let data = self.data.images[i * per..(i + 1) * per].iter().map(|&b| b as f32 / 127.5 - 1.0).collect();
+        Ok(Sample { data, mask: None, label: Some(Label::Class(self.data.labels[i] as u32)) })
+    }
+}
+
+const CIFAR_RECORD: usize = 1 + 3 * 32 * 32;
+
+/// CIFAR-10 binary batches in `path` (`data_batch_1.bin`.. `data_batch_5.bin` for train, the ones present;
+/// `test_batch.bin` for test): raw `[3, 32, 32]` in [-1, 1], labelled with the class.
+#[derive(Debug, Clone)]
+pub struct CifarDataset {
+    records: Vec<u8>,
+}
+
+impl CifarDataset {
+    /// Reads `path` (directory) and `split`.
+    pub fn from_params(p: &Params) -> Result<Self> {
+        let dir = PathBuf::from(p.req_str("path")?);
+        let split = Split::parse(p.component(), &p.str("split", "train")?)?;
+        let files: Vec<PathBuf> = match split {
+            Split::Train => {
+                let present: Vec<PathBuf> = (1..=5)
+                    .map(|i| dir.join(format!("data_batch_{i}.bin")))
+                    .filter(|p| p.is_file())
+                    .collect();
+                if present.is_empty() {
+                    return Err(RuntimeError::data_file(dir.join("data_batch_1.bin"), "missing file"));
+                }
+                present
+            }
+            Split::Test => vec![dir.join("test_batch.bin")],
+        };
+        let mut records = Vec::new();
+        for f in files {
+            let bytes = read_file(&f)?;
+            if bytes.is_empty() || bytes.len() % CIFAR_RECORD != 0 {
+                let whole = bytes.len() / CIFAR_RECORD * CIFAR_RECORD;
+                return Err(RuntimeError::data_file(
+                    &f,
+                    format!(
+                        "truncated at byte {}: records are {CIFAR_RECORD} bytes, the last one ends at byte {}",
+                        bytes.len(),
+                        whole + CIFAR_RECORD
+                    ),
+                ));
+            }
+            if let Some(r) = bytes.chunks_exact(CIFAR_RECORD).position(|r| r[0] > 9) {
+                return Err(RuntimeError::data_file(
+                    &f,
+                    format!(
+                        "bad label {} in record {r} (byte {})",
+                        bytes[r * CIFAR_RECORD],
+                        r * CIFAR_RECORD
+                    ),
+                ));
+            }
+            records.extend_from_slice(&bytes);
+        }
+        Ok(CifarDataset { records })
+    }
+}
+
+impl Dataset for CifarDataset {
+    fn name(&self) -> &str {
+        "cifar10"
+    }
+    fn raw_shape(&self) -> Vec<usize> {
+        vec![3, 32, 32]
+    }
+    fn len(&self) -> Option<u64> {
+        Some((self.records.len() / CIFAR_RECORD) as u64)
+    }
+    fn get(&self, index: u64) -> Result<Sample> {
+        let n = (self.records.len() / CIFAR_RECORD) as u64;
+        if index >= n {
+            return Err(RuntimeError::IndexOutOfRange { dataset: "cifar10".into(), index, len: n });
+        }
+        let r = &self.records[index as usize * CIFAR_RECORD..(index as usize + 1) * CIFAR_RECORD];
+        let data = r[1..].iter().map(|&b| b as f32 / 127.5 - 1.0).collect();
+        Ok(Sample { data, mask: None, label: Some(Label::Class(r[0] as u32)) })
+    }
+}
+
+fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| RuntimeError::io(dir, e))?;
+    for e in entries {
+        let path = e.map_err(|e| RuntimeError::io(dir, e))?.path();
+        if path.is_dir() {
+            collect_images(&path, out)?;
+        } else if let Some(ext) = path.extension().and_then(|x| x.to_str()) {
+            if matches!(ext.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg") {
+                out.push(path);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// PNG/JPEG images under `path` (recursively, sorted by path), centre-cropped to a square and resized to
+/// `size`: raw `[3, size, size]` in [-1, 1]. Images are decoded when requested.
+#[derive(Debug, Clone)]
+pub struct ImageFolderDataset {
+    files: Vec<PathBuf>,
+    size: usize,
+}
+
+impl ImageFolderDataset {
+    /// Reads `path` (directory) and `size` (default 32).
+    pub fn from_params(p: &Params) -> Result<Self> {
+        let dir = PathBuf::from(p.req_str("path")?);
+        let size = p.usize_in("size", 32, 1, 4096)?;
+        let mut files = Vec::new();
+        collect_images(&dir, &mut files)?;
+        if files.is_empty() {
+            return Err(RuntimeError::data_file(dir, "no PNG or JPEG images found"));
+        }
+        files.sort();
+        Ok(ImageFolderDataset { files, size })
+    }
+
+    /// The image files, in sample order.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+}
+
+impl Dataset for ImageFolderDataset {
+    fn name(&self) -> &str {
+        "image_folder"
+    }
+    fn raw_shape(&self) -> Vec<usize> {
+        vec![3, self.size, self.size]
+    }
+    fn len(&self) -> Option<u64> {
+        Some(self.files.len() as u64)
+    }
+    fn get(&self, index: u64) -> Result<Sample> {
+        let path = self.files.get(index as usize).ok_or_else(|| RuntimeError::IndexOutOfRange {
+            dataset: "image_folder".into(),
+            index,
+            len: self.files.len() as u64,
+        })?;
+        let img = image::ImageReader::open(path)
+            .map_err(|e| RuntimeError::io(path, e))?
+            .with_guessed_format()
+            .map_err(|e| RuntimeError::io(path, e))?
+            .decode()
+            .map_err(|source| RuntimeError::Image { path: path.clone(), source })?;
+        let (w, h) = (img.width(), img.height());
+        let side = w.min(h);
+        let img = img.crop_imm((w - side) / 2, (h - side) / 2, side, side);
+        let s = self.size as u32;
+        let rgb = img.resize_exact(s, s, image::imageops::FilterType::Triangle).to_rgb8();
+        let n = self.size * self.size;
+        let mut data = vec![0.0f32; 3 * n];
+        for (i, px) in rgb.pixels().enumerate() {
+            for c in 0..3 {
+                data[c * n + i] = px[c] as f32 / 127.5 - 1.0;
+            }
+        }
+        Ok(Sample { data, mask: None, label: None })
+    }
+}
+
+/// Point sets from `.npy` or `.safetensors` at `path` (tensor `key`; optional when the file holds one
+/// tensor): an array `[N, D]` is one sample, `[M, N, D]` is M samples; raw `[N, D]`, values as stored.
+#[derive(Debug, Clone)]
+pub struct PointsDataset {
+    shape: [usize; 2],
+    sets: usize,
+    data: Vec<f32>,
+}
+
+fn read_safetensors(path: &Path, key: Option<&str>) -> Result<(Vec<usize>, Vec<f32>)> {
+    let bytes = read_file(path)?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| RuntimeError::data_file(path, format!("not a safetensors file: {e}")))?;
+    let mut names: Vec<String> = st.names().into_iter().map(str::to_string).collect();
+    names.sort();
+    let key = match key {
+        Some(k) => k.to_string(),
+        None if names.len() == 1 => names[0].clone(),
+        None => {
+            return Err(RuntimeError::data_file(
+                path,
+                format!("holds tensors {names:?}: set `key` to choose one"),
+            ))
+        }
+    };
+    let view = st
+        .tensor(&key)
+        .map_err(|_| RuntimeError::data_file(path, format!("no tensor `{key}` (tensors: {names:?})")))?;
+    let data = match view.dtype() {
+        safetensors::Dtype::F32 => {
+            view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+        }
+        safetensors::Dtype::F64 => view
+            .data()
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
+            .collect(),
+        other => {
+            return Err(RuntimeError::data_file(
+                path,
+                format!("tensor `{key}` has wrong dtype {other:?} (expected F32 or F64)"),
+            ))
+        }
+    };
+    Ok((view.shape().to_vec(), data))
+}
+
+impl PointsDataset {
+    /// Reads `path` and `key`.
+    pub fn from_params(p: &Params) -> Result<Self> {
+        let path = PathBuf::from(p.req_str("path")?);
+        let key = p.opt_str("key")?;
+        Self::load(&path, key.as_deref())
+    }
+
+    /// Loads a `.npy` or `.safetensors` file.
+    pub fn load(path: &Path, key: Option<&str>) -> Result<Self> {
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        let (shape, data) = match ext.as_str() {
+            "npy" => {
+                let a = read_npy(path)?;
+                (a.shape, a.data)
+            }
+            "safetensors" => read_safetensors(path, key)?,
+            _ => return Err(RuntimeError::data_file(path, "expected a .npy or .safetensors file")),
+        };
+        let (sets, n, d) = match shape.as_slice() {
+            [n, d] => (1, *n, *d),
+            [m, n, d] => (*m, *n, *d),
+            other => {
+                return Err(RuntimeError::data_file(
+                    path,
+                    format!("array of shape {other:?}: expected [N, D] or [M, N, D]"),
+                ))
+            }
+        };
+        if sets == 0 || n == 0 || d == 0 {
+            return Err(RuntimeError::data_file(path, format!("empty array of shape {shape:?}")));
+        }
+        Ok(PointsDataset { shape: [n, d], sets, data })
+    }
+}
+
+impl Dataset for PointsDataset {
+    fn name(&self) -> &str {
+        "points"
+    }
+    fn raw_shape(&self) -> Vec<usize> {
+        self.shape.to_vec()
+    }
+    fn len(&self) -> Option<u64> {
+        Some(self.sets as u64)
+    }
+    fn get(&self, index: u64) -> Result<Sample> {
+        if index >= self.sets as u64 {
+            return Err(RuntimeError::IndexOutOfRange {
+                dataset: "points".into(),
+                index,
+                len: self.sets as u64,
+            });
+        }
+        let per = self.shape[0] * self.shape[1];
+        let i = index as usize;
+        Ok(Sample { data: self.data[i * per..(i + 1) * per].to_vec(), mask: None, label: None })
+    }
+}

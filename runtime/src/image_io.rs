@@ -1,0 +1,282 @@
+//! Picture output: grids of images as PNG, Sudoku grids drawn with the built-in glyphs, and animated GIFs
+//! of videos.
+
+use crate::data::glyphs::{GlyphBank, GLYPH};
+use crate::error::{Result, RuntimeError};
+use crate::metric::sudoku_grids;
+use candle_core::{DType, Device, Tensor};
+use image::codecs::gif::{GifEncoder, Repeat};
+use image::{Delay, Frame, Rgb, RgbImage};
+use std::path::Path;
+
+/// Layout of an image grid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GridOptions {
+    /// Images per row; `None` = ⌈√N⌉.
+    pub columns: Option<usize>,
+    /// Pixels between and around images (after scaling).
+    pub padding: u32,
+    /// Integer upscaling of every image (nearest neighbour).
+    pub scale: u32,
+}
+
+impl Default for GridOptions {
+    fn default() -> Self {
+        GridOptions { columns: None, padding: 2, scale: 1 }
+    }
+}
+
+fn to_byte(v: f32) -> u8 {
+    (((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round()) as u8
+}
+
+/// Lays out images `[N, C, H, W]` (C = 1 or 3, values in [-1, 1]) in a grid on a white background.
+pub fn image_grid(images: &Tensor, options: GridOptions) -> Result<RgbImage> {
+    let (n, c, h, w) = match images.dims() {
+        [n, c, h, w] if (*c == 1 || *c == 3) && *n > 0 => (*n, *c, *h, *w),
+        dims => {
+            return Err(RuntimeError::Shape(format!(
+                "image grid needs [N, 1|3, H, W] with N > 0, got {dims:?}"
+            )))
+        }
+    };
+    let v = images.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    let cols = options.columns.unwrap_or_else(|| (n as f64).sqrt().ceil() as usize).clamp(1, n);
+    let rows = n.div_ceil(cols);
+    let (s, pad) = (options.scale.max(1), options.padding);
+    let (cw, ch) = (w as u32 * s, h as u32 * s);
+    let width = cols as u32 * cw + (cols as u32 + 1) * pad;
+    let height = rows as u32 * ch + (rows as u32 + 1) * pad;
+    let mut out = RgbImage::from_pixel(width, height, Rgb([255, 255, 255]));
+    let plane = h * w;
+    for (i, img) in v.chunks(c * plane).enumerate() {
+        let (ox, oy) = (pad + (i % cols) as u32 * (cw + pad), pad + (i / cols) as u32 * (ch + pad));
+        for y in 0..ch {
+            for x in 0..cw {
+                let p = (y / s) as usize * w + (x / s) as usize;
+                let px = if c == 1 {
+                    let g = to_byte(img[p]);
+                    [g, g, g]
+                } else {
+                    [to_byte(img[p]), to_byte(img[plane + p]), to_byte(img[2 * plane + p])]
+                };
+                out.put_pixel(ox + x, oy + y, Rgb(px));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Writes images `[N, C, H, W]` in [-1, 1] as one PNG grid.
+pub fn write_image_grid(path: &Path, images: &Tensor, options: GridOptions) -> Result<()> {
+    image_grid(images, options)?
+        .save_with_format(path, image::ImageFormat::Png)
+        .map_err(|source| RuntimeError::Image { path: path.to_path_buf(), source })
+}
+
+/// Side in pixels of a rendered Sudoku: 9 cells of 28 px, 1 px lines between cells, 3 px around boxes.
+pub const SUDOKU_SIDE: usize = 9 * GLYPH + 6 + 4 * 3;
+
+fn line_offset(i: usize) -> usize {
+    // Offset of cell i: 3 px border, then per previous cell 28 px plus a 1 px line (3 px between boxes).
+    3 + i * (GLYPH + 1) + 2 * (i / 3)
+}
+
+/// Draws Sudoku grids as RGB pictures `[N, 3, 270, 270]` in [-1, 1] (on the CPU): given cells in black,
+/// generated cells in blue, digits that repeat in a row, column or box in red. `grids` is anything
+/// `sudoku_grids` reads (`[N, 9, 9]` digits, `[N, 81, 9]` cell scores, Sudoku images); `givens` is
+/// `[N, 9, 9]` or `[N, 81]` (1 = given).
+pub fn render_sudoku(grids: &Tensor, givens: Option<&Tensor>) -> Result<Tensor> {
+    let grids = sudoku_grids(grids)?;
+    let given: Vec<f32> = match givens {
+        Some(m) => {
+            let v = m.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            if v.len() != grids.len() * 81 {
+                return Err(RuntimeError::Shape(format!(
+                    "givens {:?} do not match {} grids",
+                    m.dims(),
+                    grids.len()
+                )));
+            }
+            v
+        }
+        None => vec![0.0; grids.len() * 81],
+    };
+    let glyphs = GlyphBank::clean();
+    let side = SUDOKU_SIDE;
+    let plane = side * side;
+    let mut out = vec![1.0f32; grids.len() * 3 * plane];
+    for (g, grid) in grids.iter().enumerate() {
+        let img = &mut out[g * 3 * plane..(g + 1) * 3 * plane];
+        // Per coordinate: 0 inside a cell, 1 on a thin line, 2 on a thick line (border, between boxes).
+        let mut kind = vec![2u8; side];
+        for i in 0..9 {
+            let o = line_offset(i);
+            kind[o..o + GLYPH].iter_mut().for_each(|v| *v = 0);
+            if i % 3 != 2 {
+                kind[o + GLYPH] = 1;
+            }
+        }
+        for y in 0..side {
+            for x in 0..side {
+                let line = kind[x].max(kind[y]);
+                if line > 0 {
+                    let v = if line == 2 { -1.0 } else { 0.2 };
+                    for c in 0..3 {
+                        img[c * plane + y * side + x] = v;
+                    }
+                }
+            }
+        }
+        for k in 0..81 {
+            let d = grid[k];
+            if !(1..=9).contains(&d) {
+                continue;
+            }
+            let (r, c) = (k / 9, k % 9);
+            let conflict = (0..81).any(|j| {
+                let (rj, cj) = (j / 9, j % 9);
+                j != k && grid[j] == d && (rj == r || cj == c || (rj / 3 == r / 3 && cj / 3 == c / 3))
+            });
+            let colour: [f32; 3] = if conflict {
+                [0.85, 0.1, 0.1]
+            } else if given[g * 81 + k] >= 0.5 {
+                [0.0, 0.0, 0.0]
+            } else {
+                [0.1, 0.25, 0.85]
+            };
+            let glyph = glyphs.glyph(d, 0);
+            let (oy, ox) = (line_offset(r), line_offset(c));
+            for y in 0..GLYPH {
+                for x in 0..GLYPH {
+                    let a = glyph[y * GLYPH + x];
+                    if a > 0.0 {
+                        for ch in 0..3 {
+                            let p = &mut img[ch * plane + (oy + y) * side + ox + x];
+                            let bg = (*p + 1.0) / 2.0;
+                            *p = 2.0 * (bg * (1.0 - a) + colour[ch] * a) - 1.0;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(Tensor::from_vec(out, (grids.len(), 3, side, side), &Device::Cpu)?)
+}
+
+/// Writes Sudoku grids (see [`render_sudoku`]) as one PNG.
+pub fn write_sudoku_grid(
+    path: &Path,
+    grids: &Tensor,
+    givens: Option<&Tensor>,
+    options: GridOptions,
+) -> Result<()> {
+    write_image_grid(path, &render_sudoku(grids, givens)?, options)
+}
+
+/// Writes an animated, looping GIF: `frames` is one video `[T, C, H, W]` or a batch of videos
+/// `[N, T, C, H, W]` shown side by side in a grid; values in [-1, 1].
+pub fn write_gif(path: &Path, frames: &Tensor, delay_ms: u32, options: GridOptions) -> Result<()> {
+    let videos = match frames.rank() {
+        4 => frames.unsqueeze(0)?,
+        5 => frames.clone(),
+        _ => {
+            return Err(RuntimeError::Shape(format!(
+                "gif needs frames [T, C, H, W] or videos [N, T, C, H, W], got {:?}",
+                frames.dims()
+            )))
+        }
+    };
+    let t = videos.dim(1)?;
+    let file = std::fs::File::create(path).map_err(|e| RuntimeError::io(path, e))?;
+    let image_err = |source| RuntimeError::Image { path: path.to_path_buf(), source };
+    let mut encoder = GifEncoder::new_with_speed(std::io::BufWriter::new(file), 10);
+    encoder.set_repeat(Repeat::Infinite).map_err(image_err)?;
+    for f in 0..t {
+        let grid = image_grid(&videos.narrow(1, f, 1)?.squeeze(1)?, options)?;
+        let rgba = image::DynamicImage::ImageRgb8(grid).to_rgba8();
+        let frame = Frame::from_parts(rgba, 0, 0, Delay::from_numer_denom_ms(delay_ms, 1));
+        encoder.encode_frame(frame).map_err(image_err)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::testutil::temp_dir;
+    use crate::data::{build_dataset, make_batch};
+    use image::AnimationDecoder;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn grid_png_dimensions_and_pixels() {
+        let dir = temp_dir("grid");
+        let dev = Device::Cpu;
+        let mut v = vec![-1f32; 5 * 3 * 64];
+        v[64..128].iter_mut().for_each(|x| *x = 1.0); // image 0: green
+        let images = Tensor::from_vec(v, (5, 3, 8, 8), &dev).unwrap();
+        let path = dir.join("grid.png");
+        write_image_grid(&path, &images, GridOptions { columns: Some(3), padding: 2, scale: 2 }).unwrap();
+        let back = image::open(&path).unwrap().to_rgb8();
+        assert_eq!(back.dimensions(), (3 * 16 + 4 * 2, 2 * 16 + 3 * 2));
+        assert_eq!(back.get_pixel(5, 5), &Rgb([0, 255, 0]));
+        assert_eq!(back.get_pixel(2 + 16 + 2 + 3, 5), &Rgb([0, 0, 0]));
+        assert_eq!(back.get_pixel(0, 0), &Rgb([255, 255, 255]));
+        let gray = Tensor::zeros((2, 1, 4, 4), DType::F32, &dev).unwrap();
+        let img = image_grid(&gray, GridOptions::default()).unwrap();
+        assert_eq!(img.dimensions(), (2 * 4 + 3 * 2, 4 + 2 * 2));
+        assert_eq!(img.get_pixel(2, 2), &Rgb([128, 128, 128]));
+        assert!(image_grid(&Tensor::zeros((2, 2, 4, 4), DType::F32, &dev).unwrap(), GridOptions::default())
+            .is_err());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn sudoku_rendering_and_readback() {
+        let dir = temp_dir("sudoku-png");
+        let d = build_dataset("sudoku", &BTreeMap::new(), 4).unwrap();
+        let b = make_batch(d.as_ref(), &[0, 1], &Device::Cpu).unwrap();
+        let pics = render_sudoku(&b.data, b.mask.as_ref()).unwrap();
+        assert_eq!(pics.dims(), &[2, 3, 270, 270]);
+        assert_eq!(line_offset(8) + GLYPH + 3, SUDOKU_SIDE);
+        let v = pics.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let plane = 270 * 270;
+        // A valid grid has no red pixel; given digits are black, the rest blue.
+        let red = (0..plane).filter(|&p| v[p] > 0.5 && v[plane + p] < -0.5).count();
+        assert_eq!(red, 0);
+        let blue = (0..plane).filter(|&p| v[2 * plane + p] > 0.5 && v[p] < -0.5).count();
+        assert!(blue > 0);
+        // Breaking the grid shows conflicts in red.
+        let mut digits = b.data.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        digits[0] = digits[1];
+        let broken = Tensor::from_vec(digits, (2, 9, 9), &Device::Cpu).unwrap();
+        let v = render_sudoku(&broken, None).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!((0..plane).any(|p| v[p] > 0.5 && v[plane + p] < -0.5));
+        let path = dir.join("sudoku.png");
+        write_sudoku_grid(&path, &b.data, b.mask.as_ref(), GridOptions::default()).unwrap();
+        assert_eq!(image::open(&path).unwrap().width(), 2 * 270 + 3 * 2);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn gif_frames_and_dimensions() {
+        let dir = temp_dir("gif");
+        let d = build_dataset("moving_shapes", &BTreeMap::new(), 0).unwrap();
+        let b = make_batch(d.as_ref(), &[0, 1, 2], &Device::Cpu).unwrap();
+        let path = dir.join("video.gif");
+        write_gif(&path, &b.data, 100, GridOptions { columns: Some(3), padding: 1, scale: 1 }).unwrap();
+        let file = std::io::BufReader::new(std::fs::File::open(&path).unwrap());
+        let frames =
+            image::codecs::gif::GifDecoder::new(file).unwrap().into_frames().collect_frames().unwrap();
+        assert_eq!(frames.len(), 8);
+        assert_eq!(frames[0].buffer().dimensions(), (3 * 32 + 4, 32 + 2));
+        let single = dir.join("one.gif");
+        write_gif(&single, &b.data.get(0).unwrap(), 50, GridOptions::default()).unwrap();
+        let file = std::io::BufReader::new(std::fs::File::open(&single).unwrap());
+        let frames =
+            image::codecs::gif::GifDecoder::new(file).unwrap().into_frames().collect_frames().unwrap();
+        assert_eq!((frames.len(), frames[0].buffer().dimensions()), (8, (36, 36)));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
