@@ -11,3 +11,7 @@ pub use source::{SourceId, SourceMap, Span};
 pub use value::{Experiment, Field, Table, Value, ValueKind};
 pub mod catalogue;
 pub mod plan;
+pub mod syntax;
+
+pub use syntax::ast::Module;
+pub use syntax::parse;
