@@ -15,3 +15,9 @@ pub mod syntax;
 
 pub use syntax::ast::Module;
 pub use syntax::parse;
+pub mod render;
+pub mod resolve;
+pub mod suggest;
+
+pub use render::{render, to_json};
+pub use resolve::{parse_override, read_source, resolve, FsLoader, Loader, MemLoader, Override};

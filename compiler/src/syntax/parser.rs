@@ -37,6 +37,10 @@ pub fn parse(source: SourceId, text: &str) -> (Module, Diagnostics) {
     if !p.scan.fatal {
         module.items = p.items();
     }
+    if !p.scan.errors.is_empty() {
+        // Syntax errors after a structural one (an unclosed bracket, say) are its consequences.
+        p.diags.retain(|d| d.code != "E0101");
+    }
     module.comments = std::mem::take(&mut p.scan.comments);
     (module, p.diags)
 }

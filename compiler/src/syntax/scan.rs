@@ -228,11 +228,16 @@ pub(crate) fn scan(source: SourceId, text: &str) -> Scan {
             _ => i += 1,
         }
     }
-    for &(open, at) in stack.iter().take(3) {
+    // The innermost bracket is the likeliest to miss its match; the others follow from it.
+    if let Some(&(open, at)) = stack.last() {
         out.errors.push(
-            Diagnostic::error("E0102", format!("unclosed `{}`", open as char), span(at, at + 1), "opened here")
-                .with_label(span(text.len(), text.len()), "the file ends before it is closed")
-                .with_help(format!("add the matching `{}`", closer_of(open) as char)),
+            Diagnostic::error(
+                "E0102",
+                format!("unclosed `{}`", open as char),
+                span(at, at + 1),
+                "opened here and never closed",
+            )
+            .with_help(format!("add the matching `{}`", closer_of(open) as char)),
         );
     }
     out.pairs.sort_unstable();
