@@ -818,7 +818,11 @@ impl<'a> P<'a> {
         let before = self.text[..pos.min(self.text.len())].trim_end();
         let last = before.chars().next_back()?;
         if last.is_ascii_alphanumeric() || last == '_' {
-            let start = before.rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).map_or(0, |i| i + 1);
+            let start = before
+                .char_indices()
+                .rev()
+                .find(|(_, c)| !(c.is_ascii_alphanumeric() || *c == '_'))
+                .map_or(0, |(i, c)| i + c.len_utf8());
             let word = &before[start..];
             let keywords =
                 ["use", "preset", "experiment", "extends", "evaluate", "on", "with", "data", "sampler"];
