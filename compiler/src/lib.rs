@@ -11,3 +11,13 @@ pub use source::{SourceId, SourceMap, Span};
 pub use value::{Experiment, Field, Table, Value, ValueKind};
 pub mod catalogue;
 pub mod plan;
+pub mod syntax;
+
+pub use syntax::ast::Module;
+pub use syntax::parse;
+pub mod render;
+pub mod resolve;
+pub mod suggest;
+
+pub use render::{render, to_json};
+pub use resolve::{parse_override, read_source, resolve, FsLoader, Loader, MemLoader, Override};
