@@ -7,3 +7,4 @@ pub(crate) mod math_test_support;
 pub mod param;
 pub mod pvalue;
 pub mod step;
+pub mod time;
