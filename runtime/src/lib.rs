@@ -6,5 +6,6 @@ pub mod flow;
 pub(crate) mod math_test_support;
 pub mod param;
 pub mod pvalue;
+pub mod schedule;
 pub mod step;
 pub mod time;
