@@ -280,7 +280,7 @@ impl Flow {
                     logsnr_max: p.f64("logsnr_max", 15.0)?,
                     shift: positive(&p, "shift", 0.125)?,
                 };
-                if !(cfg.logsnr_min < cfg.logsnr_max) {
+                if cfg.logsnr_min.is_nan() || cfg.logsnr_min >= cfg.logsnr_max {
                     return Err(p.invalid("logsnr_min", "must be below logsnr_max"));
                 }
                 Ok(Flow::CosineLogsnr(cfg))
@@ -522,7 +522,7 @@ fn cosine_logsnr_angles(c: &CosineLogsnrConfig) -> (f64, f64) {
 fn cosine_logsnr_derivative(c: &CosineLogsnrConfig, t: f64) -> f64 {
     let (lo, hi) = cosine_logsnr_angles(c);
     let k = hi - lo;
-    if t < 0.0 || t > 1.0 {
+    if !(0.0..=1.0).contains(&t) {
         return 0.0;
     }
     let angle = lo + t * k;

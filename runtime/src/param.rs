@@ -132,7 +132,7 @@ pub(crate) fn row_features(rows: usize, values: usize) -> Result<usize> {
     if rows == 0 && values == 0 {
         return Ok(1);
     }
-    if rows == 0 || values % rows != 0 || values == 0 {
+    if rows == 0 || !values.is_multiple_of(rows) || values == 0 {
         return Err(RuntimeError::Shape(format!("{values} values do not split into {rows} rows")));
     }
     Ok(values / rows)

@@ -228,7 +228,7 @@ impl TimeSampler {
                 if !(0.0 <= cfg.min_ratio && cfg.min_ratio <= cfg.ratio_mean && cfg.ratio_mean <= 1.0) {
                     return Err(p.invalid("min_ratio", "needs 0 <= min_ratio <= ratio_mean <= 1"));
                 }
-                if !(cfg.ratio_std > 0.0) {
+                if cfg.ratio_std.is_nan() || cfg.ratio_std <= 0.0 {
                     return Err(p.invalid("ratio_std", "must be positive"));
                 }
                 if cfg.parallel == 0 {
@@ -354,9 +354,7 @@ impl TimeSampler {
                 times.resize(n, 0.0);
                 loss.resize(n, false);
                 if cfg.full_noise {
-                    for k in 0..noised {
-                        times[k] = 1.0;
-                    }
+                    times[..noised].iter_mut().for_each(|x| *x = 1.0);
                     let p = cfg.parallel.min(n);
                     for k in n - p..n {
                         times[k] = time(rng);
@@ -682,11 +680,11 @@ mod tests {
         ] {
             let s = TimeSampler::new(kind.clone(), ScalarSampler::Uniform { min: 0.0, max: 1.0 });
             let d = s.sample(&mut rng, 2, 9, Some(&mask)).unwrap();
-            for i in 0..18 {
-                if !mask[i] {
-                    assert_eq!((d.t[i], d.weights[i]), (0.0, 0.0), "{kind:?}");
+            for ((m, t), w) in mask.iter().zip(&d.t).zip(&d.weights) {
+                if !m {
+                    assert_eq!((*t, *w), (0.0, 0.0), "{kind:?}");
                 } else {
-                    assert!((0.0..=1.0).contains(&d.t[i]) && d.weights[i] > 0.0, "{kind:?}");
+                    assert!((0.0..=1.0).contains(t) && *w > 0.0, "{kind:?}");
                 }
             }
             assert!(s.sample(&mut rng, 2, 9, Some(&mask[..3])).is_err());

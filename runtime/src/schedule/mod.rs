@@ -148,11 +148,11 @@ impl ScheduleConfig {
                     _ => return Err(p.invalid("max_error", "must be in (0, 1)")),
                 };
                 let min_step = p.f64("min_step", 0.1)?;
-                if !(min_step > 0.0) {
+                if min_step.is_nan() || min_step <= 0.0 {
                     return Err(p.invalid("min_step", "must be positive"));
                 }
                 let min_alpha = p.f64("min_alpha", 1e-5)?;
-                if !(min_alpha > 0.0) {
+                if min_alpha.is_nan() || min_alpha <= 0.0 {
                     return Err(p.invalid("min_alpha", "must be positive"));
                 }
                 ScheduleConfig::AdaptiveInverse(AdaptiveInverseConfig {
@@ -167,7 +167,7 @@ impl ScheduleConfig {
             "adaptive_softmax" => {
                 let max_steps = steps(100)?;
                 let scale = p.f64("scale", 0.1)?;
-                if !(scale > 0.0) {
+                if scale.is_nan() || scale <= 0.0 {
                     return Err(p.invalid("scale", "must be positive"));
                 }
                 let finished = p.opt_f64("finished")?.unwrap_or(1.0 / max_steps as f64);
@@ -289,15 +289,15 @@ impl Schedule {
             State::MaskGit(s) => s.step(t, self.variables),
             State::Adaptive(s) => s.step(t, sigma, self.variables)?,
         };
-        for i in 0..n {
-            let b = i / self.variables;
-            if !unfinished[b] {
-                out.t_next[i] = t[i];
-                out.should_denoise[i] = false;
+        let rows = out.t_next.iter_mut().zip(out.should_denoise.iter_mut()).zip(t.iter().zip(&self.mask));
+        for (i, ((next, denoise), (now, m))) in rows.enumerate() {
+            if !unfinished[i / self.variables] {
+                *next = *now;
+                *denoise = false;
             }
-            let clamped = out.t_next[i].min(t[i]) * self.mask[i];
-            out.t_next[i] = if clamped.is_nan() { 0.0 } else { clamped.max(0.0) };
-            out.should_denoise[i] &= self.mask[i] > 0.0;
+            let clamped = next.min(*now) * m;
+            *next = if clamped.is_nan() { 0.0 } else { clamped.max(0.0) };
+            *denoise &= *m > 0.0;
         }
         self.calls += 1;
         Ok(out)

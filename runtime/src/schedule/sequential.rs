@@ -50,7 +50,7 @@ impl SequentialScheduleConfig {
         if !(0.0..=1.0).contains(&self.overlap) {
             return bad("overlap", "must be in [0, 1]");
         }
-        if !(self.epsilon > 0.0) {
+        if self.epsilon.is_nan() || self.epsilon <= 0.0 {
             return bad("epsilon", "must be positive");
         }
         Ok(())
