@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 /// Result alias of the runtime.
-pub type Result<T> = std::result::Result<T, RuntimeError>;
+pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
 
 /// Everything that can go wrong while building or running a plan.
 #[derive(Debug, thiserror::Error)]
@@ -30,13 +30,16 @@ pub enum RuntimeError {
     Param { component: String, name: String, what: String },
     /// No component of this kind has this name.
     #[error("unknown {kind} `{name}`")]
-    UnknownComponent { kind: &'static str, name: String },
+    UnknownComponent { kind: String, name: String },
     /// A tensor or sample does not have the expected shape.
     #[error("shape mismatch: {0}")]
     Shape(String),
     /// A sample index outside a finite dataset.
     #[error("{dataset}: index {index} out of range (dataset has {len} samples)")]
     IndexOutOfRange { dataset: String, index: u64, len: u64 },
+    /// An operation the chosen configuration does not support.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
     /// An error raised by candle.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

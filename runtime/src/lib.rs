@@ -1,7 +1,15 @@
-//! Candle runtime for sr plans.
+//! Candle runtime for sr plans: data, mappers, flows, time samplers, denoisers, training, sampling.
 
 pub mod data;
 pub mod error;
+pub mod flow;
 pub mod image_io;
 pub mod mapper;
+#[cfg(test)]
+pub(crate) mod math_test_support;
 pub mod metric;
+pub mod param;
+pub mod pvalue;
+pub mod schedule;
+pub mod step;
+pub mod time;

@@ -34,7 +34,7 @@ pub fn compute_metric(name: &str, samples: &Tensor, reference: Option<&Tensor>) 
             let mse = d.sqr()?.mean_all()?.to_scalar::<f32>()? as f64;
             Ok([("mse".to_string(), mse)].into())
         }
-        other => Err(RuntimeError::UnknownComponent { kind: "metric", name: other.to_string() }),
+        other => Err(RuntimeError::UnknownComponent { kind: "metric".into(), name: other.to_string() }),
     }
 }
 

@@ -1,0 +1,76 @@
+//! Typed access to component parameters of a plan node (`BTreeMap<String, PValue>`).
+
+use std::collections::BTreeMap;
+
+use sr_compiler::plan::PValue;
+
+use crate::error::{Result, RuntimeError};
+
+/// Reads typed parameters of one component, falling back to defaults for absent keys.
+pub struct Params<'a> {
+    component: &'a str,
+    map: &'a BTreeMap<String, PValue>,
+}
+
+impl<'a> Params<'a> {
+    /// Wraps the parameter map of `component`.
+    pub fn new(component: &'a str, map: &'a BTreeMap<String, PValue>) -> Self {
+        Self { component, map }
+    }
+
+    fn err(&self, key: &str, msg: impl Into<String>) -> RuntimeError {
+        RuntimeError::param(self.component, key, msg)
+    }
+
+    /// A float (integers are accepted), or `default` when absent.
+    pub fn f64(&self, key: &str, default: f64) -> Result<f64> {
+        Ok(self.opt_f64(key)?.unwrap_or(default))
+    }
+
+    /// A float if present.
+    pub fn opt_f64(&self, key: &str) -> Result<Option<f64>> {
+        match self.map.get(key) {
+            None => Ok(None),
+            Some(PValue::Float(x)) => Ok(Some(*x)),
+            Some(PValue::Int(i)) => Ok(Some(*i as f64)),
+            Some(other) => Err(self.err(key, format!("expected a number, got {other:?}"))),
+        }
+    }
+
+    /// A non-negative integer, or `default` when absent.
+    pub fn usize(&self, key: &str, default: usize) -> Result<usize> {
+        Ok(self.opt_usize(key)?.unwrap_or(default))
+    }
+
+    /// A non-negative integer if present.
+    pub fn opt_usize(&self, key: &str) -> Result<Option<usize>> {
+        match self.map.get(key) {
+            None => Ok(None),
+            Some(PValue::Int(i)) if *i >= 0 => Ok(Some(*i as usize)),
+            Some(other) => Err(self.err(key, format!("expected a non-negative integer, got {other:?}"))),
+        }
+    }
+
+    /// A boolean, or `default` when absent.
+    pub fn bool(&self, key: &str, default: bool) -> Result<bool> {
+        match self.map.get(key) {
+            None => Ok(default),
+            Some(PValue::Bool(b)) => Ok(*b),
+            Some(other) => Err(self.err(key, format!("expected a bool, got {other:?}"))),
+        }
+    }
+
+    /// A string, or `default` when absent.
+    pub fn str(&self, key: &str, default: &'a str) -> Result<&'a str> {
+        match self.map.get(key) {
+            None => Ok(default),
+            Some(PValue::Str(s)) => Ok(s.as_str()),
+            Some(other) => Err(self.err(key, format!("expected a string, got {other:?}"))),
+        }
+    }
+
+    /// Error for a value outside its valid range.
+    pub fn invalid(&self, key: &str, msg: impl Into<String>) -> RuntimeError {
+        self.err(key, msg)
+    }
+}
