@@ -1,1 +1,4 @@
 //! Candle runtime for sr plans.
+
+pub mod error;
+pub mod nn;
