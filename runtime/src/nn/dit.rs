@@ -7,10 +7,13 @@
 //! Modulation and output layers are zero-initialised (adaLN-Zero), so a fresh network predicts 0.
 
 use candle_core::{Module, Tensor};
-use candle_nn::{linear, Linear, VarBuilder};
+use candle_nn::VarBuilder;
 
+use super::linear::{linear, Linear};
+
+use super::linear::linear_zero;
 use super::ops::{self, LayerNorm};
-use super::{check_input, linear_zero, Denoiser, Geometry, Params, Prediction, TimeEmbedding};
+use super::{check_input, Denoiser, Geometry, Params, Prediction, TimeEmbedding};
 use crate::error::{Result, RuntimeError};
 
 /// Catalogue parameters of `transformer` / `block_causal_transformer`.
@@ -56,9 +59,14 @@ impl DitConfig {
 }
 
 /// Multi-head self-attention over `[B, N, W]`.
+///
+/// q, k and v have their own projections: slicing one fused `qkv` output would make candle's backward
+/// allocate and concatenate a zero-padded copy of the whole output per slice.
 #[derive(Debug)]
 pub(crate) struct SelfAttention {
-    qkv: Linear,
+    q: Linear,
+    k: Linear,
+    v: Linear,
     proj: Linear,
     heads: usize,
 }
@@ -69,7 +77,9 @@ impl SelfAttention {
             candle_core::bail!("width {width} is not divisible by heads {heads}")
         }
         Ok(Self {
-            qkv: linear(width, 3 * width, vb.pp("qkv"))?,
+            q: linear(width, width, vb.pp("q"))?,
+            k: linear(width, width, vb.pp("k"))?,
+            v: linear(width, width, vb.pp("v"))?,
             proj: linear(width, width, vb.pp("proj"))?,
             heads,
         })
@@ -78,10 +88,8 @@ impl SelfAttention {
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
         let (b, n, w) = x.dims3()?;
         let d = w / self.heads;
-        // One copy brings q, k and v into [3, B, H, N, d] layout.
-        let qkv =
-            self.qkv.forward(x)?.reshape((b, n, 3, self.heads, d))?.permute((2, 0, 3, 1, 4))?.contiguous()?;
-        let out = ops::attention(&qkv.get(0)?, &qkv.get(1)?, &qkv.get(2)?, mask)?;
+        let split = |l: &Linear| l.forward(x)?.reshape((b, n, self.heads, d))?.transpose(1, 2)?.contiguous();
+        let out = ops::attention(&split(&self.q)?, &split(&self.k)?, &split(&self.v)?, mask)?;
         self.proj.forward(&out.transpose(1, 2)?.reshape((b, n, w))?)
     }
 }
@@ -105,10 +113,11 @@ impl FeedForward {
 
 #[derive(Debug)]
 struct DitBlock {
-    modulation: Linear,
+    /// adaLN-Zero: shift, scale, gate for attention then for the MLP, one projection each (separate
+    /// layers rather than slices of one output, whose backward would pad every slice to full size).
+    modulation: Vec<Linear>,
     attn: SelfAttention,
     mlp: FeedForward,
-    width: usize,
 }
 
 impl DitBlock {
@@ -116,18 +125,17 @@ impl DitBlock {
         let w = cfg.width;
         let hidden = ((w as f64) * cfg.mlp_ratio).round().max(1.0) as usize;
         Ok(Self {
-            modulation: linear_zero(w, 6 * w, vb.pp("modulation"))?,
+            modulation: (0..6)
+                .map(|i| linear_zero(w, w, vb.pp(format!("modulation.{i}"))))
+                .collect::<candle_core::Result<_>>()?,
             attn: SelfAttention::new(w, cfg.heads, vb.pp("attn"))?,
             mlp: FeedForward::new(w, hidden, vb.pp("mlp"))?,
-            width: w,
         })
     }
 
     /// `x [B, N, W]`, `c` = SiLU of the per-token conditioning `[B, N, W]`.
     fn forward(&self, x: &Tensor, c: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
-        let m = self.modulation.forward(c)?;
-        let w = self.width;
-        let chunk = |i: usize| m.narrow(2, i * w, w);
+        let chunk = |i: usize| self.modulation[i].forward(c);
         let h = ops::modulate(&ops::layer_norm(x, 1e-6)?, &chunk(0)?, &chunk(1)?)?;
         let x = (x + self.attn.forward(&h, mask)?.mul(&chunk(2)?)?)?;
         let h = ops::modulate(&ops::layer_norm(&x, 1e-6)?, &chunk(3)?, &chunk(4)?)?;
@@ -143,12 +151,12 @@ pub struct Dit {
     pos: Tensor,
     time: TimeEmbedding,
     blocks: Vec<DitBlock>,
-    final_modulation: Linear,
+    final_shift: Linear,
+    final_scale: Linear,
     final_norm: LayerNorm,
     head: Linear,
     var_head: Option<Linear>,
     mask: Option<Tensor>,
-    width: usize,
 }
 
 impl Dit {
@@ -173,12 +181,12 @@ impl Dit {
             blocks: (0..cfg.depth)
                 .map(|i| DitBlock::new(cfg, vb.pp(format!("blocks.{i}"))))
                 .collect::<candle_core::Result<_>>()?,
-            final_modulation: linear_zero(w, 2 * w, vb.pp("final.modulation"))?,
+            final_shift: linear_zero(w, w, vb.pp("final.shift"))?,
+            final_scale: linear_zero(w, w, vb.pp("final.scale"))?,
             final_norm: LayerNorm::new(w, false, 1e-6, vb.pp("final.norm"))?,
             head: linear_zero(w, f, vb.pp("final.head"))?,
             var_head: if cfg.uncertainty { Some(linear_zero(w, 1, vb.pp("final.var_head"))?) } else { None },
             mask,
-            width: w,
         })
     }
 }
@@ -191,9 +199,8 @@ impl Denoiser for Dit {
         for block in &self.blocks {
             x = block.forward(&x, &c, self.mask.as_ref())?;
         }
-        let m = self.final_modulation.forward(&c)?;
-        let w = self.width;
-        let h = ops::modulate(&self.final_norm.forward(&x)?, &m.narrow(2, 0, w)?, &m.narrow(2, w, w)?)?;
+        let (shift, scale) = (self.final_shift.forward(&c)?, self.final_scale.forward(&c)?);
+        let h = ops::modulate(&self.final_norm.forward(&x)?, &shift, &scale)?;
         let out = self.head.forward(&h)?;
         let log_var = match &self.var_head {
             Some(head) => Some(head.forward(&h)?.reshape((b, self.geometry.variables))?),
@@ -297,5 +304,45 @@ mod tests {
             VarBuilder::from_varmap(&VarMap::new(), DType::F32, &Device::Cpu)
         )
         .is_err());
+    }
+}
+
+#[cfg(test)]
+mod bench {
+    use super::*;
+    use crate::nn::build_denoiser;
+    use crate::nn::test_util::params;
+    use candle_core::{DType, Device};
+    use candle_nn::VarMap;
+    use sr_compiler::plan::PValue;
+
+    /// `cargo test -p sr-runtime --lib dit_step_time -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn dit_step_time() {
+        let dev = Device::Cpu;
+        let vm = VarMap::new();
+        let p = params(&[
+            ("width", PValue::Int(128)),
+            ("depth", PValue::Int(4)),
+            ("heads", PValue::Int(4)),
+            ("time_dim", PValue::Int(128)),
+            ("uncertainty", PValue::Bool(true)),
+        ]);
+        let g = Geometry::flat(81, 9);
+        let net =
+            build_denoiser("transformer", &p, &g, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
+        let z = Tensor::randn(0f32, 1., (64, 81, 9), &dev).unwrap();
+        let t = Tensor::rand(0f32, 1., (64, 81), &dev).unwrap();
+        for i in 0..6 {
+            let start = std::time::Instant::now();
+            let pred = net.forward(&z, &t).unwrap();
+            let f = start.elapsed();
+            let loss = (pred.out.sqr().unwrap().sum_all().unwrap()
+                + pred.log_var.unwrap().sum_all().unwrap())
+            .unwrap();
+            let _g = loss.backward().unwrap();
+            println!("step {i}: forward {:?}, forward+backward {:?}", f, start.elapsed());
+        }
     }
 }

@@ -8,7 +8,9 @@
 //! one from the first block on. Heads: `Linear(width → F)` and, with `uncertainty`, `Linear(width → 1)`.
 
 use candle_core::{Module, Tensor};
-use candle_nn::{linear, Linear, VarBuilder};
+use candle_nn::VarBuilder;
+
+use super::linear::{linear, Linear};
 
 use super::ops::{self, LayerNorm};
 use super::{check_input, Denoiser, Geometry, Params, Prediction, TimeEmbedding};

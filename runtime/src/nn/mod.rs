@@ -5,6 +5,8 @@
 //! [`Geometry`], with its weights under a `candle_nn::VarBuilder` (normally backed by a `VarMap`).
 
 pub mod dit;
+pub mod fused;
+pub mod linear;
 pub mod mlp;
 pub mod ops;
 pub mod tokenizer;
@@ -170,19 +172,12 @@ impl Params<'_> {
     }
 }
 
-/// A zero-initialised linear layer (adaLN-Zero modulation and output heads).
-pub(crate) fn linear_zero(i: usize, o: usize, vb: VarBuilder) -> candle_core::Result<candle_nn::Linear> {
-    let w = vb.get_with_hints((o, i), "weight", candle_nn::Init::Const(0.0))?;
-    let b = vb.get_with_hints(o, "bias", candle_nn::Init::Const(0.0))?;
-    Ok(candle_nn::Linear::new(w, Some(b)))
-}
-
 /// Embedding of per-variable noise levels: sinusoidal features → Linear → SiLU → Linear.
 #[derive(Debug, Clone)]
 pub(crate) struct TimeEmbedding {
     dim: usize,
-    fc1: candle_nn::Linear,
-    fc2: candle_nn::Linear,
+    fc1: linear::Linear,
+    fc2: linear::Linear,
 }
 
 impl TimeEmbedding {
@@ -192,8 +187,8 @@ impl TimeEmbedding {
         }
         Ok(Self {
             dim,
-            fc1: candle_nn::linear(dim, out, vb.pp("fc1"))?,
-            fc2: candle_nn::linear(out, out, vb.pp("fc2"))?,
+            fc1: linear::linear(dim, out, vb.pp("fc1"))?,
+            fc2: linear::linear(out, out, vb.pp("fc2"))?,
         })
     }
 

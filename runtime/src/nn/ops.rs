@@ -6,8 +6,18 @@
 use candle_core::{DType, Result, Tensor, D};
 use candle_nn::VarBuilder;
 
+use super::fused;
+
 /// Layer normalisation over the last dimension, without affine parameters.
 pub fn layer_norm(x: &Tensor, eps: f64) -> Result<Tensor> {
+    if fused::supported(x) {
+        return x.contiguous()?.apply_op1(fused::LayerNormOp(eps));
+    }
+    layer_norm_composite(x, eps)
+}
+
+/// [`layer_norm`] from primitive ops (any device and dtype).
+pub fn layer_norm_composite(x: &Tensor, eps: f64) -> Result<Tensor> {
     let mean = x.mean_keepdim(D::Minus1)?;
     let xc = x.broadcast_sub(&mean)?;
     let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
@@ -32,6 +42,14 @@ pub fn group_norm(x: &Tensor, groups: usize, eps: f64) -> Result<Tensor> {
 
 /// Softmax over the last dimension, with a gradient.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    if fused::supported(x) {
+        return x.contiguous()?.apply_op1(fused::Softmax);
+    }
+    softmax_composite(x)
+}
+
+/// [`softmax_last_dim`] from primitive ops (any device and dtype).
+pub fn softmax_composite(x: &Tensor) -> Result<Tensor> {
     // Softmax is shift-invariant, so the stabilising maximum carries no gradient.
     let max = x.max_keepdim(D::Minus1)?.detach();
     let e = x.broadcast_sub(&max)?.exp()?;
@@ -41,6 +59,9 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
 
 /// GELU (tanh approximation).
 pub fn gelu(x: &Tensor) -> Result<Tensor> {
+    if fused::supported(x) {
+        return x.contiguous()?.apply_op1(fused::Gelu);
+    }
     x.gelu()
 }
 
@@ -237,6 +258,50 @@ mod tests {
         assert!(g.get(&x).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 1e-4);
     }
 
+    /// Value and input gradient of `sum(f(x) * r)`.
+    fn value_and_grad(f: impl Fn(&Tensor) -> Result<Tensor>, x: &Tensor, r: &Tensor) -> (Tensor, Tensor) {
+        let v = Var::from_tensor(x).unwrap();
+        let y = f(&v).unwrap();
+        let g = (&y * r).unwrap().sum_all().unwrap().backward().unwrap();
+        (y, g.get(&v).unwrap().clone())
+    }
+
+    #[test]
+    fn fused_kernels_match_composite_ops() {
+        let dev = Device::Cpu;
+        for dims in [(3usize, 4usize, 33usize), (2, 1, 1)] {
+            let x = (Tensor::randn(0f32, 3., dims, &dev).unwrap() + 0.5).unwrap();
+            let x = Tensor::cat(&[&x, &(&x * 10.0).unwrap()], 2).unwrap();
+            let r = Tensor::randn(0f32, 1., x.dims(), &dev).unwrap();
+            let cases: [(
+                &str,
+                Box<dyn Fn(&Tensor) -> Result<Tensor>>,
+                Box<dyn Fn(&Tensor) -> Result<Tensor>>,
+            ); 3] = [
+                ("gelu", Box::new(gelu), Box::new(|x: &Tensor| x.gelu())),
+                ("softmax", Box::new(softmax_last_dim), Box::new(softmax_composite)),
+                (
+                    "layer_norm",
+                    Box::new(|x: &Tensor| layer_norm(x, 1e-5)),
+                    Box::new(|x: &Tensor| layer_norm_composite(x, 1e-5)),
+                ),
+            ];
+            for (name, fused, reference) in cases {
+                let (y1, g1) = value_and_grad(&fused, &x, &r);
+                let (y2, g2) = value_and_grad(&reference, &x, &r);
+                assert!(close(&y1, &y2, 1e-4), "{name} forward {dims:?}");
+                assert!(close(&g1, &g2, 1e-3), "{name} backward {dims:?}");
+            }
+        }
+        // Non-contiguous input goes through the same kernels.
+        let x = Tensor::randn(0f32, 1., (5, 7), &dev).unwrap();
+        assert!(close(
+            &softmax_last_dim(&x.t().unwrap()).unwrap(),
+            &softmax_composite(&x.t().unwrap()).unwrap(),
+            1e-6
+        ));
+    }
+
     #[test]
     fn timestep_embedding_values() {
         let dev = Device::Cpu;
@@ -287,5 +352,65 @@ mod tests {
         let mean = g.mean(2).unwrap().abs().unwrap().max_keepdim(1).unwrap().max(0).unwrap();
         assert!(mean.squeeze(0).unwrap().to_scalar::<f32>().unwrap() < 1e-5);
         assert!(group_norm(&x, 3, 1e-6).is_err());
+    }
+}
+
+#[cfg(test)]
+mod bench {
+    use super::*;
+    use candle_core::Device;
+
+    fn time<F: FnMut() -> Tensor>(name: &str, mut f: F) {
+        let _ = f();
+        let s = std::time::Instant::now();
+        for _ in 0..5 {
+            let _ = f();
+        }
+        println!("{name}: {:?}", s.elapsed() / 5);
+    }
+
+    #[test]
+    #[ignore]
+    fn op_times() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1., (64, 81, 128), &dev).unwrap();
+        let x2 = x.reshape((64 * 81, 128)).unwrap();
+        let w = Tensor::randn(0f32, 1., (512, 128), &dev).unwrap();
+        let h = Tensor::randn(0f32, 1., (64, 81, 512), &dev).unwrap();
+        let q = Tensor::randn(0f32, 1., (64, 4, 81, 32), &dev).unwrap();
+        time("matmul 5184x128x512", || x2.matmul(&w.t().unwrap()).unwrap());
+        time("layer_norm", || layer_norm(&x, 1e-6).unwrap());
+        time("fused layer_norm", || {
+            candle_nn::ops::layer_norm_slow(
+                &x,
+                &x.get(0).unwrap().get(0).unwrap(),
+                &x.get(0).unwrap().get(0).unwrap(),
+                1e-6,
+            )
+            .unwrap()
+        });
+        time("candle gelu 512", || h.gelu().unwrap());
+        time("our gelu 512", || gelu(&h).unwrap());
+        let hv = candle_core::Var::from_tensor(&h).unwrap();
+        time("our gelu 512 fwd+bwd", || {
+            gelu(&hv).unwrap().sum_all().unwrap().backward().map(|_| h.clone()).unwrap()
+        });
+        time("candle gelu 512 fwd+bwd", || {
+            hv.gelu().unwrap().sum_all().unwrap().backward().map(|_| h.clone()).unwrap()
+        });
+        let qv = candle_core::Var::from_tensor(&q).unwrap();
+        time("attention fwd+bwd", || {
+            attention(&qv, &qv, &qv, None).unwrap().sum_all().unwrap().backward().map(|_| h.clone()).unwrap()
+        });
+        let w2 = candle_core::Var::from_tensor(&w).unwrap();
+        time("matmul fwd+bwd", || {
+            x2.matmul(&w2.t().unwrap()).unwrap().sum_all().unwrap().backward().map(|_| h.clone()).unwrap()
+        });
+        time("add", || (&x + &x).unwrap());
+        time("mul narrow", || x.mul(&h.narrow(2, 128, 128).unwrap()).unwrap());
+        time("attention", || attention(&q, &q, &q, None).unwrap());
+        time("sqr", || x.sqr().unwrap());
+        time("mean_keepdim", || x.mean_keepdim(D::Minus1).unwrap());
+        time("broadcast_sub", || x.broadcast_sub(&x.narrow(2, 0, 1).unwrap()).unwrap());
     }
 }

@@ -11,7 +11,9 @@
 //! is mean-pooled per variable.
 
 use candle_core::{Module, Tensor};
-use candle_nn::{conv2d, linear, Conv2d, Conv2dConfig, Linear, VarBuilder};
+use candle_nn::{conv2d, Conv2d, Conv2dConfig, VarBuilder};
+
+use super::linear::{linear, Linear};
 use sr_compiler::plan::PValue;
 
 use super::dit::SelfAttention;

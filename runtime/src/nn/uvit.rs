@@ -9,7 +9,9 @@
 //! per frame.
 
 use candle_core::{Module, Tensor};
-use candle_nn::{linear, Linear, VarBuilder};
+use candle_nn::VarBuilder;
+
+use super::linear::{linear, Linear};
 
 use super::dit::{FeedForward, SelfAttention};
 use super::ops::LayerNorm;
