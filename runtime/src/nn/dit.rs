@@ -73,7 +73,7 @@ pub(crate) struct SelfAttention {
 
 impl SelfAttention {
     pub fn new(width: usize, heads: usize, vb: VarBuilder) -> candle_core::Result<Self> {
-        if heads == 0 || width % heads != 0 {
+        if heads == 0 || !width.is_multiple_of(heads) {
             candle_core::bail!("width {width} is not divisible by heads {heads}")
         }
         Ok(Self {

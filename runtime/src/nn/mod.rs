@@ -68,7 +68,7 @@ impl Geometry {
 
     /// Patches of an image `[C, H, W]`.
     pub fn image(channels: usize, height: usize, width: usize, patch: usize) -> Result<Self> {
-        if patch == 0 || height % patch != 0 || width % patch != 0 || channels == 0 {
+        if patch == 0 || !height.is_multiple_of(patch) || !width.is_multiple_of(patch) || channels == 0 {
             return Err(RuntimeError::Config(format!(
                 "patch {patch} does not tile the image [{channels}, {height}, {width}]"
             )));
@@ -182,7 +182,7 @@ pub(crate) struct TimeEmbedding {
 
 impl TimeEmbedding {
     pub fn new(dim: usize, out: usize, vb: VarBuilder) -> candle_core::Result<Self> {
-        if dim == 0 || dim % 2 != 0 {
+        if dim == 0 || !dim.is_multiple_of(2) {
             candle_core::bail!("time_dim must be even and positive, got {dim}")
         }
         Ok(Self {

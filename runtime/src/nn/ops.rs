@@ -33,7 +33,7 @@ pub fn layer_norm_affine(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -
 /// Group normalisation of `[B, C, ...]` over `groups` channel groups, without affine parameters.
 pub fn group_norm(x: &Tensor, groups: usize, eps: f64) -> Result<Tensor> {
     let dims = x.dims().to_vec();
-    if dims.len() < 2 || groups == 0 || dims[1] % groups != 0 {
+    if dims.len() < 2 || groups == 0 || !dims[1].is_multiple_of(groups) {
         candle_core::bail!("group_norm: {groups} groups do not divide the channels of shape {dims:?}")
     }
     let grouped = x.reshape((dims[0], groups, ()))?;
@@ -93,7 +93,7 @@ pub fn modulate(x: &Tensor, shift: &Tensor, scale: &Tensor) -> Result<Tensor> {
 /// half cosines and the second half sines of `scale · t · ω_i` with `ω_i = 10000^(-i / (dim/2))`.
 /// With t ∈ [0, 1], `scale = 1000` matches the usual discrete-timestep frequencies.
 pub fn timestep_embedding(t: &Tensor, dim: usize, scale: f64) -> Result<Tensor> {
-    if dim == 0 || dim % 2 != 0 {
+    if dim == 0 || !dim.is_multiple_of(2) {
         candle_core::bail!("timestep_embedding: dim must be even and positive, got {dim}")
     }
     let half = dim / 2;
@@ -161,7 +161,7 @@ pub struct GroupNorm {
 impl GroupNorm {
     /// A group norm of `channels` channels in `groups` groups.
     pub fn new(channels: usize, groups: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
-        if groups == 0 || channels % groups != 0 {
+        if groups == 0 || !channels.is_multiple_of(groups) {
             candle_core::bail!("GroupNorm: {groups} groups do not divide {channels} channels")
         }
         let weight = vb.get_with_hints(channels, "weight", candle_nn::Init::Const(1.0))?;
@@ -258,6 +258,8 @@ mod tests {
         assert!(g.get(&x).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 1e-4);
     }
 
+    type UnaryFn = Box<dyn Fn(&Tensor) -> Result<Tensor>>;
+
     /// Value and input gradient of `sum(f(x) * r)`.
     fn value_and_grad(f: impl Fn(&Tensor) -> Result<Tensor>, x: &Tensor, r: &Tensor) -> (Tensor, Tensor) {
         let v = Var::from_tensor(x).unwrap();
@@ -273,11 +275,7 @@ mod tests {
             let x = (Tensor::randn(0f32, 3., dims, &dev).unwrap() + 0.5).unwrap();
             let x = Tensor::cat(&[&x, &(&x * 10.0).unwrap()], 2).unwrap();
             let r = Tensor::randn(0f32, 1., x.dims(), &dev).unwrap();
-            let cases: [(
-                &str,
-                Box<dyn Fn(&Tensor) -> Result<Tensor>>,
-                Box<dyn Fn(&Tensor) -> Result<Tensor>>,
-            ); 3] = [
+            let cases: [(&str, UnaryFn, UnaryFn); 3] = [
                 ("gelu", Box::new(gelu), Box::new(|x: &Tensor| x.gelu())),
                 ("softmax", Box::new(softmax_last_dim), Box::new(softmax_composite)),
                 (

@@ -86,7 +86,7 @@ impl UNetConfig {
 
 /// Largest group count ≤ 32 that divides `ch`.
 fn groups_for(ch: usize) -> usize {
-    (1..=32.min(ch)).rev().find(|g| ch % g == 0).unwrap_or(1)
+    (1..=32.min(ch)).rev().find(|g| ch.is_multiple_of(*g)).unwrap_or(1)
 }
 
 fn zero_conv(i: usize, o: usize, k: usize, vb: VarBuilder) -> candle_core::Result<Conv2d> {
@@ -160,7 +160,7 @@ struct AttnBlock {
 
 impl AttnBlock {
     fn new(ch: usize, vb: VarBuilder) -> candle_core::Result<Self> {
-        let heads = if ch % 32 == 0 { ch / 32 } else { 1 };
+        let heads = if ch.is_multiple_of(32) { ch / 32 } else { 1 };
         Ok(Self {
             norm: GroupNorm::new(ch, groups_for(ch), 1e-5, vb.pp("norm"))?,
             attn: SelfAttention::new(ch, heads, vb.pp("attn"))?,

@@ -104,7 +104,7 @@ impl UViT {
         if h % p != 0 || w % p != 0 {
             return Err(RuntimeError::Config(format!("uvit patch {p} does not tile frames of {h}x{w}")));
         }
-        if cfg.heads == 0 || cfg.width % cfg.heads != 0 {
+        if cfg.heads == 0 || !cfg.width.is_multiple_of(cfg.heads) {
             return Err(RuntimeError::Config(format!(
                 "uvit width {} is not divisible by heads {}",
                 cfg.width, cfg.heads
