@@ -1,4 +1,7 @@
-//! Errors of the runtime.
+//! The runtime's one error type.
+//!
+//! Every runtime module returns [`RuntimeError`]; add variants rather than new error types, so the
+//! command line can render any runtime failure with a stable code and a hint.
 
 use std::path::PathBuf;
 
@@ -6,13 +9,15 @@ use std::path::PathBuf;
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
 
 /// Everything that can go wrong while building or running a plan.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum RuntimeError {
     /// A data file exists but its content is wrong (bad magic number, truncated, wrong dtype, ...).
     #[error("{}: {what}", path.display())]
+    #[diagnostic(code(R0101), help("check the file: it may be truncated, corrupt or of another format"))]
     DataFile { path: PathBuf, what: String },
     /// A file or directory could not be read or written.
     #[error("{}: {source}", path.display())]
+    #[diagnostic(code(R0102), help("check that the path exists, is readable and that the disk has room"))]
     Io {
         path: PathBuf,
         #[source]
@@ -20,6 +25,7 @@ pub enum RuntimeError {
     },
     /// An image could not be decoded or encoded.
     #[error("{}: {source}", path.display())]
+    #[diagnostic(code(R0103))]
     Image {
         path: PathBuf,
         #[source]
@@ -27,21 +33,46 @@ pub enum RuntimeError {
     },
     /// A component parameter is missing, of the wrong type or out of range.
     #[error("{component}: parameter `{name}`: {what}")]
+    #[diagnostic(code(R0201))]
     Param { component: String, name: String, what: String },
     /// No component of this kind has this name.
     #[error("unknown {kind} `{name}`")]
+    #[diagnostic(code(R0202), help("`sr components` lists every component"))]
     UnknownComponent { kind: String, name: String },
+    /// A component cannot be built for the given shapes or configuration.
+    #[error("{0}")]
+    #[diagnostic(code(R0203))]
+    Config(String),
     /// A tensor or sample does not have the expected shape.
     #[error("shape mismatch: {0}")]
+    #[diagnostic(code(R0204))]
     Shape(String),
-    /// A sample index outside a finite dataset.
-    #[error("{dataset}: index {index} out of range (dataset has {len} samples)")]
-    IndexOutOfRange { dataset: String, index: u64, len: u64 },
     /// An operation the chosen configuration does not support.
     #[error("unsupported: {0}")]
+    #[diagnostic(code(R0205))]
     Unsupported(String),
+    /// A sample index outside a finite dataset.
+    #[error("{dataset}: index {index} out of range (dataset has {len} samples)")]
+    #[diagnostic(code(R0104))]
+    IndexOutOfRange { dataset: String, index: u64, len: u64 },
+    /// A checkpoint file is missing, truncated, corrupt or does not match the model.
+    #[error("checkpoint {}: {reason}", path.display())]
+    #[diagnostic(code(R0301), help("delete or replace the file, or resume from an older checkpoint"))]
+    Checkpoint { path: PathBuf, reason: String },
+    /// Training produced a non-finite loss or gradient.
+    #[error("training diverged at step {step}: {what}")]
+    #[diagnostic(
+        code(R0401),
+        help("the last good checkpoint is kept; lower the learning rate, raise warm-up or enable clipping")
+    )]
+    Diverged { step: u64, what: String },
+    /// The requested device is not available in this build or on this machine.
+    #[error("device `{device}`: {what}")]
+    #[diagnostic(code(R0501), help("use `--device cpu`, or build with `--features cuda` on a machine with CUDA"))]
+    Device { device: String, what: String },
     /// An error raised by candle.
     #[error(transparent)]
+    #[diagnostic(code(R0001))]
     Candle(#[from] candle_core::Error),
 }
 

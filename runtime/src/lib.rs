@@ -1,5 +1,6 @@
 //! Candle runtime for sr plans: data, mappers, flows, time samplers, denoisers, training, sampling.
 
+pub mod checkpoint;
 pub mod data;
 pub mod error;
 pub mod flow;
@@ -8,6 +9,8 @@ pub mod mapper;
 #[cfg(test)]
 pub(crate) mod math_test_support;
 pub mod metric;
+pub mod nn;
+pub mod optim;
 pub mod param;
 pub mod pvalue;
 pub mod schedule;

@@ -1,0 +1,461 @@
+//! Training checkpoints: weights, EMA weights, optimizer state, step and RNG state, written atomically.
+//!
+//! # Layout
+//!
+//! ```text
+//! <dir>/latest                        name of the newest complete checkpoint ("step-00001000\n")
+//! <dir>/step-00001000/model.safetensors       weights; tensor names = VarMap paths ("blocks.0.attn.q.weight")
+//! <dir>/step-00001000/ema.safetensors         EMA weights, same names (only when EMA is on)
+//! <dir>/step-00001000/optimizer.safetensors   optimizer tensors: AdamW "m.<path>", "v.<path>";
+//!                                             SGD "momentum.<path>" (only when an optimizer is saved)
+//! <dir>/step-00001000/state.json              {"format": 1, "step", "optimizer": {"kind", "step", "lr"},
+//!                                              "rng": <caller's JSON>, "files": {<file>: {"bytes", "fnv1a64"}}}
+//! ```
+//!
+//! The safetensors files are plain safetensors (loadable by PyTorch, JAX, ...). Every file is written to
+//! a temporary file in the same directory, fsynced and renamed into place, and the directory is fsynced;
+//! `state.json` is written after the tensor files and `latest` last, so an interrupted save never
+//! replaces the previous checkpoint. `state.json` records each file's size and FNV-1a hash, so a
+//! truncated or corrupted file is reported (with its path) instead of being loaded.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, RuntimeError};
+use crate::optim::{Ema, Optimizer, OptimizerState};
+
+/// Version of the on-disk layout.
+pub const FORMAT: u32 = 1;
+
+const MODEL: &str = "model.safetensors";
+const EMA: &str = "ema.safetensors";
+const OPTIMIZER: &str = "optimizer.safetensors";
+const STATE: &str = "state.json";
+const LATEST: &str = "latest";
+
+/// Everything saved at one training step.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    pub step: u64,
+    /// Weights by VarMap path.
+    pub model: BTreeMap<String, Tensor>,
+    /// EMA weights by VarMap path.
+    pub ema: Option<BTreeMap<String, Tensor>>,
+    pub optimizer: Option<OptimizerState>,
+    /// Learning rate at save time (informational; schedules recompute it from the step).
+    pub lr: Option<f64>,
+    /// The trainer's RNG state, opaque to this module.
+    pub rng: serde_json::Value,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct FileInfo {
+    bytes: u64,
+    fnv1a64: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct OptimizerInfo {
+    kind: String,
+    step: u64,
+    lr: Option<f64>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct State {
+    format: u32,
+    step: u64,
+    optimizer: Option<OptimizerInfo>,
+    rng: serde_json::Value,
+    files: BTreeMap<String, FileInfo>,
+}
+
+impl Checkpoint {
+    /// Snapshot the current training state (tensors are copied, so training can continue).
+    pub fn capture(
+        step: u64,
+        model: &VarMap,
+        ema: Option<&Ema>,
+        optimizer: Option<&dyn Optimizer>,
+        rng: serde_json::Value,
+    ) -> Result<Self> {
+        let model = crate::optim::named_vars(model)
+            .into_iter()
+            .map(|(n, v)| Ok((n, v.as_tensor().copy()?)))
+            .collect::<Result<_>>()?;
+        let ema = match ema {
+            Some(e) => Some(e.tensors().into_iter().map(|(n, t)| Ok((n, t.copy()?))).collect::<Result<_>>()?),
+            None => None,
+        };
+        let (optimizer, lr) = match optimizer {
+            Some(o) => (Some(o.state()?), Some(o.learning_rate())),
+            None => (None, None),
+        };
+        Ok(Self { step, model, ema, optimizer, lr, rng })
+    }
+
+    /// Write the saved weights into `model` (every variable must be present with its shape), and the
+    /// EMA weights and optimizer state into `ema` / `optimizer` when given.
+    pub fn restore(
+        &self,
+        model: &VarMap,
+        ema: Option<&mut Ema>,
+        optimizer: Option<&mut dyn Optimizer>,
+    ) -> Result<()> {
+        let bad =
+            |reason: String| RuntimeError::Config(format!("checkpoint at step {}: {reason}", self.step));
+        let vars = crate::optim::named_vars(model);
+        for (name, var) in &vars {
+            let t = self.model.get(name).ok_or_else(|| bad(format!("no weight `{name}`")))?;
+            if t.dims() != var.dims() {
+                return Err(bad(format!(
+                    "weight `{name}` has shape {:?}, the model has {:?}",
+                    t.dims(),
+                    var.dims()
+                )));
+            }
+        }
+        for (name, var) in &vars {
+            let t = &self.model[name];
+            var.set(&t.to_device(var.device())?.to_dtype(var.dtype())?)?;
+        }
+        if let Some(e) = ema {
+            let saved = self.ema.as_ref().ok_or_else(|| bad("no EMA weights".into()))?;
+            e.load(&saved.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<HashMap<_, _>>())?;
+        }
+        if let Some(o) = optimizer {
+            o.load_state(self.optimizer.as_ref().ok_or_else(|| bad("no optimizer state".into()))?)?;
+        }
+        Ok(())
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
+    move |source| RuntimeError::Io { path: path.to_path_buf(), source }
+}
+
+fn corrupt(path: &Path, reason: impl Into<String>) -> RuntimeError {
+    RuntimeError::Checkpoint { path: path.to_path_buf(), reason: reason.into() }
+}
+
+/// FNV-1a, 64 bit: a stable, dependency-free integrity check (not a cryptographic hash).
+fn fnv1a64(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    // Directory fsync makes the rename durable; it is not supported (nor needed) on every platform.
+    #[cfg(unix)]
+    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// Write `bytes` to `path` atomically: temporary file in the same directory, fsync, rename, fsync dir.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| corrupt(path, "not a file path"))?.to_string_lossy();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(bytes).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+        drop(f);
+        fs::rename(&tmp, path).map_err(io(path))?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn serialize(tensors: &BTreeMap<String, Tensor>, path: &Path) -> Result<Vec<u8>> {
+    safetensors::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), None)
+        .map_err(|e| corrupt(path, format!("cannot serialise: {e}")))
+}
+
+/// The directory name of the checkpoint at `step`.
+pub fn step_dir_name(step: u64) -> String {
+    format!("step-{step:08}")
+}
+
+/// Save `ckpt` under `dir` (created if needed) and point `latest` at it. Returns the step directory.
+pub fn save(dir: &Path, ckpt: &Checkpoint) -> Result<PathBuf> {
+    let step_dir = dir.join(step_dir_name(ckpt.step));
+    fs::create_dir_all(&step_dir).map_err(io(&step_dir))?;
+    let mut files = BTreeMap::new();
+    let mut put = |name: &str, tensors: &BTreeMap<String, Tensor>| -> Result<()> {
+        let path = step_dir.join(name);
+        let bytes = serialize(tensors, &path)?;
+        write_atomic(&path, &bytes)?;
+        files.insert(name.to_string(), FileInfo { bytes: bytes.len() as u64, fnv1a64: fnv1a64(&bytes) });
+        Ok(())
+    };
+    put(MODEL, &ckpt.model)?;
+    if let Some(ema) = &ckpt.ema {
+        put(EMA, ema)?;
+    }
+    if let Some(o) = &ckpt.optimizer {
+        put(OPTIMIZER, &o.tensors)?;
+    }
+    let state = State {
+        format: FORMAT,
+        step: ckpt.step,
+        optimizer: ckpt.optimizer.as_ref().map(|o| OptimizerInfo {
+            kind: o.kind.clone(),
+            step: o.step,
+            lr: ckpt.lr,
+        }),
+        rng: ckpt.rng.clone(),
+        files,
+    };
+    let json =
+        serde_json::to_vec_pretty(&state).map_err(|e| corrupt(&step_dir.join(STATE), e.to_string()))?;
+    write_atomic(&step_dir.join(STATE), &json)?;
+    write_atomic(&dir.join(LATEST), format!("{}\n", step_dir_name(ckpt.step)).as_bytes())?;
+    Ok(step_dir)
+}
+
+/// The step directory `latest` points to, or `None` when `dir` has no checkpoint yet.
+pub fn latest(dir: &Path) -> Result<Option<PathBuf>> {
+    let pointer = dir.join(LATEST);
+    let text = match fs::read_to_string(&pointer) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(&pointer)(e)),
+    };
+    let name = text.trim();
+    if name.is_empty() || name.contains(['/', '\\']) || name == ".." {
+        return Err(corrupt(&pointer, format!("does not name a checkpoint directory: {name:?}")));
+    }
+    Ok(Some(dir.join(name)))
+}
+
+/// Load the checkpoint `latest` points to, if any.
+pub fn load_latest(dir: &Path, device: &Device) -> Result<Option<Checkpoint>> {
+    match latest(dir)? {
+        Some(p) => load(&p, device).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn read_checked(path: &Path, info: &FileInfo) -> Result<Vec<u8>> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(corrupt(path, "is missing")),
+        Err(e) => return Err(io(path)(e)),
+    };
+    if bytes.len() as u64 != info.bytes {
+        return Err(corrupt(
+            path,
+            format!("is truncated or altered: {} bytes, expected {}", bytes.len(), info.bytes),
+        ));
+    }
+    if fnv1a64(&bytes) != info.fnv1a64 {
+        return Err(corrupt(path, "is corrupt: content hash does not match state.json"));
+    }
+    Ok(bytes)
+}
+
+fn load_tensors(
+    step_dir: &Path,
+    name: &str,
+    state: &State,
+    device: &Device,
+) -> Result<Option<BTreeMap<String, Tensor>>> {
+    let Some(info) = state.files.get(name) else { return Ok(None) };
+    let path = step_dir.join(name);
+    let bytes = read_checked(&path, info)?;
+    let map = candle_core::safetensors::load_buffer(&bytes, device)
+        .map_err(|e| corrupt(&path, format!("is not a valid safetensors file: {e}")))?;
+    Ok(Some(map.into_iter().collect()))
+}
+
+/// Load the checkpoint in `step_dir` onto `device`.
+pub fn load(step_dir: &Path, device: &Device) -> Result<Checkpoint> {
+    let state_path = step_dir.join(STATE);
+    let text = match fs::read(&state_path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(corrupt(&state_path, "is missing (incomplete or absent checkpoint)"))
+        }
+        Err(e) => return Err(io(&state_path)(e)),
+    };
+    let state: State =
+        serde_json::from_slice(&text).map_err(|e| corrupt(&state_path, format!("is not valid: {e}")))?;
+    if state.format != FORMAT {
+        return Err(corrupt(
+            &state_path,
+            format!("has format {}, this sr reads format {FORMAT}", state.format),
+        ));
+    }
+    let model = load_tensors(step_dir, MODEL, &state, device)?
+        .ok_or_else(|| corrupt(&state_path, "lists no model.safetensors"))?;
+    let ema = load_tensors(step_dir, EMA, &state, device)?;
+    let optimizer = match (&state.optimizer, load_tensors(step_dir, OPTIMIZER, &state, device)?) {
+        (Some(info), Some(tensors)) => {
+            Some(OptimizerState { kind: info.kind.clone(), step: info.step, tensors })
+        }
+        (None, None) => None,
+        _ => return Err(corrupt(&state_path, "optimizer entry and optimizer.safetensors disagree")),
+    };
+    Ok(Checkpoint {
+        step: state.step,
+        model,
+        ema,
+        lr: state.optimizer.as_ref().and_then(|o| o.lr),
+        optimizer,
+        rng: state.rng,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::optim::{named_vars, AdamW, AdamWConfig};
+    use candle_core::DType;
+    use candle_nn::{Init, VarBuilder};
+
+    fn tmpdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("sr-ckpt-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn model() -> VarMap {
+        let vm = VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+        vb.get_with_hints((3, 4), "a.weight", Init::Randn { mean: 0., stdev: 1. }).unwrap();
+        vb.get_with_hints(5, "b", Init::Randn { mean: 0., stdev: 1. }).unwrap();
+        vm
+    }
+
+    fn train_step(vm: &VarMap, opt: &mut AdamW, ema: &mut Ema) {
+        let loss = named_vars(vm)
+            .iter()
+            .map(|(_, v)| v.sqr().unwrap().sum_all().unwrap())
+            .reduce(|a, b| (a + b).unwrap())
+            .unwrap();
+        opt.step(&loss.backward().unwrap()).unwrap();
+        ema.update().unwrap();
+    }
+
+    fn bits(t: &Tensor) -> Vec<u32> {
+        t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|x| x.to_bits()).collect()
+    }
+
+    #[test]
+    fn round_trip_is_bit_exact_and_resumes() {
+        let dir = tmpdir("roundtrip");
+        let vm = model();
+        let mut opt = AdamW::new(named_vars(&vm), AdamWConfig { lr: 0.01, ..Default::default() }).unwrap();
+        let mut ema = Ema::new(&named_vars(&vm), 0.9).unwrap();
+        train_step(&vm, &mut opt, &mut ema);
+        let rng = serde_json::json!({"seed": 7, "draws": 123});
+        let saved = Checkpoint::capture(1, &vm, Some(&ema), Some(&opt), rng.clone()).unwrap();
+        let path = save(&dir, &saved).unwrap();
+        assert_eq!(latest(&dir).unwrap(), Some(path.clone()));
+        // The weights file is a plain safetensors file keyed by VarMap paths.
+        let raw = fs::read(path.join(MODEL)).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&raw).unwrap();
+        assert_eq!(st.names().len(), 2);
+        assert!(st.tensor("a.weight").is_ok());
+
+        let loaded = load_latest(&dir, &Device::Cpu).unwrap().unwrap();
+        assert_eq!((loaded.step, loaded.rng.clone(), loaded.lr), (1, rng, Some(0.01)));
+        for (k, t) in &saved.model {
+            assert_eq!(bits(t), bits(&loaded.model[k]));
+        }
+        let vm2 = model();
+        let mut opt2 = AdamW::new(named_vars(&vm2), AdamWConfig { lr: 0.01, ..Default::default() }).unwrap();
+        let mut ema2 = Ema::new(&named_vars(&vm2), 0.9).unwrap();
+        loaded.restore(&vm2, Some(&mut ema2), Some(&mut opt2)).unwrap();
+        // One more step from both: identical bits.
+        train_step(&vm, &mut opt, &mut ema);
+        train_step(&vm2, &mut opt2, &mut ema2);
+        for ((_, a), (_, b)) in named_vars(&vm).iter().zip(named_vars(&vm2).iter()) {
+            assert_eq!(bits(a.as_tensor()), bits(b.as_tensor()));
+        }
+        for ((_, a), (_, b)) in ema.tensors().iter().zip(ema2.tensors().iter()) {
+            assert_eq!(bits(a), bits(b));
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn expect_checkpoint_error(r: Result<Option<Checkpoint>>, file: &str) {
+        match r {
+            Err(RuntimeError::Checkpoint { path, .. }) => assert!(path.ends_with(file), "{path:?}"),
+            other => panic!("expected a checkpoint error about {file}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn corrupt_truncated_and_missing_files_are_reported() {
+        let dir = tmpdir("corrupt");
+        assert!(load_latest(&dir, &Device::Cpu).unwrap().is_none());
+        let vm = model();
+        let path =
+            save(&dir, &Checkpoint::capture(5, &vm, None, None, serde_json::Value::Null).unwrap()).unwrap();
+        let model_file = path.join(MODEL);
+        let good = fs::read(&model_file).unwrap();
+
+        fs::write(&model_file, &good[..good.len() / 2]).unwrap();
+        expect_checkpoint_error(load_latest(&dir, &Device::Cpu), MODEL);
+
+        let mut flipped = good.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 0x40;
+        fs::write(&model_file, &flipped).unwrap();
+        expect_checkpoint_error(load_latest(&dir, &Device::Cpu), MODEL);
+
+        fs::remove_file(&model_file).unwrap();
+        expect_checkpoint_error(load_latest(&dir, &Device::Cpu), MODEL);
+
+        fs::write(&model_file, &good).unwrap();
+        assert!(load_latest(&dir, &Device::Cpu).unwrap().is_some());
+        fs::write(path.join(STATE), b"{ not json").unwrap();
+        expect_checkpoint_error(load_latest(&dir, &Device::Cpu), STATE);
+        fs::write(dir.join(LATEST), b"../elsewhere\n").unwrap();
+        expect_checkpoint_error(load_latest(&dir, &Device::Cpu), LATEST);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn interrupted_save_keeps_previous_checkpoint() {
+        let dir = tmpdir("interrupt");
+        let vm = model();
+        let first =
+            save(&dir, &Checkpoint::capture(10, &vm, None, None, serde_json::Value::Null).unwrap()).unwrap();
+        // Simulate a crash during the save of step 20: a half-written temporary model file, no state.json.
+        let second = dir.join(step_dir_name(20));
+        fs::create_dir_all(&second).unwrap();
+        fs::write(second.join(format!(".{MODEL}.tmp-999")), b"partial").unwrap();
+        fs::write(dir.join(format!(".{LATEST}.tmp-999")), b"step-00000020").unwrap();
+        assert_eq!(latest(&dir).unwrap(), Some(first.clone()));
+        assert_eq!(load_latest(&dir, &Device::Cpu).unwrap().unwrap().step, 10);
+        // The incomplete directory itself is reported as incomplete, naming its state file.
+        match load(&second, &Device::Cpu) {
+            Err(RuntimeError::Checkpoint { path, .. }) => assert!(path.ends_with(STATE)),
+            other => panic!("{other:?}"),
+        }
+        // A later complete save of the same step replaces the debris and moves `latest`.
+        let again =
+            save(&dir, &Checkpoint::capture(20, &vm, None, None, serde_json::Value::Null).unwrap()).unwrap();
+        assert_eq!(latest(&dir).unwrap(), Some(again));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

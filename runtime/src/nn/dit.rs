@@ -1,0 +1,348 @@
+//! `transformer` (DiT) and `block_causal_transformer`.
+//!
+//! Tokens are the variables: `Linear(F → width)` plus a learned position embedding. Every token carries
+//! its own noise level, so the adaLN-Zero conditioning is per token: `c = TimeEmbedding(t) [B, V, width]`
+//! produces per-token shift/scale/gate for each block. The final layer is an adaLN-modulated layer norm
+//! followed by the output head (`F`) and, with `uncertainty`, a log-variance head (`1` per token).
+//! Modulation and output layers are zero-initialised (adaLN-Zero), so a fresh network predicts 0.
+
+use candle_core::{Module, Tensor};
+use candle_nn::VarBuilder;
+
+use super::linear::{linear, Linear};
+
+use super::linear::linear_zero;
+use super::ops::{self, LayerNorm};
+use super::{check_input, Denoiser, Geometry, Params, Prediction, TimeEmbedding};
+use crate::error::{Result, RuntimeError};
+
+/// Catalogue parameters of `transformer` / `block_causal_transformer`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DitConfig {
+    pub width: usize,
+    pub depth: usize,
+    pub heads: usize,
+    pub mlp_ratio: f64,
+    pub time_dim: usize,
+    pub uncertainty: bool,
+    /// Variables per causal block (`block_causal_transformer`); `None` = full attention.
+    pub block: Option<usize>,
+}
+
+impl Default for DitConfig {
+    fn default() -> Self {
+        Self {
+            width: 384,
+            depth: 12,
+            heads: 6,
+            mlp_ratio: 4.0,
+            time_dim: 256,
+            uncertainty: false,
+            block: None,
+        }
+    }
+}
+
+impl DitConfig {
+    pub(crate) fn from_params(p: &Params, causal: bool) -> Result<Self> {
+        let d = Self::default();
+        Ok(Self {
+            width: p.usize("width", Some(d.width))?,
+            depth: p.usize("depth", Some(d.depth))?,
+            heads: p.usize("heads", Some(d.heads))?,
+            mlp_ratio: p.f64("mlp_ratio", d.mlp_ratio)?,
+            time_dim: p.usize("time_dim", Some(d.time_dim))?,
+            uncertainty: p.bool("uncertainty", d.uncertainty)?,
+            block: if causal { Some(p.usize("block", None)?) } else { None },
+        })
+    }
+}
+
+/// Multi-head self-attention over `[B, N, W]`.
+///
+/// q, k and v have their own projections: slicing one fused `qkv` output would make candle's backward
+/// allocate and concatenate a zero-padded copy of the whole output per slice.
+#[derive(Debug)]
+pub(crate) struct SelfAttention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    proj: Linear,
+    heads: usize,
+}
+
+impl SelfAttention {
+    pub fn new(width: usize, heads: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+        if heads == 0 || !width.is_multiple_of(heads) {
+            candle_core::bail!("width {width} is not divisible by heads {heads}")
+        }
+        Ok(Self {
+            q: linear(width, width, vb.pp("q"))?,
+            k: linear(width, width, vb.pp("k"))?,
+            v: linear(width, width, vb.pp("v"))?,
+            proj: linear(width, width, vb.pp("proj"))?,
+            heads,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
+        let (b, n, w) = x.dims3()?;
+        let d = w / self.heads;
+        let split = |l: &Linear| l.forward(x)?.reshape((b, n, self.heads, d))?.transpose(1, 2)?.contiguous();
+        let out = ops::attention(&split(&self.q)?, &split(&self.k)?, &split(&self.v)?, mask)?;
+        self.proj.forward(&out.transpose(1, 2)?.reshape((b, n, w))?)
+    }
+}
+
+/// Two-layer GELU MLP.
+#[derive(Debug)]
+pub(crate) struct FeedForward {
+    fc1: Linear,
+    fc2: Linear,
+}
+
+impl FeedForward {
+    pub fn new(width: usize, hidden: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+        Ok(Self { fc1: linear(width, hidden, vb.pp("fc1"))?, fc2: linear(hidden, width, vb.pp("fc2"))? })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.fc2.forward(&ops::gelu(&self.fc1.forward(x)?)?)
+    }
+}
+
+#[derive(Debug)]
+struct DitBlock {
+    /// adaLN-Zero: shift, scale, gate for attention then for the MLP, one projection each (separate
+    /// layers rather than slices of one output, whose backward would pad every slice to full size).
+    modulation: Vec<Linear>,
+    attn: SelfAttention,
+    mlp: FeedForward,
+}
+
+impl DitBlock {
+    fn new(cfg: &DitConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+        let w = cfg.width;
+        let hidden = ((w as f64) * cfg.mlp_ratio).round().max(1.0) as usize;
+        Ok(Self {
+            modulation: (0..6)
+                .map(|i| linear_zero(w, w, vb.pp(format!("modulation.{i}"))))
+                .collect::<candle_core::Result<_>>()?,
+            attn: SelfAttention::new(w, cfg.heads, vb.pp("attn"))?,
+            mlp: FeedForward::new(w, hidden, vb.pp("mlp"))?,
+        })
+    }
+
+    /// `x [B, N, W]`, `c` = SiLU of the per-token conditioning `[B, N, W]`.
+    fn forward(&self, x: &Tensor, c: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
+        let chunk = |i: usize| self.modulation[i].forward(c);
+        let h = ops::modulate(&ops::layer_norm(x, 1e-6)?, &chunk(0)?, &chunk(1)?)?;
+        let x = (x + self.attn.forward(&h, mask)?.mul(&chunk(2)?)?)?;
+        let h = ops::modulate(&ops::layer_norm(&x, 1e-6)?, &chunk(3)?, &chunk(4)?)?;
+        x + self.mlp.forward(&h)?.mul(&chunk(5)?)?
+    }
+}
+
+/// The DiT denoiser (optionally block-causal).
+#[derive(Debug)]
+pub struct Dit {
+    geometry: Geometry,
+    embed: Linear,
+    pos: Tensor,
+    time: TimeEmbedding,
+    blocks: Vec<DitBlock>,
+    final_shift: Linear,
+    final_scale: Linear,
+    final_norm: LayerNorm,
+    head: Linear,
+    var_head: Option<Linear>,
+    mask: Option<Tensor>,
+}
+
+impl Dit {
+    /// Build the network for `geometry` under `vb`.
+    pub fn new(cfg: &DitConfig, geometry: &Geometry, vb: VarBuilder) -> Result<Self> {
+        let (v, f, w) = (geometry.variables, geometry.features, cfg.width);
+        if cfg.heads == 0 || w % cfg.heads != 0 {
+            return Err(RuntimeError::Config(format!(
+                "transformer width {w} is not divisible by heads {}",
+                cfg.heads
+            )));
+        }
+        let mask = match cfg.block {
+            Some(block) => Some(ops::block_causal_mask(v, block, vb.dtype(), vb.device())?),
+            None => None,
+        };
+        Ok(Self {
+            geometry: *geometry,
+            embed: linear(f, w, vb.pp("embed"))?,
+            pos: vb.get_with_hints((1, v, w), "pos", candle_nn::Init::Randn { mean: 0.0, stdev: 0.02 })?,
+            time: TimeEmbedding::new(cfg.time_dim, w, vb.pp("time"))?,
+            blocks: (0..cfg.depth)
+                .map(|i| DitBlock::new(cfg, vb.pp(format!("blocks.{i}"))))
+                .collect::<candle_core::Result<_>>()?,
+            final_shift: linear_zero(w, w, vb.pp("final.shift"))?,
+            final_scale: linear_zero(w, w, vb.pp("final.scale"))?,
+            final_norm: LayerNorm::new(w, false, 1e-6, vb.pp("final.norm"))?,
+            head: linear_zero(w, f, vb.pp("final.head"))?,
+            var_head: if cfg.uncertainty { Some(linear_zero(w, 1, vb.pp("final.var_head"))?) } else { None },
+            mask,
+        })
+    }
+}
+
+impl Denoiser for Dit {
+    fn forward(&self, z: &Tensor, t: &Tensor) -> Result<Prediction> {
+        let b = check_input(z, t, &self.geometry)?;
+        let mut x = self.embed.forward(z)?.broadcast_add(&self.pos)?;
+        let c = ops::silu(&self.time.forward(t)?)?;
+        for block in &self.blocks {
+            x = block.forward(&x, &c, self.mask.as_ref())?;
+        }
+        let (shift, scale) = (self.final_shift.forward(&c)?, self.final_scale.forward(&c)?);
+        let h = ops::modulate(&self.final_norm.forward(&x)?, &shift, &scale)?;
+        let out = self.head.forward(&h)?;
+        let log_var = match &self.var_head {
+            Some(head) => Some(head.forward(&h)?.reshape((b, self.geometry.variables))?),
+            None => None,
+        };
+        Ok(Prediction { out, log_var })
+    }
+
+    fn has_uncertainty(&self) -> bool {
+        self.var_head.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::build_denoiser;
+    use crate::nn::test_util::{check_gradients, params, perturb};
+    use candle_core::{DType, Device};
+    use candle_nn::VarMap;
+    use sr_compiler::plan::PValue;
+
+    fn small(extra: &[(&str, PValue)]) -> std::collections::BTreeMap<String, PValue> {
+        let mut p = params(&[
+            ("width", PValue::Int(16)),
+            ("depth", PValue::Int(2)),
+            ("heads", PValue::Int(2)),
+            ("mlp_ratio", PValue::Float(2.0)),
+            ("time_dim", PValue::Int(8)),
+            ("uncertainty", PValue::Bool(true)),
+        ]);
+        p.extend(params(extra));
+        p
+    }
+
+    #[test]
+    fn dit_gradients_reach_every_parameter() {
+        check_gradients("transformer", small(&[]), &Geometry::flat(6, 3), 2);
+        check_gradients(
+            "block_causal_transformer",
+            small(&[("block", PValue::Int(2))]),
+            &Geometry::flat(6, 3),
+            2,
+        );
+    }
+
+    #[test]
+    fn fresh_dit_predicts_zero() {
+        let dev = Device::Cpu;
+        let vm = VarMap::new();
+        let net = build_denoiser(
+            "transformer",
+            &small(&[]),
+            &Geometry::flat(4, 3),
+            VarBuilder::from_varmap(&vm, DType::F32, &dev),
+        )
+        .unwrap();
+        let z = Tensor::randn(0f32, 1., (2, 4, 3), &dev).unwrap();
+        let t = Tensor::rand(0f32, 1., (2, 4), &dev).unwrap();
+        let p = net.forward(&z, &t).unwrap();
+        assert_eq!(p.out.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap(), 0.0);
+        assert!(net.forward(&z.narrow(1, 0, 3).unwrap(), &t.narrow(1, 0, 3).unwrap()).is_err());
+    }
+
+    /// Change the input of variable `j` and report which output variables changed.
+    fn changed_outputs(name: &str, extra: &[(&str, PValue)], j: usize) -> Vec<bool> {
+        let dev = Device::Cpu;
+        let vm = VarMap::new();
+        let g = Geometry::flat(6, 3);
+        let net =
+            build_denoiser(name, &small(extra), &g, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
+        perturb(&vm, 0.1);
+        let z = Tensor::randn(0f32, 1., (1, 6, 3), &dev).unwrap();
+        let t = Tensor::rand(0f32, 1., (1, 6), &dev).unwrap();
+        let a = net.forward(&z, &t).unwrap().out;
+        let bump = Tensor::zeros((1, 6, 3), DType::F32, &dev)
+            .unwrap()
+            .slice_assign(&[0..1, j..j + 1, 0..3], &Tensor::ones((1, 1, 3), DType::F32, &dev).unwrap())
+            .unwrap();
+        let b = net.forward(&(z + bump).unwrap(), &t).unwrap().out;
+        let d: Vec<f32> =
+            (a - b).unwrap().abs().unwrap().sum(2).unwrap().squeeze(0).unwrap().to_vec1().unwrap();
+        d.iter().map(|x| *x > 1e-6).collect()
+    }
+
+    #[test]
+    fn attention_lets_variables_interact() {
+        let changed = changed_outputs("transformer", &[], 4);
+        assert!(changed.iter().all(|c| *c), "{changed:?}");
+    }
+
+    #[test]
+    fn block_causal_masks_future_blocks() {
+        // Blocks {0,1}, {2,3}, {4,5}: changing variable 2 affects blocks 1 and 2 only.
+        let changed = changed_outputs("block_causal_transformer", &[("block", PValue::Int(2))], 2);
+        assert_eq!(changed, vec![false, false, true, true, true, true]);
+        assert!(build_denoiser(
+            "block_causal_transformer",
+            &small(&[]),
+            &Geometry::flat(6, 3),
+            VarBuilder::from_varmap(&VarMap::new(), DType::F32, &Device::Cpu)
+        )
+        .is_err());
+    }
+}
+
+#[cfg(test)]
+mod bench {
+    use super::*;
+    use crate::nn::build_denoiser;
+    use crate::nn::test_util::params;
+    use candle_core::{DType, Device};
+    use candle_nn::VarMap;
+    use sr_compiler::plan::PValue;
+
+    /// `cargo test -p sr-runtime --lib dit_step_time -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn dit_step_time() {
+        let dev = Device::Cpu;
+        let vm = VarMap::new();
+        let p = params(&[
+            ("width", PValue::Int(128)),
+            ("depth", PValue::Int(4)),
+            ("heads", PValue::Int(4)),
+            ("time_dim", PValue::Int(128)),
+            ("uncertainty", PValue::Bool(true)),
+        ]);
+        let g = Geometry::flat(81, 9);
+        let net =
+            build_denoiser("transformer", &p, &g, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
+        let z = Tensor::randn(0f32, 1., (64, 81, 9), &dev).unwrap();
+        let t = Tensor::rand(0f32, 1., (64, 81), &dev).unwrap();
+        for i in 0..6 {
+            let start = std::time::Instant::now();
+            let pred = net.forward(&z, &t).unwrap();
+            let f = start.elapsed();
+            let loss = (pred.out.sqr().unwrap().sum_all().unwrap()
+                + pred.log_var.unwrap().sum_all().unwrap())
+            .unwrap();
+            let _g = loss.backward().unwrap();
+            println!("step {i}: forward {:?}, forward+backward {:?}", f, start.elapsed());
+        }
+    }
+}

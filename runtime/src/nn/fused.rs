@@ -1,0 +1,356 @@
+//! Fused CPU kernels with a backward pass for the hottest element-wise ops (GELU, softmax, layer norm).
+//!
+//! candle computes these as chains of tensor ops (or, for its fused versions, without a gradient). Here
+//! each forward and each backward is one pass over memory. The kernels run on CPU tensors of `f32` /
+//! `f64`; [`supported`] says when they apply, and `ops` falls back to composite ops everywhere else
+//! (CUDA, half precision), so no caller has to care.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
+
+/// Whether the fused kernels handle `x`.
+pub fn supported(x: &Tensor) -> bool {
+    x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64)
+}
+
+trait Real: candle_core::WithDType + Copy {
+    fn exp(self) -> Self;
+    fn tanh(self) -> Self;
+    fn sqrt(self) -> Self;
+    fn of(v: f64) -> Self;
+}
+
+impl Real for f32 {
+    fn exp(self) -> Self {
+        f32::exp(self)
+    }
+    /// Branch-free rational minimax approximation (max error ≈ 1 ulp in f32), which the compiler
+    /// vectorises; libm's `tanhf` is several times slower.
+    fn tanh(self) -> Self {
+        let x = self.clamp(-7.905_311, 7.905_311);
+        let x2 = x * x;
+        let p = x2 * -2.760_768_4e-16 + 2.000_188e-13;
+        let p = x2 * p + -8.604_672e-11;
+        let p = x2 * p + 5.122_297e-8;
+        let p = x2 * p + 1.485_722_4e-5;
+        let p = x2 * p + 6.372_619_3e-4;
+        let p = x * (x2 * p + 4.893_524_6e-3);
+        let q = x2 * 1.198_258_4e-6 + 1.185_347e-4;
+        let q = x2 * q + 2.268_434_6e-3;
+        let q = x2 * q + 4.893_525e-3;
+        p / q
+    }
+    fn sqrt(self) -> Self {
+        f32::sqrt(self)
+    }
+    fn of(v: f64) -> Self {
+        v as f32
+    }
+}
+
+impl Real for f64 {
+    fn exp(self) -> Self {
+        f64::exp(self)
+    }
+    fn tanh(self) -> Self {
+        f64::tanh(self)
+    }
+    fn sqrt(self) -> Self {
+        f64::sqrt(self)
+    }
+    fn of(v: f64) -> Self {
+        v
+    }
+}
+
+fn slice<'a, T: Real>(s: &'a CpuStorage, l: &Layout, name: &str) -> Result<&'a [T]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
+        None => candle_core::bail!("{name}: input must be contiguous"),
+    }
+}
+
+/// Apply `f` to a CPU storage of f32 or f64, producing a storage of the same type.
+macro_rules! dispatch {
+    ($s:expr, $name:expr, |$t:ident| $body:expr) => {
+        match $s {
+            CpuStorage::F32(_) => {
+                type $t = f32;
+                CpuStorage::F32($body)
+            }
+            CpuStorage::F64(_) => {
+                type $t = f64;
+                CpuStorage::F64($body)
+            }
+            other => candle_core::bail!("{}: unsupported dtype {:?}", $name, other.dtype()),
+        }
+    };
+}
+
+const GELU_K: f64 = 0.797_884_560_802_865_4; // sqrt(2/π)
+const GELU_C: f64 = 0.044_715;
+
+fn gelu_fwd<T: Real>(x: &[T]) -> Vec<T> {
+    let (k, c, half) = (T::of(GELU_K), T::of(GELU_C), T::of(0.5));
+    x.iter().map(|&v| half * v * (T::one() + (k * (v + c * v * v * v)).tanh())).collect()
+}
+
+fn gelu_bwd<T: Real>(x: &[T], g: &[T]) -> Vec<T> {
+    let (k, c, half, c3) = (T::of(GELU_K), T::of(GELU_C), T::of(0.5), T::of(3.0 * GELU_C));
+    x.iter()
+        .zip(g)
+        .map(|(&v, &g)| {
+            let th = (k * (v + c * v * v * v)).tanh();
+            let d = half * (T::one() + th) + half * v * (T::one() - th * th) * k * (T::one() + c3 * v * v);
+            g * d
+        })
+        .collect()
+}
+
+/// GELU, tanh approximation (same values as candle's `gelu`).
+pub struct Gelu;
+
+struct GeluGrad;
+
+impl CustomOp1 for Gelu {
+    fn name(&self) -> &'static str {
+        "sr-gelu"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let out = dispatch!(s, self.name(), |T| gelu_fwd::<T>(slice(s, l, self.name())?));
+        Ok((out, l.shape().clone()))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(arg.apply_op2_no_bwd(&grad.contiguous()?, &GeluGrad)?))
+    }
+}
+
+impl CustomOp2 for GeluGrad {
+    fn name(&self) -> &'static str {
+        "sr-gelu-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let n = self.name();
+        let out = dispatch!(s1, n, |T| gelu_bwd::<T>(slice(s1, l1, n)?, slice(s2, l2, n)?));
+        Ok((out, l1.shape().clone()))
+    }
+}
+
+fn rows<'a, T>(x: &'a [T], l: &Layout) -> Result<std::slice::ChunksExact<'a, T>> {
+    let d = l.shape().dims().last().copied().unwrap_or(1);
+    if d == 0 {
+        candle_core::bail!("fused op over an empty last dimension")
+    }
+    Ok(x.chunks_exact(d))
+}
+
+fn softmax_fwd<T: Real>(x: &[T], l: &Layout) -> Result<Vec<T>> {
+    let mut out = Vec::with_capacity(x.len());
+    for row in rows(x, l)? {
+        let max = row.iter().copied().fold(row[0], |a, b| if b > a { b } else { a });
+        let start = out.len();
+        let mut sum = T::zero();
+        for &v in row {
+            let e = (v - max).exp();
+            sum += e;
+            out.push(e);
+        }
+        let inv = T::one() / sum;
+        out[start..].iter_mut().for_each(|e| *e *= inv);
+    }
+    Ok(out)
+}
+
+fn softmax_bwd<T: Real>(y: &[T], g: &[T], l: &Layout) -> Result<Vec<T>> {
+    let mut out = Vec::with_capacity(y.len());
+    let d = l.shape().dims().last().copied().unwrap_or(1);
+    for (yr, gr) in rows(y, l)?.zip(g.chunks_exact(d)) {
+        let dot = yr.iter().zip(gr).fold(T::zero(), |a, (&y, &g)| a + y * g);
+        out.extend(yr.iter().zip(gr).map(|(&y, &g)| y * (g - dot)));
+    }
+    Ok(out)
+}
+
+/// Softmax over the last dimension.
+pub struct Softmax;
+
+struct SoftmaxGrad;
+
+impl CustomOp1 for Softmax {
+    fn name(&self) -> &'static str {
+        "sr-softmax"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let out = dispatch!(s, self.name(), |T| softmax_fwd::<T>(slice(s, l, self.name())?, l)?);
+        Ok((out, l.shape().clone()))
+    }
+
+    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(res.apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxGrad)?))
+    }
+}
+
+impl CustomOp2 for SoftmaxGrad {
+    fn name(&self) -> &'static str {
+        "sr-softmax-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let n = self.name();
+        let out = dispatch!(s1, n, |T| softmax_bwd::<T>(slice(s1, l1, n)?, slice(s2, l2, n)?, l1)?);
+        Ok((out, l1.shape().clone()))
+    }
+}
+
+/// Mean and 1/σ of one row.
+fn moments<T: Real>(row: &[T], eps: T) -> (T, T) {
+    let n = T::of(row.len() as f64);
+    let mean = row.iter().fold(T::zero(), |a, &b| a + b) / n;
+    let var = row.iter().fold(T::zero(), |a, &b| a + (b - mean) * (b - mean)) / n;
+    (mean, T::one() / (var + eps).sqrt())
+}
+
+fn layer_norm_fwd<T: Real>(x: &[T], l: &Layout, eps: f64) -> Result<Vec<T>> {
+    let mut out = Vec::with_capacity(x.len());
+    for row in rows(x, l)? {
+        let (mean, inv) = moments(row, T::of(eps));
+        out.extend(row.iter().map(|&v| (v - mean) * inv));
+    }
+    Ok(out)
+}
+
+fn layer_norm_bwd<T: Real>(x: &[T], g: &[T], l: &Layout, eps: f64) -> Result<Vec<T>> {
+    let mut out = Vec::with_capacity(x.len());
+    let d = l.shape().dims().last().copied().unwrap_or(1);
+    let n = T::of(d as f64);
+    for (row, gr) in rows(x, l)?.zip(g.chunks_exact(d)) {
+        let (mean, inv) = moments(row, T::of(eps));
+        let (mut sg, mut sgy) = (T::zero(), T::zero());
+        for (&v, &g) in row.iter().zip(gr) {
+            sg += g;
+            sgy += g * (v - mean) * inv;
+        }
+        let (mg, mgy) = (sg / n, sgy / n);
+        out.extend(row.iter().zip(gr).map(|(&v, &g)| inv * (g - mg - (v - mean) * inv * mgy)));
+    }
+    Ok(out)
+}
+
+/// Layer normalisation over the last dimension without affine parameters.
+pub struct LayerNormOp(pub f64);
+
+struct LayerNormGrad(f64);
+
+impl CustomOp1 for LayerNormOp {
+    fn name(&self) -> &'static str {
+        "sr-layer-norm"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let out = dispatch!(s, self.name(), |T| layer_norm_fwd::<T>(slice(s, l, self.name())?, l, self.0)?);
+        Ok((out, l.shape().clone()))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(arg.apply_op2_no_bwd(&grad.contiguous()?, &LayerNormGrad(self.0))?))
+    }
+}
+
+impl CustomOp2 for LayerNormGrad {
+    fn name(&self) -> &'static str {
+        "sr-layer-norm-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let n = self.name();
+        let out =
+            dispatch!(s1, n, |T| layer_norm_bwd::<T>(slice(s1, l1, n)?, slice(s2, l2, n)?, l1, self.0)?);
+        Ok((out, l1.shape().clone()))
+    }
+}
+
+/// `x [..., O] + b [O]`. Its backward passes the gradient of `x` through untouched and reduces the
+/// gradient of `b` in one pass (candle's broadcast backward is a slow strided reduction).
+pub struct BiasAdd;
+
+struct SumRows;
+
+impl CustomOp2 for BiasAdd {
+    fn name(&self) -> &'static str {
+        "sr-bias-add"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let n = self.name();
+        fn add<T: Real>(x: &[T], b: &[T]) -> Vec<T> {
+            let mut out = Vec::with_capacity(x.len());
+            for row in x.chunks_exact(b.len()) {
+                out.extend(row.iter().zip(b).map(|(&x, &b)| x + b));
+            }
+            out
+        }
+        if l1.shape().dims().last() != Some(&l2.shape().elem_count()) || l2.shape().elem_count() == 0 {
+            candle_core::bail!("{n}: bias {:?} does not match input {:?}", l2.shape(), l1.shape())
+        }
+        let out = dispatch!(s1, n, |T| add::<T>(slice(s1, l1, n)?, slice(s2, l2, n)?));
+        Ok((out, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let gb = grad.contiguous()?.apply_op1_no_bwd(&SumRows)?;
+        Ok((Some(grad.clone()), Some(gb)))
+    }
+}
+
+impl CustomOp1 for SumRows {
+    fn name(&self) -> &'static str {
+        "sr-sum-rows"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let d = l.shape().dims().last().copied().unwrap_or(1);
+        fn sum<T: Real>(x: &[T], d: usize) -> Vec<T> {
+            let mut acc = vec![T::zero(); d];
+            for row in x.chunks_exact(d) {
+                acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v);
+            }
+            acc
+        }
+        let out = dispatch!(s, self.name(), |T| sum::<T>(slice(s, l, self.name())?, d));
+        Ok((out, Shape::from(d)))
+    }
+}

@@ -1,0 +1,269 @@
+//! Denoisers: the networks that predict the flow's target (and optionally a per-variable log-variance)
+//! from noisy variables `z [B, V, F]` and per-variable noise levels `t [B, V]`.
+//!
+//! Every denoiser is built by [`build_denoiser`] from its catalogue name, its catalogue parameters and a
+//! [`Geometry`], with its weights under a `candle_nn::VarBuilder` (normally backed by a `VarMap`).
+
+pub mod dit;
+pub mod fused;
+pub mod linear;
+pub mod mlp;
+pub mod ops;
+pub mod tokenizer;
+pub mod unet;
+pub mod uvit;
+
+use std::collections::BTreeMap;
+
+use candle_core::Tensor;
+use candle_nn::VarBuilder;
+use sr_compiler::plan::PValue;
+
+use crate::error::{Result, RuntimeError};
+
+/// What a denoiser predicts.
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    /// The prediction of the parameterisation's target, `[B, V, F]`.
+    pub out: Tensor,
+    /// Per-variable log-variance `[B, V]` when the denoiser has an uncertainty head.
+    pub log_var: Option<Tensor>,
+}
+
+/// A network mapping noisy variables and their noise levels to a [`Prediction`].
+pub trait Denoiser: Send + Sync {
+    /// `z [B, V, F]`, `t [B, V]` → prediction.
+    fn forward(&self, z: &Tensor, t: &Tensor) -> Result<Prediction>;
+
+    /// Whether [`Prediction::log_var`] is produced.
+    fn has_uncertainty(&self) -> bool;
+}
+
+/// How the raw sample is laid out in variables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Variables without spatial structure (Sudoku cells, points).
+    Flat,
+    /// An image `[C, H, W]` cut into `patch × patch` patches; variable `v = row · (W/p) + col` (raster
+    /// order) and its features are ordered `(c, dy, dx)`, so `F = C·p·p`.
+    Image { channels: usize, height: usize, width: usize, patch: usize },
+    /// A video `[T, C, H, W]` with one variable per frame whose features are the frame in `(c, y, x)`
+    /// order, so `V = T` and `F = C·H·W`.
+    Video { frames: usize, channels: usize, height: usize, width: usize },
+}
+
+/// The variables a denoiser works on: `V` variables of `F` features and their layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    pub variables: usize,
+    pub features: usize,
+    pub layout: Layout,
+}
+
+impl Geometry {
+    /// `V` unstructured variables of `F` features.
+    pub fn flat(variables: usize, features: usize) -> Self {
+        Self { variables, features, layout: Layout::Flat }
+    }
+
+    /// Patches of an image `[C, H, W]`.
+    pub fn image(channels: usize, height: usize, width: usize, patch: usize) -> Result<Self> {
+        if patch == 0 || !height.is_multiple_of(patch) || !width.is_multiple_of(patch) || channels == 0 {
+            return Err(RuntimeError::Config(format!(
+                "patch {patch} does not tile the image [{channels}, {height}, {width}]"
+            )));
+        }
+        Ok(Self {
+            variables: (height / patch) * (width / patch),
+            features: channels * patch * patch,
+            layout: Layout::Image { channels, height, width, patch },
+        })
+    }
+
+    /// Frames of a video `[T, C, H, W]`.
+    pub fn video(frames: usize, channels: usize, height: usize, width: usize) -> Self {
+        Self {
+            variables: frames,
+            features: channels * height * width,
+            layout: Layout::Video { frames, channels, height, width },
+        }
+    }
+}
+
+/// Build the denoiser `name` (`mlp`, `transformer`, `block_causal_transformer`, `unet`, `uvit`) from its
+/// catalogue parameters; absent keys take the defaults of docs/COMPONENTS.md.
+pub fn build_denoiser(
+    name: &str,
+    params: &BTreeMap<String, PValue>,
+    geometry: &Geometry,
+    vb: VarBuilder,
+) -> Result<Box<dyn Denoiser>> {
+    let p = Params { component: name, map: params };
+    Ok(match name {
+        "mlp" => Box::new(mlp::Mlp::new(&mlp::MlpConfig::from_params(&p)?, geometry, vb)?),
+        "transformer" => Box::new(dit::Dit::new(&dit::DitConfig::from_params(&p, false)?, geometry, vb)?),
+        "block_causal_transformer" => {
+            Box::new(dit::Dit::new(&dit::DitConfig::from_params(&p, true)?, geometry, vb)?)
+        }
+        "unet" => Box::new(unet::UNet::new(&unet::UNetConfig::from_params(&p)?, geometry, vb)?),
+        "uvit" => Box::new(uvit::UViT::new(&uvit::UViTConfig::from_params(&p)?, geometry, vb)?),
+        other => return Err(RuntimeError::Config(format!("unknown denoiser `{other}`"))),
+    })
+}
+
+/// Typed access to a component's parameters.
+pub(crate) struct Params<'a> {
+    pub component: &'a str,
+    pub map: &'a BTreeMap<String, PValue>,
+}
+
+impl Params<'_> {
+    fn err(&self, name: &str, reason: impl Into<String>) -> RuntimeError {
+        RuntimeError::Param { component: self.component.into(), name: name.into(), what: reason.into() }
+    }
+
+    /// A positive integer.
+    pub fn usize(&self, name: &str, default: Option<usize>) -> Result<usize> {
+        match (self.map.get(name), default) {
+            (Some(PValue::Int(i)), _) if *i > 0 => Ok(*i as usize),
+            (Some(v), _) => Err(self.err(name, format!("must be a positive integer, got {v:?}"))),
+            (None, Some(d)) => Ok(d),
+            (None, None) => Err(self.err(name, "is required")),
+        }
+    }
+
+    /// A positive number.
+    pub fn f64(&self, name: &str, default: f64) -> Result<f64> {
+        match self.map.get(name) {
+            Some(PValue::Float(x)) if *x > 0.0 && x.is_finite() => Ok(*x),
+            Some(PValue::Int(i)) if *i > 0 => Ok(*i as f64),
+            Some(v) => Err(self.err(name, format!("must be a positive number, got {v:?}"))),
+            None => Ok(default),
+        }
+    }
+
+    /// A boolean.
+    pub fn bool(&self, name: &str, default: bool) -> Result<bool> {
+        match self.map.get(name) {
+            Some(PValue::Bool(b)) => Ok(*b),
+            Some(v) => Err(self.err(name, format!("must be a boolean, got {v:?}"))),
+            None => Ok(default),
+        }
+    }
+
+    /// A list of non-negative integers.
+    pub fn usize_list(&self, name: &str, default: &[usize]) -> Result<Vec<usize>> {
+        match self.map.get(name) {
+            Some(PValue::List(items)) => items
+                .iter()
+                .map(|v| match v {
+                    PValue::Int(i) if *i >= 0 => Ok(*i as usize),
+                    other => Err(self.err(name, format!("must be a list of integers, got {other:?}"))),
+                })
+                .collect(),
+            Some(v) => Err(self.err(name, format!("must be a list of integers, got {v:?}"))),
+            None => Ok(default.to_vec()),
+        }
+    }
+
+    /// The raw value, if present.
+    pub fn get(&self, name: &str) -> Option<&PValue> {
+        self.map.get(name)
+    }
+}
+
+/// Embedding of per-variable noise levels: sinusoidal features → Linear → SiLU → Linear.
+#[derive(Debug, Clone)]
+pub(crate) struct TimeEmbedding {
+    dim: usize,
+    fc1: linear::Linear,
+    fc2: linear::Linear,
+}
+
+impl TimeEmbedding {
+    pub fn new(dim: usize, out: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+        if dim == 0 || !dim.is_multiple_of(2) {
+            candle_core::bail!("time_dim must be even and positive, got {dim}")
+        }
+        Ok(Self {
+            dim,
+            fc1: linear::linear(dim, out, vb.pp("fc1"))?,
+            fc2: linear::linear(out, out, vb.pp("fc2"))?,
+        })
+    }
+
+    /// `t [...]` → `[..., out]`.
+    pub fn forward(&self, t: &Tensor) -> candle_core::Result<Tensor> {
+        use candle_core::Module;
+        let e = ops::timestep_embedding(t, self.dim, 1000.0)?;
+        self.fc2.forward(&ops::silu(&self.fc1.forward(&e)?)?)
+    }
+}
+
+/// Check that `z [B, V, F]` and `t [B, V]` fit the geometry; returns B.
+pub(crate) fn check_input(z: &Tensor, t: &Tensor, g: &Geometry) -> Result<usize> {
+    let (b, v, f) = z.dims3()?;
+    if v != g.variables || f != g.features || t.dims() != [b, v] {
+        return Err(RuntimeError::Config(format!(
+            "denoiser expects z [B, {}, {}] and t [B, {}], got z {:?} and t {:?}",
+            g.variables,
+            g.features,
+            g.variables,
+            z.dims(),
+            t.dims()
+        )));
+    }
+    Ok(b)
+}
+
+#[cfg(test)]
+pub(crate) mod test_util {
+    use super::*;
+    use candle_core::{DType, Device};
+    use candle_nn::VarMap;
+
+    /// Perturb every variable with small noise so that zero-initialised (adaLN-Zero) layers pass gradients.
+    pub fn perturb(vm: &VarMap, scale: f64) {
+        for var in vm.all_vars() {
+            let noise = Tensor::randn(0f32, scale as f32, var.shape(), var.device()).unwrap();
+            var.set(&(var.as_tensor() + noise).unwrap()).unwrap();
+        }
+    }
+
+    /// Build `name`, perturb its parameters, run forward + backward of `sum(out) + sum(log_var)` and
+    /// assert that every variable gets a finite, non-zero gradient. Returns the prediction.
+    pub fn check_gradients(
+        name: &str,
+        params: BTreeMap<String, PValue>,
+        g: &Geometry,
+        b: usize,
+    ) -> Prediction {
+        let dev = Device::Cpu;
+        let vm = VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, DType::F32, &dev);
+        let net = build_denoiser(name, &params, g, vb).unwrap();
+        perturb(&vm, 0.02);
+        let z = Tensor::randn(0f32, 1., (b, g.variables, g.features), &dev).unwrap();
+        let t = Tensor::rand(0f32, 1., (b, g.variables), &dev).unwrap();
+        let pred = net.forward(&z, &t).unwrap();
+        assert_eq!(pred.out.dims(), &[b, g.variables, g.features]);
+        let mut loss = pred.out.sum_all().unwrap();
+        if let Some(lv) = &pred.log_var {
+            assert_eq!(lv.dims(), &[b, g.variables]);
+            loss = (loss + lv.sum_all().unwrap()).unwrap();
+        }
+        let grads = loss.backward().unwrap();
+        let data = vm.data().lock().unwrap();
+        assert!(!data.is_empty());
+        for (path, var) in data.iter() {
+            let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("{name}: no gradient for {path}"));
+            let s = g.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(s.is_finite() && s > 0.0, "{name}: gradient of {path} is {s}");
+        }
+        pred
+    }
+
+    pub fn params(kv: &[(&str, PValue)]) -> BTreeMap<String, PValue> {
+        kv.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    }
+}

@@ -1,0 +1,414 @@
+//! Differentiable building blocks.
+//!
+//! candle's fused `layer_norm`, `rms_norm` and `softmax_last_dim` record no gradient, so everything here is
+//! composed from primitive ops that do. Each function keeps the number of full-size temporaries small.
+
+use candle_core::{DType, Result, Tensor, D};
+use candle_nn::VarBuilder;
+
+use super::fused;
+
+/// Layer normalisation over the last dimension, without affine parameters.
+pub fn layer_norm(x: &Tensor, eps: f64) -> Result<Tensor> {
+    if fused::supported(x) {
+        return x.contiguous()?.apply_op1(fused::LayerNormOp(eps));
+    }
+    layer_norm_composite(x, eps)
+}
+
+/// [`layer_norm`] from primitive ops (any device and dtype).
+pub fn layer_norm_composite(x: &Tensor, eps: f64) -> Result<Tensor> {
+    let mean = x.mean_keepdim(D::Minus1)?;
+    let xc = x.broadcast_sub(&mean)?;
+    let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+    let inv = (var + eps)?.sqrt()?.recip()?;
+    xc.broadcast_mul(&inv)
+}
+
+/// Layer normalisation over the last dimension followed by `x̂ · weight + bias`.
+pub fn layer_norm_affine(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Tensor> {
+    layer_norm(x, eps)?.broadcast_mul(weight)?.broadcast_add(bias)
+}
+
+/// Group normalisation of `[B, C, ...]` over `groups` channel groups, without affine parameters.
+pub fn group_norm(x: &Tensor, groups: usize, eps: f64) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    if dims.len() < 2 || groups == 0 || !dims[1].is_multiple_of(groups) {
+        candle_core::bail!("group_norm: {groups} groups do not divide the channels of shape {dims:?}")
+    }
+    let grouped = x.reshape((dims[0], groups, ()))?;
+    layer_norm(&grouped, eps)?.reshape(dims)
+}
+
+/// Softmax over the last dimension, with a gradient.
+pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    if fused::supported(x) {
+        return x.contiguous()?.apply_op1(fused::Softmax);
+    }
+    softmax_composite(x)
+}
+
+/// [`softmax_last_dim`] from primitive ops (any device and dtype).
+pub fn softmax_composite(x: &Tensor) -> Result<Tensor> {
+    // Softmax is shift-invariant, so the stabilising maximum carries no gradient.
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let e = x.broadcast_sub(&max)?.exp()?;
+    let s = e.sum_keepdim(D::Minus1)?;
+    e.broadcast_div(&s)
+}
+
+/// GELU (tanh approximation).
+pub fn gelu(x: &Tensor) -> Result<Tensor> {
+    if fused::supported(x) {
+        return x.contiguous()?.apply_op1(fused::Gelu);
+    }
+    x.gelu()
+}
+
+/// SiLU (`x · σ(x)`).
+pub fn silu(x: &Tensor) -> Result<Tensor> {
+    x.silu()
+}
+
+/// Scaled dot-product attention. `q`, `k`, `v` are `[B, H, N, d]`; `mask`, if given, is an additive mask
+/// broadcastable to `[B, H, N, N]` (0 where attention is allowed, `-inf` where it is not).
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+    let d = q.dim(D::Minus1)?;
+    // Scaling q (N·d values) is cheaper than scaling the scores (N·N values).
+    let q = (q * (1.0 / (d as f64).sqrt()))?;
+    let scores = q.matmul(&k.t()?)?;
+    let scores = match mask {
+        Some(m) => scores.broadcast_add(m)?,
+        None => scores,
+    };
+    softmax_last_dim(&scores)?.matmul(v)
+}
+
+/// adaLN modulation `x · (1 + scale) + shift` (shapes broadcast).
+pub fn modulate(x: &Tensor, shift: &Tensor, scale: &Tensor) -> Result<Tensor> {
+    x.broadcast_mul(&(scale + 1.0)?)?.broadcast_add(shift)
+}
+
+/// Sinusoidal embedding of noise levels: `t` of any shape `[...]` → `[..., dim]` (`dim` even), the first
+/// half cosines and the second half sines of `scale · t · ω_i` with `ω_i = 10000^(-i / (dim/2))`.
+/// With t ∈ [0, 1], `scale = 1000` matches the usual discrete-timestep frequencies.
+pub fn timestep_embedding(t: &Tensor, dim: usize, scale: f64) -> Result<Tensor> {
+    if dim == 0 || !dim.is_multiple_of(2) {
+        candle_core::bail!("timestep_embedding: dim must be even and positive, got {dim}")
+    }
+    let half = dim / 2;
+    let ln = (10000f64).ln();
+    let freqs: Vec<f32> = (0..half).map(|i| (scale * (-ln * i as f64 / half as f64).exp()) as f32).collect();
+    let freqs = Tensor::from_vec(freqs, half, t.device())?.to_dtype(t.dtype())?;
+    let args = t.unsqueeze(D::Minus1)?.broadcast_mul(&freqs)?;
+    Tensor::cat(&[args.cos()?, args.sin()?], D::Minus1)
+}
+
+/// Nearest-neighbour upsampling of `[B, C, H, W]` by integer factors, built from a broadcast and reshape
+/// (candle's `upsample_nearest2d` backward overwrites instead of accumulating).
+pub fn upsample_nearest(x: &Tensor, fh: usize, fw: usize) -> Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    x.reshape((b, c, h, 1, w, 1))?.broadcast_as((b, c, h, fh, w, fw))?.reshape((b, c, h * fh, w * fw))
+}
+
+/// Mean pooling of `[B, C, H, W]` over non-overlapping `fh × fw` windows, built from reshape and mean.
+pub fn mean_pool(x: &Tensor, fh: usize, fw: usize) -> Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    if fh == 0 || fw == 0 || h % fh != 0 || w % fw != 0 {
+        candle_core::bail!("mean_pool: window {fh}x{fw} does not tile {h}x{w}")
+    }
+    x.reshape((b, c, h / fh, fh, w / fw, fw))?.mean(5)?.mean(3)
+}
+
+/// A layer normalisation over the last dimension with optional learned affine parameters.
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    affine: Option<(Tensor, Tensor)>,
+    eps: f64,
+}
+
+impl LayerNorm {
+    /// A layer norm over `dim` features; `affine` adds `weight` (ones) and `bias` (zeros) under `vb`.
+    pub fn new(dim: usize, affine: bool, eps: f64, vb: VarBuilder) -> Result<Self> {
+        let affine = if affine {
+            let w = vb.get_with_hints(dim, "weight", candle_nn::Init::Const(1.0))?;
+            let b = vb.get_with_hints(dim, "bias", candle_nn::Init::Const(0.0))?;
+            Some((w, b))
+        } else {
+            None
+        };
+        Ok(Self { affine, eps })
+    }
+
+    /// Normalise `x` over its last dimension.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match &self.affine {
+            Some((w, b)) => layer_norm_affine(x, w, b, self.eps),
+            None => layer_norm(x, self.eps),
+        }
+    }
+}
+
+/// A group normalisation with learned per-channel affine parameters.
+#[derive(Debug, Clone)]
+pub struct GroupNorm {
+    weight: Tensor,
+    bias: Tensor,
+    groups: usize,
+    eps: f64,
+}
+
+impl GroupNorm {
+    /// A group norm of `channels` channels in `groups` groups.
+    pub fn new(channels: usize, groups: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        if groups == 0 || !channels.is_multiple_of(groups) {
+            candle_core::bail!("GroupNorm: {groups} groups do not divide {channels} channels")
+        }
+        let weight = vb.get_with_hints(channels, "weight", candle_nn::Init::Const(1.0))?;
+        let bias = vb.get_with_hints(channels, "bias", candle_nn::Init::Const(0.0))?;
+        Ok(Self {
+            weight: weight.reshape((1, channels, 1, 1))?,
+            bias: bias.reshape((1, channels, 1, 1))?,
+            groups,
+            eps,
+        })
+    }
+
+    /// Normalise `[B, C, H, W]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        group_norm(x, self.groups, self.eps)?.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
+    }
+}
+
+/// Additive block-causal attention mask `[N, N]`: token i may attend to token j iff
+/// `j / block <= i / block`.
+pub fn block_causal_mask(
+    n: usize,
+    block: usize,
+    dtype: DType,
+    device: &candle_core::Device,
+) -> Result<Tensor> {
+    if block == 0 {
+        candle_core::bail!("block_causal_mask: block must be positive")
+    }
+    let data: Vec<f32> = (0..n)
+        .flat_map(|i| (0..n).map(move |j| if j / block <= i / block { 0.0 } else { f32::NEG_INFINITY }))
+        .collect();
+    Tensor::from_vec(data, (n, n), device)?.to_dtype(dtype)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn close(a: &Tensor, b: &Tensor, tol: f32) -> bool {
+        let d = (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+        d.to_scalar::<f32>().unwrap() < tol
+    }
+
+    #[test]
+    fn layer_norm_matches_fused_and_has_gradient() {
+        let dev = Device::Cpu;
+        let x = Var::randn(0f32, 2., (3, 5, 16), &dev).unwrap();
+        let ours = layer_norm(&x, 1e-5).unwrap();
+        let ones = Tensor::ones(16, DType::F32, &dev).unwrap();
+        let zeros = Tensor::zeros(16, DType::F32, &dev).unwrap();
+        let fused = candle_nn::ops::layer_norm(&x, &ones, &zeros, 1e-5).unwrap();
+        assert!(close(&ours, &fused, 1e-4));
+        // d/dx sum(LN(x) * r) must be non-zero for random r.
+        let r = Tensor::randn(0f32, 1., (3, 5, 16), &dev).unwrap();
+        let g = (ours * r).unwrap().sum_all().unwrap().backward().unwrap();
+        let gx = g.get(&x).expect("gradient for x");
+        assert!(gx.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 1e-3);
+    }
+
+    #[test]
+    fn layer_norm_gradient_matches_finite_difference() {
+        let dev = Device::Cpu;
+        let x0 = Tensor::randn(0f64, 1., (1, 6), &dev).unwrap();
+        let r = Tensor::randn(0f64, 1., (1, 6), &dev).unwrap();
+        let f = |x: &Tensor| {
+            (layer_norm(x, 1e-5).unwrap() * &r).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap()
+        };
+        let x = Var::from_tensor(&x0).unwrap();
+        let g = (layer_norm(&x, 1e-5).unwrap() * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let gx: Vec<f64> = g.get(&x).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let xv: Vec<f64> = x0.flatten_all().unwrap().to_vec1().unwrap();
+        for i in 0..6 {
+            let (mut p, mut m) = (xv.clone(), xv.clone());
+            p[i] += 1e-5;
+            m[i] -= 1e-5;
+            let fd = (f(&Tensor::from_vec(p, (1, 6), &dev).unwrap())
+                - f(&Tensor::from_vec(m, (1, 6), &dev).unwrap()))
+                / 2e-5;
+            assert!((fd - gx[i]).abs() < 1e-5, "{i}: {fd} vs {}", gx[i]);
+        }
+    }
+
+    #[test]
+    fn softmax_matches_fused_and_has_gradient() {
+        let dev = Device::Cpu;
+        let x = Var::randn(0f32, 3., (4, 7), &dev).unwrap();
+        let ours = softmax_last_dim(&x).unwrap();
+        let fused = candle_nn::ops::softmax_last_dim(&x).unwrap();
+        assert!(close(&ours, &fused, 1e-6));
+        let r = Tensor::randn(0f32, 1., (4, 7), &dev).unwrap();
+        let g = (ours * r).unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(g.get(&x).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 1e-4);
+    }
+
+    type UnaryFn = Box<dyn Fn(&Tensor) -> Result<Tensor>>;
+
+    /// Value and input gradient of `sum(f(x) * r)`.
+    fn value_and_grad(f: impl Fn(&Tensor) -> Result<Tensor>, x: &Tensor, r: &Tensor) -> (Tensor, Tensor) {
+        let v = Var::from_tensor(x).unwrap();
+        let y = f(&v).unwrap();
+        let g = (&y * r).unwrap().sum_all().unwrap().backward().unwrap();
+        (y, g.get(&v).unwrap().clone())
+    }
+
+    #[test]
+    fn fused_kernels_match_composite_ops() {
+        let dev = Device::Cpu;
+        for dims in [(3usize, 4usize, 33usize), (2, 1, 1)] {
+            let x = (Tensor::randn(0f32, 3., dims, &dev).unwrap() + 0.5).unwrap();
+            let x = Tensor::cat(&[&x, &(&x * 10.0).unwrap()], 2).unwrap();
+            let r = Tensor::randn(0f32, 1., x.dims(), &dev).unwrap();
+            let cases: [(&str, UnaryFn, UnaryFn); 3] = [
+                ("gelu", Box::new(gelu), Box::new(|x: &Tensor| x.gelu())),
+                ("softmax", Box::new(softmax_last_dim), Box::new(softmax_composite)),
+                (
+                    "layer_norm",
+                    Box::new(|x: &Tensor| layer_norm(x, 1e-5)),
+                    Box::new(|x: &Tensor| layer_norm_composite(x, 1e-5)),
+                ),
+            ];
+            for (name, fused, reference) in cases {
+                let (y1, g1) = value_and_grad(&fused, &x, &r);
+                let (y2, g2) = value_and_grad(&reference, &x, &r);
+                assert!(close(&y1, &y2, 1e-4), "{name} forward {dims:?}");
+                assert!(close(&g1, &g2, 1e-3), "{name} backward {dims:?}");
+            }
+        }
+        // Non-contiguous input goes through the same kernels.
+        let x = Tensor::randn(0f32, 1., (5, 7), &dev).unwrap();
+        assert!(close(
+            &softmax_last_dim(&x.t().unwrap()).unwrap(),
+            &softmax_composite(&x.t().unwrap()).unwrap(),
+            1e-6
+        ));
+    }
+
+    #[test]
+    fn timestep_embedding_values() {
+        let dev = Device::Cpu;
+        let t = Tensor::new(&[[0f32, 0.5]], &dev).unwrap();
+        let e = timestep_embedding(&t, 4, 1000.0).unwrap();
+        assert_eq!(e.dims(), &[1, 2, 4]);
+        let v: Vec<Vec<f32>> = e.get(0).unwrap().to_vec2().unwrap();
+        assert_eq!(v[0], vec![1.0, 1.0, 0.0, 0.0]);
+        // ω = [1000, 10]: t = 0.5 → args [500, 5].
+        assert!((v[1][0] - 500f32.cos()).abs() < 1e-3 && (v[1][3] - 5f32.sin()).abs() < 1e-5);
+        assert!(timestep_embedding(&t, 3, 1.0).is_err());
+    }
+
+    #[test]
+    fn upsample_and_pool_are_inverse_and_accumulate_gradients() {
+        let dev = Device::Cpu;
+        let x = Var::randn(0f32, 1., (2, 3, 4, 5), &dev).unwrap();
+        let up = upsample_nearest(&x, 2, 3).unwrap();
+        assert_eq!(up.dims(), &[2, 3, 8, 15]);
+        assert!(close(&mean_pool(&up, 2, 3).unwrap(), &x, 1e-6));
+        let g = up.sum_all().unwrap().backward().unwrap();
+        // Each input pixel is copied 6 times, so its gradient is 6.
+        assert!(close(g.get(&x).unwrap(), &Tensor::full(6f32, (2, 3, 4, 5), &dev).unwrap(), 1e-6));
+    }
+
+    #[test]
+    fn attention_with_mask_ignores_masked_keys() {
+        let dev = Device::Cpu;
+        let q = Tensor::randn(0f32, 1., (1, 2, 4, 8), &dev).unwrap();
+        let k = Tensor::randn(0f32, 1., (1, 2, 4, 8), &dev).unwrap();
+        let v = Tensor::randn(0f32, 1., (1, 2, 4, 8), &dev).unwrap();
+        let mask = block_causal_mask(4, 2, DType::F32, &dev).unwrap();
+        let out = attention(&q, &k, &v, Some(&mask)).unwrap();
+        // Changing the values of the last block must not change the first block's outputs.
+        let v2 = Tensor::cat(&[v.narrow(2, 0, 2).unwrap(), (v.narrow(2, 2, 2).unwrap() + 5.0).unwrap()], 2)
+            .unwrap();
+        let out2 = attention(&q, &k, &v2, Some(&mask)).unwrap();
+        assert!(close(&out.narrow(2, 0, 2).unwrap(), &out2.narrow(2, 0, 2).unwrap(), 1e-6));
+        assert!(!close(&out.narrow(2, 2, 2).unwrap(), &out2.narrow(2, 2, 2).unwrap(), 1e-3));
+    }
+
+    #[test]
+    fn group_norm_normalises_groups() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(3f32, 2., (2, 4, 3, 3), &dev).unwrap();
+        let y = group_norm(&x, 2, 1e-6).unwrap();
+        let g = y.reshape((2, 2, 18)).unwrap();
+        let mean = g.mean(2).unwrap().abs().unwrap().max_keepdim(1).unwrap().max(0).unwrap();
+        assert!(mean.squeeze(0).unwrap().to_scalar::<f32>().unwrap() < 1e-5);
+        assert!(group_norm(&x, 3, 1e-6).is_err());
+    }
+}
+
+#[cfg(test)]
+mod bench {
+    use super::*;
+    use candle_core::Device;
+
+    fn time<F: FnMut() -> Tensor>(name: &str, mut f: F) {
+        let _ = f();
+        let s = std::time::Instant::now();
+        for _ in 0..5 {
+            let _ = f();
+        }
+        println!("{name}: {:?}", s.elapsed() / 5);
+    }
+
+    #[test]
+    #[ignore]
+    fn op_times() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1., (64, 81, 128), &dev).unwrap();
+        let x2 = x.reshape((64 * 81, 128)).unwrap();
+        let w = Tensor::randn(0f32, 1., (512, 128), &dev).unwrap();
+        let h = Tensor::randn(0f32, 1., (64, 81, 512), &dev).unwrap();
+        let q = Tensor::randn(0f32, 1., (64, 4, 81, 32), &dev).unwrap();
+        time("matmul 5184x128x512", || x2.matmul(&w.t().unwrap()).unwrap());
+        time("layer_norm", || layer_norm(&x, 1e-6).unwrap());
+        time("fused layer_norm", || {
+            candle_nn::ops::layer_norm_slow(
+                &x,
+                &x.get(0).unwrap().get(0).unwrap(),
+                &x.get(0).unwrap().get(0).unwrap(),
+                1e-6,
+            )
+            .unwrap()
+        });
+        time("candle gelu 512", || h.gelu().unwrap());
+        time("our gelu 512", || gelu(&h).unwrap());
+        let hv = candle_core::Var::from_tensor(&h).unwrap();
+        time("our gelu 512 fwd+bwd", || {
+            gelu(&hv).unwrap().sum_all().unwrap().backward().map(|_| h.clone()).unwrap()
+        });
+        time("candle gelu 512 fwd+bwd", || {
+            hv.gelu().unwrap().sum_all().unwrap().backward().map(|_| h.clone()).unwrap()
+        });
+        let qv = candle_core::Var::from_tensor(&q).unwrap();
+        time("attention fwd+bwd", || {
+            attention(&qv, &qv, &qv, None).unwrap().sum_all().unwrap().backward().map(|_| h.clone()).unwrap()
+        });
+        let w2 = candle_core::Var::from_tensor(&w).unwrap();
+        time("matmul fwd+bwd", || {
+            x2.matmul(&w2.t().unwrap()).unwrap().sum_all().unwrap().backward().map(|_| h.clone()).unwrap()
+        });
+        time("add", || (&x + &x).unwrap());
+        time("mul narrow", || x.mul(&h.narrow(2, 128, 128).unwrap()).unwrap());
+        time("attention", || attention(&q, &q, &q, None).unwrap());
+        time("sqr", || x.sqr().unwrap());
+        time("mean_keepdim", || x.mean_keepdim(D::Minus1).unwrap());
+        time("broadcast_sub", || x.broadcast_sub(&x.narrow(2, 0, 1).unwrap()).unwrap());
+    }
+}

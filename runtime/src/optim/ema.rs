@@ -1,0 +1,165 @@
+//! Exponential moving average of weights: `s ← d·s + (1 − d)·p` after each update, in separate copies,
+//! swapped into the model for sampling.
+
+use candle_core::{CpuStorage, DType, InplaceOp2, Layout, Tensor, Var};
+
+use crate::error::{Result, RuntimeError};
+
+/// EMA copies of named variables.
+#[derive(Debug)]
+pub struct Ema {
+    decay: f64,
+    entries: Vec<(String, Var, Tensor)>,
+    swapped: bool,
+}
+
+/// `s ← d·s + (1 − d)·p` in place.
+struct Lerp(f64);
+
+impl InplaceOp2 for Lerp {
+    fn name(&self) -> &'static str {
+        "ema-update"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<()> {
+        let ((a, b), (c, d)) = match (l1.contiguous_offsets(), l2.contiguous_offsets()) {
+            (Some(x), Some(y)) if x.1 - x.0 == y.1 - y.0 => (x, y),
+            _ => candle_core::bail!("ema-update: operands must be contiguous and of equal size"),
+        };
+        match (s1, s2) {
+            (CpuStorage::F32(s), CpuStorage::F32(p)) => {
+                let (k, j) = (self.0 as f32, 1.0 - self.0 as f32);
+                s[a..b].iter_mut().zip(&p[c..d]).for_each(|(s, &p)| *s = k * *s + j * p);
+            }
+            (CpuStorage::F64(s), CpuStorage::F64(p)) => {
+                let (k, j) = (self.0, 1.0 - self.0);
+                s[a..b].iter_mut().zip(&p[c..d]).for_each(|(s, &p)| *s = k * *s + j * p);
+            }
+            _ => candle_core::bail!("ema-update: unsupported dtype"),
+        }
+        Ok(())
+    }
+}
+
+impl Ema {
+    /// Start the average at the current values of `vars`.
+    pub fn new(vars: &[(String, Var)], decay: f64) -> Result<Self> {
+        if !(0.0..1.0).contains(&decay) {
+            return Err(RuntimeError::Param {
+                component: "train".into(),
+                name: "ema".into(),
+                what: "must be in [0, 1)".into(),
+            });
+        }
+        let entries = vars
+            .iter()
+            .map(|(n, v)| Ok((n.clone(), v.clone(), v.as_tensor().copy()?)))
+            .collect::<Result<_>>()?;
+        Ok(Self { decay, entries, swapped: false })
+    }
+
+    /// The decay.
+    pub fn decay(&self) -> f64 {
+        self.decay
+    }
+
+    /// Fold the current weights into the average.
+    pub fn update(&mut self) -> Result<()> {
+        if self.swapped {
+            return Err(RuntimeError::Config("EMA update while the EMA weights are swapped in".into()));
+        }
+        for (_, var, shadow) in &mut self.entries {
+            let fast = var.device().is_cpu()
+                && matches!(var.dtype(), DType::F32 | DType::F64)
+                && var.is_contiguous()
+                && shadow.is_contiguous();
+            if fast {
+                shadow.inplace_op2(var.as_tensor(), &Lerp(self.decay))?;
+            } else {
+                *shadow = ((&*shadow * self.decay)? + (var.as_tensor() * (1.0 - self.decay))?)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Exchange the model's weights and the EMA weights (call again to swap back).
+    pub fn swap(&mut self) -> Result<()> {
+        for (_, var, shadow) in &mut self.entries {
+            let current = var.as_tensor().copy()?;
+            var.set(shadow)?;
+            *shadow = current;
+        }
+        self.swapped = !self.swapped;
+        Ok(())
+    }
+
+    /// Whether the EMA weights are currently in the model.
+    pub fn is_swapped(&self) -> bool {
+        self.swapped
+    }
+
+    /// The averaged weights by variable path (the model's weights if swapped in).
+    pub fn tensors(&self) -> Vec<(String, Tensor)> {
+        self.entries
+            .iter()
+            .map(|(n, v, s)| (n.clone(), if self.swapped { v.as_tensor().clone() } else { s.clone() }))
+            .collect()
+    }
+
+    /// Replace the averaged weights (e.g. from a checkpoint); every variable must be present.
+    pub fn load(&mut self, tensors: &std::collections::HashMap<String, Tensor>) -> Result<()> {
+        if self.swapped {
+            return Err(RuntimeError::Config("cannot load EMA weights while they are swapped in".into()));
+        }
+        let mut loaded = Vec::with_capacity(self.entries.len());
+        for (n, v, _) in &self.entries {
+            let t = tensors.get(n).ok_or_else(|| RuntimeError::Config(format!("EMA weights lack `{n}`")))?;
+            if t.dims() != v.dims() {
+                return Err(RuntimeError::Config(format!(
+                    "EMA weight `{n}` has shape {:?}, expected {:?}",
+                    t.dims(),
+                    v.dims()
+                )));
+            }
+            loaded.push(t.to_device(v.device())?.to_dtype(v.dtype())?.copy()?);
+        }
+        for ((_, _, s), t) in self.entries.iter_mut().zip(loaded) {
+            *s = t;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn ema_math_and_swap() {
+        for dtype in [DType::F32, DType::BF16] {
+            let dev = Device::Cpu;
+            let var = Var::from_tensor(&Tensor::new(&[0.0f32, 10.0], &dev).unwrap().to_dtype(dtype).unwrap())
+                .unwrap();
+            let mut ema = Ema::new(&[("w".into(), var.clone())], 0.5).unwrap();
+            var.set(&Tensor::new(&[4.0f32, 2.0], &dev).unwrap().to_dtype(dtype).unwrap()).unwrap();
+            ema.update().unwrap(); // 0.5·[0, 10] + 0.5·[4, 2] = [2, 6]
+            ema.update().unwrap(); // 0.5·[2, 6] + 0.5·[4, 2] = [3, 4]
+            let s = |t: &Tensor| t.to_dtype(DType::F32).unwrap().to_vec1::<f32>().unwrap();
+            assert_eq!(s(&ema.tensors()[0].1), vec![3.0, 4.0]);
+            ema.swap().unwrap();
+            assert!(ema.is_swapped() && ema.update().is_err());
+            assert_eq!(s(var.as_tensor()), vec![3.0, 4.0]);
+            ema.swap().unwrap();
+            assert_eq!(s(var.as_tensor()), vec![4.0, 2.0]);
+            assert_eq!(s(&ema.tensors()[0].1), vec![3.0, 4.0]);
+        }
+        assert!(Ema::new(&[], 1.0).is_err());
+    }
+}
