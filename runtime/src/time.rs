@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::f64::consts::PI;
 
+use candle_core::{DType, Device, Tensor};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -113,6 +114,16 @@ pub struct TimeSample {
     pub variables: usize,
     pub t: Vec<f64>,
     pub weights: Vec<f64>,
+}
+
+impl TimeSample {
+    /// `t` and `weights` as `[batch, variables]` tensors of `dtype` on `device`.
+    pub fn to_tensors(&self, device: &Device, dtype: DType) -> Result<(Tensor, Tensor)> {
+        let shape = (self.batch, self.variables);
+        let t = Tensor::from_slice(&self.t, shape, device)?.to_dtype(dtype)?;
+        let w = Tensor::from_slice(&self.weights, shape, device)?.to_dtype(dtype)?;
+        Ok((t, w))
+    }
 }
 
 /// Inverse-density loss weights from a smoothed histogram of sampled times.
@@ -680,6 +691,9 @@ mod tests {
         ] {
             let s = TimeSampler::new(kind.clone(), ScalarSampler::Uniform { min: 0.0, max: 1.0 });
             let d = s.sample(&mut rng, 2, 9, Some(&mask)).unwrap();
+            let (tt, wt) = d.to_tensors(&Device::Cpu, DType::F32).unwrap();
+            assert_eq!(tt.dims(), &[2, 9]);
+            assert_eq!(wt.flatten_all().unwrap().to_vec1::<f32>().unwrap()[0], 0.0);
             for ((m, t), w) in mask.iter().zip(&d.t).zip(&d.weights) {
                 if !m {
                     assert_eq!((*t, *w), (0.0, 0.0), "{kind:?}");
