@@ -711,6 +711,32 @@ mod tests {
     }
 
     #[test]
+    fn sequential_full_noise_trains_only_the_parallel_variables() {
+        let cfg = SequentialConfig {
+            min_ratio: 0.5,
+            ratio_mean: 1.0,
+            ratio_std: 0.25,
+            parallel: 2,
+            independent_order: false,
+            independent_time: false,
+            full_noise: true,
+        };
+        let s = TimeSampler::new(TimeKind::Sequential(cfg), ScalarSampler::Uniform { min: 0.0, max: 1.0 });
+        let mut rng = StdRng::seed_from_u64(2);
+        let d = s.sample(&mut rng, 50, 8, None).unwrap();
+        for (row, w) in d.t.chunks(8).zip(d.weights.chunks(8)) {
+            let trained: Vec<f64> = row.iter().zip(w).filter(|(_, w)| **w > 0.0).map(|(t, _)| *t).collect();
+            assert_eq!(trained.len(), 2);
+            // independent_time = false: one shared time for the block.
+            assert_eq!(trained[0], trained[1]);
+            let rest = row.iter().zip(w).filter(|(_, w)| **w == 0.0);
+            assert!(rest.clone().all(|(t, _)| *t == 0.0 || *t == 1.0));
+            assert!(rest.filter(|(t, _)| **t == 1.0).count() >= 2);
+        }
+        assert!((d.weights.iter().sum::<f64>() / d.weights.len() as f64 - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
     fn from_params_reads_catalogue_names() {
         let mut p = BTreeMap::new();
         p.insert("sharpness".to_string(), PValue::Float(0.5));
