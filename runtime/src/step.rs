@@ -82,6 +82,20 @@ pub struct Gaussian {
     pub std: Vec<f64>,
 }
 
+impl Gaussian {
+    /// `mean + std * noise` element-wise (`noise` standard normal, same length).
+    pub fn sample(&self, noise: &[f64]) -> Result<Vec<f64>> {
+        if noise.len() != self.mean.len() {
+            return Err(RuntimeError::Shape(format!(
+                "noise has {} values, the Gaussian {}",
+                noise.len(),
+                self.mean.len()
+            )));
+        }
+        Ok(self.mean.iter().zip(&self.std).zip(noise).map(|((m, s), n)| m + s * n).collect())
+    }
+}
+
 /// Per-row coefficients of the step from t to s.
 #[derive(Debug, Clone, Copy)]
 struct Coefficients {
@@ -498,6 +512,9 @@ mod tests {
         assert!((g.mean[0] - (flow.a(0.3) * x0 + flow.b(0.3) * eps)).abs() < 1e-12);
         assert_eq!(g.mean[1], 1.5);
         assert!(g.std.iter().all(|s| (*s - MIN_VARIANCE.sqrt()).abs() < 1e-20));
+        let drawn = g.sample(&[1.0, -1.0]).unwrap();
+        assert!((drawn[0] - g.mean[0] - g.std[0]).abs() < 1e-15);
+        assert!(g.sample(&[1.0]).is_err());
         let bad = StepInput { t_next: &[0.3], ..input };
         assert!(reverse_step(&flow, &options, &bad).is_err());
     }

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::f64::consts::PI;
 
+use candle_core::{DType, Device, Tensor};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -113,6 +114,16 @@ pub struct TimeSample {
     pub variables: usize,
     pub t: Vec<f64>,
     pub weights: Vec<f64>,
+}
+
+impl TimeSample {
+    /// `t` and `weights` as `[batch, variables]` tensors of `dtype` on `device`.
+    pub fn to_tensors(&self, device: &Device, dtype: DType) -> Result<(Tensor, Tensor)> {
+        let shape = (self.batch, self.variables);
+        let t = Tensor::from_slice(&self.t, shape, device)?.to_dtype(dtype)?;
+        let w = Tensor::from_slice(&self.weights, shape, device)?.to_dtype(dtype)?;
+        Ok((t, w))
+    }
 }
 
 /// Inverse-density loss weights from a smoothed histogram of sampled times.
@@ -680,6 +691,9 @@ mod tests {
         ] {
             let s = TimeSampler::new(kind.clone(), ScalarSampler::Uniform { min: 0.0, max: 1.0 });
             let d = s.sample(&mut rng, 2, 9, Some(&mask)).unwrap();
+            let (tt, wt) = d.to_tensors(&Device::Cpu, DType::F32).unwrap();
+            assert_eq!(tt.dims(), &[2, 9]);
+            assert_eq!(wt.flatten_all().unwrap().to_vec1::<f32>().unwrap()[0], 0.0);
             for ((m, t), w) in mask.iter().zip(&d.t).zip(&d.weights) {
                 if !m {
                     assert_eq!((*t, *w), (0.0, 0.0), "{kind:?}");
@@ -694,6 +708,32 @@ mod tests {
         let a = s.sample(&mut StdRng::seed_from_u64(9), 3, 5, None).unwrap();
         let b = s.sample(&mut StdRng::seed_from_u64(9), 3, 5, None).unwrap();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn sequential_full_noise_trains_only_the_parallel_variables() {
+        let cfg = SequentialConfig {
+            min_ratio: 0.5,
+            ratio_mean: 1.0,
+            ratio_std: 0.25,
+            parallel: 2,
+            independent_order: false,
+            independent_time: false,
+            full_noise: true,
+        };
+        let s = TimeSampler::new(TimeKind::Sequential(cfg), ScalarSampler::Uniform { min: 0.0, max: 1.0 });
+        let mut rng = StdRng::seed_from_u64(2);
+        let d = s.sample(&mut rng, 50, 8, None).unwrap();
+        for (row, w) in d.t.chunks(8).zip(d.weights.chunks(8)) {
+            let trained: Vec<f64> = row.iter().zip(w).filter(|(_, w)| **w > 0.0).map(|(t, _)| *t).collect();
+            assert_eq!(trained.len(), 2);
+            // independent_time = false: one shared time for the block.
+            assert_eq!(trained[0], trained[1]);
+            let rest = row.iter().zip(w).filter(|(_, w)| **w == 0.0);
+            assert!(rest.clone().all(|(t, _)| *t == 0.0 || *t == 1.0));
+            assert!(rest.filter(|(t, _)| **t == 1.0).count() >= 2);
+        }
+        assert!((d.weights.iter().sum::<f64>() / d.weights.len() as f64 - 1.0).abs() < 1e-12);
     }
 
     #[test]
