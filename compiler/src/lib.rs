@@ -10,4 +10,8 @@ pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use source::{SourceId, SourceMap, Span};
 pub use value::{Experiment, Field, Table, Value, ValueKind};
 pub mod catalogue;
+pub mod check;
 pub mod plan;
+
+pub use check::check;
+pub use plan::{to_dot, Node, PValue, Plan, Shapes};
