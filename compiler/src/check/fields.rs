@@ -461,7 +461,7 @@ impl Checker<'_> {
             if !(weight.is_finite() && weight > 0.0) {
                 self.push(
                     Diagnostic::error(
-                        "E0512",
+                        "E0509",
                         format!("the weight of `{name}` must be positive, found {weight}"),
                         span,
                         "non-positive weight",
@@ -475,7 +475,7 @@ impl Checker<'_> {
                 let prev_span = prev.span;
                 self.push(
                     Diagnostic::error(
-                        "E0515",
+                        "E0510",
                         format!("the term `{name}` appears twice"),
                         span,
                         "repeated here",

@@ -252,7 +252,7 @@ impl Checker<'_> {
                 .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
         if !ok {
             self.push(
-                Diagnostic::error("E0316", format!("unknown device `{s}`"), v.span, "not a device")
+                Diagnostic::error("E0315", format!("unknown device `{s}`"), v.span, "not a device")
                     .with_help("use \"cpu\", \"cuda\" or \"cuda:N\""),
             );
         }

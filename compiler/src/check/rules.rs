@@ -89,19 +89,6 @@ impl Checker<'_> {
                 return None;
             }
         };
-        if variables == 0 || features == 0 {
-            self.push(
-                Diagnostic::error(
-                    "E0409",
-                    format!("the mapper yields {variables} variables of {features} features"),
-                    mapper.name_span,
-                    "empty variables",
-                )
-                .with_label(first.inst.name_span, format!("raw sample {}", dims(&raw)))
-                .with_help("every sample needs at least one variable with at least one feature"),
-            );
-            return None;
-        }
         let shapes = Shapes { raw: raw.clone(), variables, features };
         self.assertion(&shapes, mapper);
         self.network(ck, &shapes, first.inst.name_span);
@@ -341,7 +328,7 @@ impl Checker<'_> {
             if Args(&train.values).float("ema") == Some(1.0) {
                 self.push(
                     Diagnostic::error(
-                        "E0510",
+                        "E0508",
                         "`ema = 1` freezes the weight average at its start",
                         train.span_or("ema", *span),
                         "never updates",
@@ -420,7 +407,7 @@ impl Checker<'_> {
                 } else if !seen.insert(name.as_str()) {
                     self.push(
                         Diagnostic::warning(
-                            "W0011",
+                            "W0311",
                             format!("sampler `{name}` is listed twice"),
                             *span,
                             "repeated",
@@ -437,7 +424,7 @@ impl Checker<'_> {
             if d.name != "train" && !ck.evals.iter().any(|e| e.split == d.name) {
                 self.push(
                     Diagnostic::warning(
-                        "W0001",
+                        "W0301",
                         format!("data split `{}` is never used", d.name),
                         d.key_span,
                         "unused",
@@ -456,7 +443,7 @@ impl Checker<'_> {
             if let Some(what) = wrong {
                 self.push(
                     Diagnostic::warning(
-                        "W0008",
+                        "W0308",
                         format!("data split `{}` {what}", d.name),
                         d.inst.fields.span_or("split", d.inst.name_span),
                         format!("split = {:?}", split.unwrap_or_default()),
@@ -469,7 +456,7 @@ impl Checker<'_> {
             if !ck.evals.iter().any(|e| e.with.iter().any(|(n, _)| n == &s.name)) {
                 self.push(
                     Diagnostic::warning(
-                        "W0002",
+                        "W0302",
                         format!("sampler `{}` is never used", s.name),
                         s.key_span,
                         "unused",
@@ -485,7 +472,7 @@ impl Checker<'_> {
                 if w >= steps {
                     self.push(
                         Diagnostic::warning(
-                            "W0005",
+                            "W0305",
                             format!("warm-up of {w} steps is not shorter than training ({steps} steps)"),
                             train.span_or("warmup", *span),
                             "never reaches the peak learning rate",
@@ -499,7 +486,7 @@ impl Checker<'_> {
                 if every > steps {
                     self.push(
                         Diagnostic::warning(
-                            "W0010",
+                            "W0310",
                             format!(
                                 "`log_every = {every}` exceeds the {steps} training steps; nothing is logged"
                             ),
@@ -515,7 +502,7 @@ impl Checker<'_> {
                 if Args(&flow.fields.values).word("variance") != Some("learned_range") {
                     self.push(
                         Diagnostic::warning(
-                            "W0006",
+                            "W0306",
                             "the `vlb` loss has no effect with a fixed variance",
                             t.span,
                             "trains nothing",
@@ -536,7 +523,7 @@ impl Checker<'_> {
                     if p > shapes.variables {
                         self.push(
                             Diagnostic::warning(
-                                "W0009",
+                                "W0309",
                                 format!("`parallel = {p}` exceeds the {} variables", shapes.variables),
                                 sched.fields.span_or("parallel", sched.name_span),
                                 "more than there are",
@@ -567,7 +554,7 @@ impl Checker<'_> {
         match (nll, sigma_schedule) {
             (false, Some(sched)) if ck.train.is_some() => self.push(
                 Diagnostic::warning(
-                    "W0003",
+                    "W0303",
                     "the σ head is never trained: the loss has no `nll` term",
                     span,
                     "σ predicted here",
@@ -580,7 +567,7 @@ impl Checker<'_> {
             ),
             (false, None) => self.push(
                 Diagnostic::warning(
-                    "W0004",
+                    "W0304",
                     "`uncertainty = true` but nothing uses σ",
                     span,
                     "unused σ head",
@@ -607,7 +594,7 @@ impl Checker<'_> {
             if let Some(span) = flow.fields.spans.get(*p) {
                 self.push(
                     Diagnostic::warning(
-                        "W0007",
+                        "W0307",
                         format!("`{p}` has no effect with `betas = {betas}`"),
                         *span,
                         "ignored",
