@@ -63,8 +63,11 @@ pub(super) fn plan(exp: &Experiment, ck: &Checked) -> Option<Plan> {
         data.insert(d.name.clone(), b.inst(&format!("data.{}", d.name), &d.inst));
     }
     let m = b.inst("mapper", mapper);
-    for &idx in data.values() {
-        b.edge(idx, m, &format!("[B, {}]", dims(&shapes.raw).trim_start_matches('[').trim_end_matches(']')));
+    let raw = format!("[B, {}]", dims(&shapes.raw).trim_start_matches('[').trim_end_matches(']'));
+    for d in &ck.data {
+        if let Some(&idx) = data.get(&d.name) {
+            b.edge(idx, m, &raw);
+        }
     }
     let fl = b.inst("flow", flow);
     b.edge(m, fl, &format!("x {x}"));
@@ -97,8 +100,7 @@ pub(super) fn plan(exp: &Experiment, ck: &Checked) -> Option<Plan> {
             let params = BTreeMap::from([("weight".to_string(), PValue::Float(term.weight))]);
             let idx = b.node(&format!("loss.{}", term.comp.name), Kind::Loss, term.comp.name, params);
             if term.comp.needs_sigma() {
-                b.edge(den, idx, &format!("{predict} {x}"));
-                b.edge(den, idx, &format!("σ [B, {v}]"));
+                b.edge(den, idx, &format!("{predict} {x}, σ [B, {v}]"));
             } else {
                 b.edge(den, idx, &format!("{predict} {x}"));
             }

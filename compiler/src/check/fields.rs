@@ -1,12 +1,12 @@
 //! Resolving one component (or the `train` block) against the catalogue: names, keys, types, ranges,
 //! required parameters and defaults.
 
-use super::suggest::did_you_mean;
 use super::Checker;
 use crate::catalogue::{self, Component, Default, Kind, Param, Ty};
 use crate::diagnostic::Diagnostic;
 use crate::plan::PValue;
 use crate::source::Span;
+use crate::suggest::did_you_mean;
 use crate::value::{Table, Value, ValueKind};
 use std::collections::BTreeMap;
 
@@ -53,7 +53,12 @@ pub(crate) struct Inst {
 pub(crate) fn component_ref(v: &Value) -> Option<(&str, Span, Option<&Table>)> {
     match &v.kind {
         ValueKind::Component { name, name_span, table } => {
-            let span = if name_span.0.is_empty() { v.span } else { name_span.0 };
+            // A preset's name span points into the preset's file; label the use site instead.
+            let span = if name_span.0.is_empty() || name_span.0.source != v.span.source {
+                v.span
+            } else {
+                name_span.0
+            };
             Some((name, span, Some(table)))
         }
         ValueKind::Name(n) => Some((n, v.span, None)),

@@ -7,15 +7,14 @@
 mod build;
 mod fields;
 mod rules;
-mod suggest;
 
 use crate::catalogue::{self, Kind, Rules};
 use crate::diagnostic::{has_errors, Diagnostic, Diagnostics};
 use crate::plan::{Plan, Shapes};
 use crate::source::Span;
+use crate::suggest::did_you_mean;
 use crate::value::{Experiment, Field, Table, Value, ValueKind};
 use fields::{Fields, Inst};
-use suggest::did_you_mean;
 
 /// The top-level keys an experiment accepts.
 const EXPERIMENT_KEYS: &[&str] = &[
@@ -160,7 +159,8 @@ impl Checker<'_> {
                 "denoiser" => ck.denoiser = self.component(Kind::Denoiser, v, "denoiser"),
                 "train" => {
                     if let Some(t) = self.block("train", v, "a block `train { ... }`") {
-                        let f = self.fields(
+                        let before = self.error_count();
+                        let mut f = self.fields(
                             catalogue::train_keys(),
                             Some(t),
                             "the `train` block",
@@ -168,6 +168,7 @@ impl Checker<'_> {
                             "train",
                             "E0305",
                         );
+                        f.broken = self.error_count() > before;
                         ck.train = Some((f, field.key_span));
                         ck.train_written = true;
                     }
@@ -337,6 +338,9 @@ impl Checker<'_> {
             }
             let with = match table.get("with") {
                 Some(f) => match Self::names(&f.value) {
+                    Some(names) if names.is_empty() => {
+                        samplers.iter().map(|s| (s.name.clone(), s.key_span)).collect()
+                    }
                     Some(names) => names,
                     None => {
                         self.push(

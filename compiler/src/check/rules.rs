@@ -262,7 +262,7 @@ impl Checker<'_> {
                     );
                 }
             }
-            if let Some((train, _)) = &ck.train {
+            if let Some((train, _)) = ck.train.as_ref().filter(|(t, _)| !t.broken) {
                 for t in train.mixtures.get("loss").into_iter().flatten() {
                     if t.comp.needs_sigma() {
                         self.push(
@@ -289,7 +289,7 @@ impl Checker<'_> {
                     "declare the training data: `data train = ...`".to_string()
                 } else {
                     format!(
-                        "training reads `data train`; rename one of {} or add `data train = ...`",
+                        "training reads `data train`: rename a split (declared: {}) or add `data train = ...`",
                         names.join(", ")
                     )
                 };
@@ -538,7 +538,8 @@ impl Checker<'_> {
 
     fn sigma_warnings(&mut self, ck: &Checked) {
         let Some(den) = &ck.denoiser else { return };
-        if Args(&den.fields.values).bool("uncertainty") != Some(true) {
+        let broken_train = ck.train.as_ref().is_some_and(|(t, _)| t.broken);
+        if Args(&den.fields.values).bool("uncertainty") != Some(true) || broken_train {
             return;
         }
         let nll = ck

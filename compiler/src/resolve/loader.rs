@@ -97,8 +97,8 @@ pub fn read_source(path: &Path) -> Result<String, Diagnostic> {
         return Err(Diagnostic::bare("E0108", format!("`{shown}` is too large ({} bytes)", meta.len()))
             .with_help(format!("source files may be at most {} MiB", MAX_SOURCE_LEN >> 20)));
     }
-    let bytes =
-        std::fs::read(path).map_err(|e| Diagnostic::bare("E0119", format!("cannot read `{shown}`: {}", io_reason(&e))))?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| Diagnostic::bare("E0119", format!("cannot read `{shown}`: {}", io_reason(&e))))?;
     String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
         Diagnostic::bare("E0100", format!("`{shown}` is not valid UTF-8 (first bad byte at offset {at})"))

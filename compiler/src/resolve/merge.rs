@@ -9,9 +9,10 @@ use crate::value::{Field, Table, Value, ValueKind};
 /// anything else replaces the old value whole.
 pub fn merge_value(old: &mut Value, new: Value) {
     match (&mut old.kind, new.kind) {
-        (ValueKind::Component { name: a, table: ta, .. }, ValueKind::Component { name: b, table: tb, name_span })
-            if *a == b =>
-        {
+        (
+            ValueKind::Component { name: a, table: ta, .. },
+            ValueKind::Component { name: b, table: tb, name_span },
+        ) if *a == b => {
             merge_tables(ta, tb);
             if let ValueKind::Component { name_span: old_span, .. } = &mut old.kind {
                 *old_span = name_span;
@@ -19,9 +20,8 @@ pub fn merge_value(old: &mut Value, new: Value) {
             old.span = new.span;
         }
         (ValueKind::Component { name: a, .. }, ValueKind::Name(b)) if *a == b => {}
-        (ValueKind::Block(ta), ValueKind::Block(tb)) | (ValueKind::Component { table: ta, .. }, ValueKind::Block(tb)) => {
-            merge_tables(ta, tb)
-        }
+        (ValueKind::Block(ta), ValueKind::Block(tb))
+        | (ValueKind::Component { table: ta, .. }, ValueKind::Block(tb)) => merge_tables(ta, tb),
         (_, kind) => *old = Value { kind, span: new.span },
     }
 }
@@ -59,10 +59,7 @@ pub struct PathError {
 
 /// The table at `path` inside `table`, creating blocks for missing segments and entering blocks and
 /// components; fails on any other value.
-pub fn table_at<'t>(
-    table: &'t mut Table,
-    path: &[(String, Span)],
-) -> Result<&'t mut Table, PathError> {
+pub fn table_at<'t>(table: &'t mut Table, path: &[(String, Span)]) -> Result<&'t mut Table, PathError> {
     let mut t = table;
     for (i, (key, span)) in path.iter().enumerate() {
         let field = t.entries.entry(key.clone()).or_insert_with(|| Field {
@@ -98,7 +95,10 @@ mod tests {
         for (k, v) in entries {
             table.insert(*k, field(v.clone()));
         }
-        Value::new(ValueKind::Component { name: name.into(), name_span: SpanOf::default(), table }, Span::default())
+        Value::new(
+            ValueKind::Component { name: name.into(), name_span: SpanOf::default(), table },
+            Span::default(),
+        )
     }
 
     fn keys(v: &Value) -> Vec<(String, Value)> {

@@ -31,7 +31,9 @@ pub struct Override {
 /// Parses `key.path=value` with the value syntax of `.srx` files.
 pub fn parse_override(text: &str) -> Result<Override, Diagnostic> {
     match parse_assignment(SourceId(0), text) {
-        Ok((path, _)) => Ok(Override { path: path.into_iter().map(|i| i.name).collect(), text: text.to_string() }),
+        Ok((path, _)) => {
+            Ok(Override { path: path.into_iter().map(|i| i.name).collect(), text: text.to_string() })
+        }
         Err(diags) => {
             let first = diags.into_iter().next();
             let reason = first.as_ref().map_or("not `key.path=value`".to_string(), |d| d.message.clone());
@@ -93,7 +95,12 @@ pub fn resolve(
             let value = r.lower(expr, 0, None);
             r.set(&mut table, path, value, None, "E0209");
         }
-        out.push(Experiment { name: decl.name.name.clone(), name_span: decl.name.span, doc: decl.doc.clone(), table });
+        out.push(Experiment {
+            name: decl.name.name.clone(),
+            name_span: decl.name.span,
+            doc: decl.doc.clone(),
+            table,
+        });
     }
     (out, r.diags)
 }
@@ -153,9 +160,14 @@ impl Resolver<'_> {
             if let Some(&first) = map.get(&ident.name) {
                 let first_span = item_name_span(&unit.module.items[first]);
                 self.diags.push(
-                    Diagnostic::error(code, format!("duplicate {what} `{}`", ident.name), ident.span, "defined again here")
-                        .with_label(first_span, "first defined here")
-                        .with_help(format!("rename one of them; a {what} name is defined once per file")),
+                    Diagnostic::error(
+                        code,
+                        format!("duplicate {what} `{}`", ident.name),
+                        ident.span,
+                        "defined again here",
+                    )
+                    .with_label(first_span, "first defined here")
+                    .with_help(format!("rename one of them; a {what} name is defined once per file")),
                 );
             } else {
                 map.insert(ident.name.clone(), i);
@@ -203,9 +215,13 @@ impl Resolver<'_> {
         let mut experiments: Vec<(String, Def)> = Vec::new();
         match &names {
             None => {
-                presets = unit.presets.iter().map(|(n, &i)| (n.clone(), Def { unit: target, item: i })).collect();
-                experiments =
-                    unit.experiments.iter().map(|(n, &i)| (n.clone(), Def { unit: target, item: i })).collect();
+                presets =
+                    unit.presets.iter().map(|(n, &i)| (n.clone(), Def { unit: target, item: i })).collect();
+                experiments = unit
+                    .experiments
+                    .iter()
+                    .map(|(n, &i)| (n.clone(), Def { unit: target, item: i }))
+                    .collect();
             }
             Some(list) => {
                 for n in list {
@@ -275,12 +291,8 @@ impl Resolver<'_> {
         let known = segs.len() == 2 && segs[0].name == "std" && stdlib::module(&segs[1].name).is_some();
         if !known {
             let written = full.join(".");
-            let mut d = Diagnostic::error(
-                "E0201",
-                format!("unknown module `{written}`"),
-                span,
-                "no such module",
-            );
+            let mut d =
+                Diagnostic::error("E0201", format!("unknown module `{written}`"), span, "no such module");
             let candidates: Vec<String> = stdlib::MODULES.iter().map(|(n, _)| format!("std.{n}")).collect();
             match did_you_mean(&written, candidates.iter().map(String::as_str)) {
                 Some(s) => d = d.with_help(format!("did you mean `{s}`?")),
@@ -314,11 +326,16 @@ impl Resolver<'_> {
             Ok((name, text)) => self.enter(name, text, use_span, path_span),
             Err(reason) => {
                 self.diags.push(
-                    Diagnostic::error("E0203", format!("cannot import `{path}`: {reason}"), path_span, reason)
-                        .with_help(format!(
-                            "paths are relative to the importing file; this one was looked up as `{}`",
-                            relative_to(&importer, path)
-                        )),
+                    Diagnostic::error(
+                        "E0203",
+                        format!("cannot import `{path}`: {reason}"),
+                        path_span,
+                        reason,
+                    )
+                    .with_help(format!(
+                        "paths are relative to the importing file; this one was looked up as `{}`",
+                        relative_to(&importer, path)
+                    )),
                 );
                 None
             }
@@ -347,7 +364,9 @@ impl Resolver<'_> {
         if self.loading.len() > MAX_CHAIN {
             self.diags.push(
                 Diagnostic::error("E0217", "imports nested too deep", use_span, "one import too many")
-                    .with_help(format!("chains of imports, `extends` and presets may be at most {MAX_CHAIN} long")),
+                    .with_help(format!(
+                        "chains of imports, `extends` and presets may be at most {MAX_CHAIN} long"
+                    )),
             );
             return None;
         }
@@ -379,7 +398,9 @@ impl Resolver<'_> {
     fn too_deep(&mut self, span: Span, what: &str) {
         self.diags.push(
             Diagnostic::error("E0217", format!("{what} nested too deep"), span, "the chain is too long here")
-                .with_help(format!("chains of imports, `extends` and presets may be at most {MAX_CHAIN} long")),
+                .with_help(format!(
+                    "chains of imports, `extends` and presets may be at most {MAX_CHAIN} long"
+                )),
         );
     }
 
@@ -438,7 +459,9 @@ impl Resolver<'_> {
                     );
                     let d = with_suggestion(d, &base.name, candidates, "experiments");
                     let d = if d.help.is_none() {
-                        d.with_help("define it in this file or import it, e.g. `use std.sudoku` for `sudoku_base`")
+                        d.with_help(
+                            "define it in this file or import it, e.g. `use std.sudoku` for `sudoku_base`",
+                        )
                     } else {
                         d
                     };
@@ -516,7 +539,11 @@ impl Resolver<'_> {
     ) {
         let mut v = self.lower(metric, unit, defining);
         if let ValueKind::Name(n) = &v.kind {
-            v.kind = ValueKind::Component { name: n.clone(), name_span: SpanOf(metric.span), table: Table::default() };
+            v.kind = ValueKind::Component {
+                name: n.clone(),
+                name_span: SpanOf(metric.span),
+                table: Table::default(),
+            };
         }
         let ValueKind::Component { name: metric_name, table: mt, .. } = &mut v.kind else { return };
         let metric_name = metric_name.clone();
@@ -550,7 +577,14 @@ impl Resolver<'_> {
     }
 
     /// Writes `value` at `path` in `table`, merging with what is there.
-    fn set(&mut self, table: &mut Table, path: &[Ident], value: Value, doc: Option<String>, code: &'static str) {
+    fn set(
+        &mut self,
+        table: &mut Table,
+        path: &[Ident],
+        value: Value,
+        doc: Option<String>,
+        code: &'static str,
+    ) {
         let Some((last, init)) = path.split_last() else { return };
         let segs: Vec<(String, Span)> = init.iter().map(|i| (i.name.clone(), i.span)).collect();
         match table_at(table, &segs) {
@@ -587,8 +621,12 @@ impl Resolver<'_> {
             ExprKind::Str(s) => ValueKind::Str(s.clone()),
             ExprKind::Range(a, b) => ValueKind::Range(*a, *b),
             ExprKind::Shape { dtype, dims } => ValueKind::Shape { dtype: dtype.clone(), dims: dims.clone() },
-            ExprKind::Tuple(items) => ValueKind::Tuple(items.iter().map(|e| self.lower(e, unit, defining)).collect()),
-            ExprKind::List(items) => ValueKind::List(items.iter().map(|e| self.lower(e, unit, defining)).collect()),
+            ExprKind::Tuple(items) => {
+                ValueKind::Tuple(items.iter().map(|e| self.lower(e, unit, defining)).collect())
+            }
+            ExprKind::List(items) => {
+                ValueKind::List(items.iter().map(|e| self.lower(e, unit, defining)).collect())
+            }
             ExprKind::Sum(terms) => ValueKind::Sum(
                 terms.iter().map(|t| Term { weight: t.weight, name: t.name.clone(), span: t.span }).collect(),
             ),
@@ -600,7 +638,8 @@ impl Resolver<'_> {
                 None => ValueKind::Name(n.clone()),
             },
             ExprKind::Component { name, body } => {
-                let base = self.preset_def(unit, &name.name, defining).and_then(|def| self.preset(def, name.span));
+                let base =
+                    self.preset_def(unit, &name.name, defining).and_then(|def| self.preset(def, name.span));
                 let (cname, name_span, mut table) = match base {
                     Some(Value { kind: ValueKind::Component { name, name_span, table }, .. }) => {
                         (name, name_span, table)
@@ -629,7 +668,10 @@ impl Resolver<'_> {
             );
             for other in &self.preset_stack[pos + 1..] {
                 if let Item::Preset(q) = &self.units[other.unit].module.items[other.item] {
-                    d = d.with_label(q.name.span, format!("`{}` is used by the preset before it", q.name.name));
+                    d = d.with_label(
+                        q.name.span,
+                        format!("`{}` is used by the preset before it", q.name.name),
+                    );
                 }
             }
             self.diags.push(d.with_help("a preset can build on other presets, but not on itself"));
@@ -646,7 +688,11 @@ impl Resolver<'_> {
         let mut v = self.lower(&p.value, def.unit, Some(def));
         self.preset_stack.pop();
         if let ValueKind::Name(n) = &v.kind {
-            v.kind = ValueKind::Component { name: n.clone(), name_span: SpanOf(p.value.span), table: Table::default() };
+            v.kind = ValueKind::Component {
+                name: n.clone(),
+                name_span: SpanOf(p.value.span),
+                table: Table::default(),
+            };
         }
         let result = self.preset_memo.get(&def).cloned().unwrap_or(Some(v));
         self.preset_memo.insert(def, result.clone());
@@ -673,7 +719,8 @@ fn field_at<'t>(table: &'t mut Table, path: &[Ident]) -> Option<&'t mut Field> {
 fn same_evaluation(v: &Value, metric: &str, on: &str) -> bool {
     match &v.kind {
         ValueKind::Component { name, table, .. } => {
-            name == metric && matches!(table.get("on").map(|f| &f.value.kind), Some(ValueKind::Name(n)) if n == on)
+            name == metric
+                && matches!(table.get("on").map(|f| &f.value.kind), Some(ValueKind::Name(n)) if n == on)
         }
         _ => false,
     }
@@ -699,9 +746,10 @@ fn with_suggestion<'a>(d: Diagnostic, name: &str, candidates: Vec<&'a str>, what
     sorted.sort_unstable();
     match did_you_mean(name, sorted.iter().copied()) {
         Some(s) => d.with_help(format!("did you mean `{s}`?")),
-        None if !sorted.is_empty() && sorted.len() <= 12 => {
-            d.with_help(format!("the {what} are {}", sorted.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")))
-        }
+        None if !sorted.is_empty() && sorted.len() <= 12 => d.with_help(format!(
+            "the {what} are {}",
+            sorted.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+        )),
         None => d,
     }
 }

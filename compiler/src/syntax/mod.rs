@@ -4,6 +4,6 @@ pub mod ast;
 mod parser;
 mod scan;
 
-pub use parser::{parse, MAX_PATH_LEN, MAX_SOURCE_LEN};
 pub(crate) use parser::parse_assignment;
+pub use parser::{parse, MAX_PATH_LEN, MAX_SOURCE_LEN};
 pub use scan::MAX_DEPTH;

@@ -124,10 +124,12 @@ impl<'a> P<'a> {
             match bytes[pos] {
                 b' ' | b'\t' | b'\r' | b'\n' => pos += 1,
                 b',' if commas => pos += 1,
-                b'/' if matches!(bytes.get(pos + 1), Some(b'/') | Some(b'*')) => match self.scan.comment_at(pos) {
-                    Some(c) => pos = c.span.end,
-                    None => return pos,
-                },
+                b'/' if matches!(bytes.get(pos + 1), Some(b'/') | Some(b'*')) => {
+                    match self.scan.comment_at(pos) {
+                        Some(c) => pos = c.span.end,
+                        None => return pos,
+                    }
+                }
                 _ if self.text[pos..].starts_with('\u{FEFF}') => pos += 3,
                 _ => return pos,
             }
@@ -137,7 +139,11 @@ impl<'a> P<'a> {
 
     fn starts_word(&self, pos: usize, word: &str) -> bool {
         self.text[pos..].starts_with(word)
-            && self.text.as_bytes().get(pos + word.len()).is_none_or(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
+            && self
+                .text
+                .as_bytes()
+                .get(pos + word.len())
+                .is_none_or(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
     }
 
     // ------------------------------------------------------------ items
@@ -396,7 +402,9 @@ impl<'a> P<'a> {
                     span,
                     "this key",
                 )
-                .with_help(format!("a dotted key may have at most {MAX_PATH_LEN} segments; use nested blocks")),
+                .with_help(format!(
+                    "a dotted key may have at most {MAX_PATH_LEN} segments; use nested blocks"
+                )),
             );
             return None;
         }
@@ -447,8 +455,13 @@ impl<'a> P<'a> {
             hi
         };
         if hi < lo {
-            let d = Diagnostic::error("E0113", "invalid range", lo_span.to(hi_span), "the end is before the start")
-                .with_help("write the smaller bound first: `lo..hi` (end excluded) or `lo..=hi` (end included)");
+            let d = Diagnostic::error(
+                "E0113",
+                "invalid range",
+                lo_span.to(hi_span),
+                "the end is before the start",
+            )
+            .with_help("write the smaller bound first: `lo..hi` (end excluded) or `lo..=hi` (end included)");
             return self.fail(d);
         }
         Some(Val::Other(ExprKind::Range(lo, hi)))
@@ -562,8 +575,9 @@ impl<'a> P<'a> {
                                 Val::Int(..) => "not positive".to_string(),
                                 v => format!("{}, not an integer", val_kind(&v)),
                             };
-                            let d = Diagnostic::error("E0114", "invalid shape", dspan, format!("this is {what}"))
-                                .with_help("shape dimensions are positive integers, as in `f32[81, 9]`");
+                            let d =
+                                Diagnostic::error("E0114", "invalid shape", dspan, format!("this is {what}"))
+                                    .with_help("shape dimensions are positive integers, as in `f32[81, 9]`");
                             return self.fail(d);
                         }
                     }
@@ -623,12 +637,10 @@ impl<'a> P<'a> {
         let sym = if sub { "-" } else { "+" };
         let whole = aspan.to(bspan);
         match (a, b) {
-            (Val::Int(x, _), Val::Int(y, _)) => {
-                match if sub { x.checked_sub(y) } else { x.checked_add(y) } {
-                    Some(r) => Some(Val::Int(r, true)),
-                    None => self.fail(overflow(whole)),
-                }
-            }
+            (Val::Int(x, _), Val::Int(y, _)) => match if sub { x.checked_sub(y) } else { x.checked_add(y) } {
+                Some(r) => Some(Val::Int(r, true)),
+                None => self.fail(overflow(whole)),
+            },
             (a @ (Val::Int(..) | Val::Float(_)), b @ (Val::Int(..) | Val::Float(_))) => {
                 let (x, y) = (num(&a), num(&b));
                 self.finite(if sub { x - y } else { x + y }, whole)
@@ -678,7 +690,8 @@ impl<'a> P<'a> {
                 Some(scale(m, num(&w), aspan))
             }
             (a, b) => {
-                let d = if matches!(a, Val::Name(_) | Val::Mix(_)) && matches!(b, Val::Name(_) | Val::Mix(_)) {
+                let d = if matches!(a, Val::Name(_) | Val::Mix(_)) && matches!(b, Val::Name(_) | Val::Mix(_))
+                {
                     Diagnostic::error("E0112", "cannot multiply two names", op, "one side must be a number")
                         .with_help("a mixture term is `weight * name`, as in `0.01 * nll`")
                 } else if matches!(a, Val::Other(_)) {
@@ -694,8 +707,9 @@ impl<'a> P<'a> {
     fn div(&mut self, a: Val, b: Val, aspan: Span, bspan: Span, op: Span) -> Option<Val> {
         let whole = aspan.to(bspan);
         if is_num(&b) && num(&b) == 0.0 {
-            let d = Diagnostic::error("E0110", "division by zero", bspan, "this is zero")
-                .with_help("constant arithmetic is computed when the file is read; divide by a non-zero number");
+            let d = Diagnostic::error("E0110", "division by zero", bspan, "this is zero").with_help(
+                "constant arithmetic is computed when the file is read; divide by a non-zero number",
+            );
             return self.fail(d);
         }
         match (a, b) {
@@ -806,7 +820,8 @@ impl<'a> P<'a> {
         if last.is_ascii_alphanumeric() || last == '_' {
             let start = before.rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).map_or(0, |i| i + 1);
             let word = &before[start..];
-            let keywords = ["use", "preset", "experiment", "extends", "evaluate", "on", "with", "data", "sampler"];
+            let keywords =
+                ["use", "preset", "experiment", "extends", "evaluate", "on", "with", "data", "sampler"];
             return keywords.contains(&word).then(|| word.to_string());
         }
         if before.ends_with("..=") {

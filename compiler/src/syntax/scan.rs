@@ -187,7 +187,9 @@ pub(crate) fn scan(source: SourceId, text: &str) -> Scan {
                             span(start, start + 2),
                             "this comment is never closed",
                         )
-                        .with_help("close it with `*/`; block comments nest, so every `/*` needs its own `*/`"),
+                        .with_help(
+                            "close it with `*/`; block comments nest, so every `/*` needs its own `*/`",
+                        ),
                     );
                 }
             }
