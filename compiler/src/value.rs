@@ -34,6 +34,7 @@ pub enum ValueKind {
     /// A component or preset applied to overrides: `transformer_s { depth = 4 }`; `table` holds the overrides.
     Component {
         name: String,
+        #[serde(skip)]
         name_span: SpanOf,
         table: Table,
     },

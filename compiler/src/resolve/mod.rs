@@ -741,7 +741,7 @@ fn article(type_name: &str) -> String {
     }
 }
 
-fn with_suggestion<'a>(d: Diagnostic, name: &str, candidates: Vec<&'a str>, what: &str) -> Diagnostic {
+fn with_suggestion(d: Diagnostic, name: &str, candidates: Vec<&str>, what: &str) -> Diagnostic {
     let mut sorted = candidates;
     sorted.sort_unstable();
     match did_you_mean(name, sorted.iter().copied()) {

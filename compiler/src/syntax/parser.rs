@@ -432,7 +432,7 @@ impl<'a> P<'a> {
         let off = self.current_offset(&pair);
         let span = self.pspan(&pair, off);
         let val = self.fold_value(pair, off)?;
-        self.to_expr(val, span)
+        self.make_expr(val, span)
     }
 
     fn fold_value(&mut self, pair: Pair<'_, Rule>, off: usize) -> Option<Val> {
@@ -469,7 +469,7 @@ impl<'a> P<'a> {
 
     fn range_bound(&mut self, v: Val, span: Span) -> Option<i64> {
         match v {
-            Val::Int(i, computed) => self.to_i64(i, computed, span),
+            Val::Int(i, computed) => self.fit_i64(i, computed, span),
             other => {
                 let d = Diagnostic::error(
                     "E0113",
@@ -611,12 +611,12 @@ impl<'a> P<'a> {
     fn value_at(&mut self, pair: Pair<'_, Rule>, off: usize) -> Option<Expr> {
         let span = self.pspan(&pair, off);
         let v = self.fold_value(pair, off)?;
-        self.to_expr(v, span)
+        self.make_expr(v, span)
     }
 
-    fn to_expr(&mut self, v: Val, span: Span) -> Option<Expr> {
+    fn make_expr(&mut self, v: Val, span: Span) -> Option<Expr> {
         let kind = match v {
-            Val::Int(i, computed) => ExprKind::Int(self.to_i64(i, computed, span)?),
+            Val::Int(i, computed) => ExprKind::Int(self.fit_i64(i, computed, span)?),
             Val::Float(f) => ExprKind::Float(f),
             Val::Name(n) => ExprKind::Name(n),
             Val::Mix(ts) => ExprKind::Sum(ts),
@@ -625,7 +625,7 @@ impl<'a> P<'a> {
         Some(Expr { kind, span })
     }
 
-    fn to_i64(&mut self, i: i128, computed: bool, span: Span) -> Option<i64> {
+    fn fit_i64(&mut self, i: i128, computed: bool, span: Span) -> Option<i64> {
         match i64::try_from(i) {
             Ok(i) => Some(i),
             Err(_) if computed => self.fail(overflow(span)),

@@ -1,0 +1,93 @@
+//! Hostile input never crashes the parser or the resolver, and stays fast.
+
+use proptest::prelude::*;
+use sr_compiler::{parse, resolve, MemLoader, SourceMap};
+
+const VALID: &str = r#"use std.sudoku
+use std.denoisers.{transformer_s}
+/// doc
+preset tiny = transformer { depth = 2, width = 64 } // c
+experiment e extends sudoku_base {
+  seed = 7, device = "cpu"
+  data train = sudoku { split = "train", givens = 0..=80 }
+  variables = f32[81, 9]
+  denoiser = tiny { uncertainty = true }
+  train { steps = 10_000 batch = 64 / 2 optimizer = adamw { lr = 1e-3, betas = (0.95, 0.999) } }
+  train.loss = mse + 0.01 * nll
+  /* block /* nested */ */
+  sampler a = scheduled { schedule = adaptive_sequential { steps = 100 } }
+  evaluate sudoku_accuracy on train with a
+}
+"#;
+
+fn run(text: &str) {
+    let mut sources = SourceMap::new();
+    let id = sources.add("fuzz.srx", text);
+    let (module, _) = parse(id, text);
+    let loader = MemLoader::new().with("fuzz.srx", text).with("x.srx", text);
+    let _ = resolve(&module, &mut sources, &loader, &[]);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    #[test]
+    fn mutated_sources_do_not_panic(edits in prop::collection::vec((0usize..2000, 0u8..4, any::<char>()), 1..8)) {
+        let mut text: Vec<char> = VALID.chars().collect();
+        for (at, op, c) in edits {
+            let at = at % (text.len() + 1);
+            match op {
+                0 => text.insert(at, c),
+                1 if at < text.len() => { text.remove(at); }
+                2 if at < text.len() => text[at] = c,
+                _ => {
+                    let tokens = ['{', '}', '(', ')', '[', ']', '"', '=', '.', ',', '/', '*', '\n', '-'];
+                    text.insert(at, tokens[(c as usize) % tokens.len()]);
+                }
+            }
+        }
+        run(&text.into_iter().collect::<String>());
+    }
+
+    #[test]
+    fn random_bytes_do_not_panic(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+        run(&String::from_utf8_lossy(&bytes));
+    }
+}
+
+#[test]
+fn extreme_inputs() {
+    run("");
+    run("\u{FEFF}");
+    run(&"{".repeat(100_000));
+    run(&"(".repeat(100_000));
+    run(&"/*".repeat(100_000));
+    run(&format!("experiment e {{ x = {} }}", "-".repeat(100_000) + "1"));
+    run(&format!("experiment e {{ x = {} }}", vec!["1"; 50_000].join(" + ")));
+    run(&format!("experiment e {{ x = {} }}", "9".repeat(1_000_000)));
+    run(&format!("experiment e {{ x = 1e{} }}", "9".repeat(1000)));
+    run(&format!("experiment e {{ {} = 1 }}", vec!["a"; 10_000].join(".")));
+    run(&format!("experiment e {{ x = \"{}\" }}", "a".repeat(2_000_000)));
+    run(&"preset p = q\n".repeat(30_000));
+    let chain: String = (0..2000).map(|i| format!("preset p{} = p{} {{ a = 1 }}\n", i + 1, i)).collect();
+    run(&format!("{chain}experiment e {{ d = p2000 }}"));
+    let extends: String = (0..2000).map(|i| format!("experiment e{} extends e{} {{}}\n", i + 1, i)).collect();
+    run(&format!("experiment e0 {{}}\n{extends}"));
+    run(&"x".repeat(9 << 20));
+}
+
+#[test]
+fn limits_are_reported() {
+    let (_, d) = parse(sr_compiler::SourceId(0), &"[".repeat(100));
+    assert_eq!(d[0].code, "E0107");
+    let (_, d) = parse(sr_compiler::SourceId(0), &" ".repeat(9 << 20));
+    assert_eq!(d[0].code, "E0108");
+    let chain: String = (0..100).map(|i| format!("preset p{} = p{}\n", i + 1, i)).collect();
+    let text = format!("{chain}experiment e {{ d = p100 }}");
+    let mut sources = SourceMap::new();
+    let id = sources.add("m.srx", text.clone());
+    let (module, d) = parse(id, &text);
+    assert!(d.is_empty());
+    let (_, d) = resolve(&module, &mut sources, &MemLoader::new(), &[]);
+    assert!(d.iter().any(|d| d.code == "E0217"), "{d:?}");
+}
