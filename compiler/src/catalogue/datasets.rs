@@ -176,14 +176,25 @@ pub(super) const COMPONENTS: &[Component] = &[
         kind: Kind::Dataset,
         name: "mnist",
         doc: "MNIST digits from IDX files; one sample is a [1, 28, 28] image",
-        params: &[required("path", Ty::Path, "directory holding the IDX files"), SPLIT],
+        params: &[
+            Param::new("path", Ty::Path, Some(Default::Str("data/mnist")), "directory holding the IDX files"),
+            SPLIT,
+        ],
         rules: Rules::Dataset { shape: mnist_shape, metrics: ANY_METRICS },
     },
     Component {
         kind: Kind::Dataset,
         name: "cifar10",
         doc: "CIFAR-10 binary batches; one sample is a [3, 32, 32] image",
-        params: &[required("path", Ty::Path, "directory holding the binary batches"), SPLIT],
+        params: &[
+            Param::new(
+                "path",
+                Ty::Path,
+                Some(Default::Str("data/cifar10")),
+                "directory holding the binary batches",
+            ),
+            SPLIT,
+        ],
         rules: Rules::Dataset { shape: cifar_shape, metrics: ANY_METRICS },
     },
     Component {

@@ -66,6 +66,16 @@ pub(crate) fn component_ref(v: &Value) -> Option<(&str, Span, Option<&Table>)> {
     }
 }
 
+/// The standard-library module that defines a preset called `name`, if any.
+fn std_module_of(name: &str) -> Option<&'static str> {
+    crate::resolve::stdlib::MODULES.iter().find_map(|(module, text)| {
+        text.lines()
+            .filter_map(|l| l.trim_start().strip_prefix("preset "))
+            .any(|rest| rest.trim_start().strip_prefix(name).is_some_and(|r| r.trim_start().starts_with('=')))
+            .then_some(*module)
+    })
+}
+
 fn names_of(kind: Kind) -> String {
     let names: Vec<&str> = catalogue::of_kind(kind).map(|c| c.name).collect();
     names.join(", ")
@@ -132,9 +142,12 @@ impl Checker<'_> {
             return;
         }
         let suggestion = did_you_mean(name, catalogue::of_kind(kind).map(|c| c.name));
-        let help = match suggestion {
-            Some(s) => format!("did you mean `{s}`?"),
-            None => format!("{kind}s: {}", names_of(kind)),
+        let help = match (std_module_of(name), suggestion) {
+            (Some(module), _) => {
+                format!("`{name}` is a preset of std.{module}: add `use std.{module}.{{{name}}}`")
+            }
+            (None, Some(s)) => format!("did you mean `{s}`?"),
+            (None, None) => format!("{kind}s: {}", names_of(kind)),
         };
         self.push(
             Diagnostic::error("E0301", format!("unknown {kind} `{name}`"), span, format!("not a {kind}"))

@@ -15,6 +15,7 @@ use crate::source::Span;
 use crate::suggest::did_you_mean;
 use crate::value::{Experiment, Field, Table, Value, ValueKind};
 use fields::{Fields, Inst};
+use std::collections::BTreeSet;
 
 /// The top-level keys an experiment accepts.
 const EXPERIMENT_KEYS: &[&str] = &[
@@ -82,6 +83,8 @@ pub(crate) struct Checked {
     pub samplers: Vec<Decl>,
     pub evals: Vec<Eval>,
     pub shapes: Option<Shapes>,
+    /// Every declared data split and sampler name, including those whose component failed to resolve.
+    pub declared: BTreeSet<String>,
 }
 
 impl Checker<'_> {
@@ -150,8 +153,16 @@ impl Checker<'_> {
                     ),
                 },
                 "device" => self.device(v),
-                "data" => ck.data = self.decls("data", field, Kind::Dataset),
-                "sampler" => ck.samplers = self.decls("sampler", field, Kind::Sampler),
+                "data" | "sampler" => {
+                    if let ValueKind::Block(t) = &v.kind {
+                        ck.declared.extend(t.entries.keys().map(|n| format!("{key}.{n}")));
+                    }
+                    if key == "data" {
+                        ck.data = self.decls("data", field, Kind::Dataset);
+                    } else {
+                        ck.samplers = self.decls("sampler", field, Kind::Sampler);
+                    }
+                }
                 "variables" => {}
                 "mapper" => ck.mapper = self.component(Kind::Mapper, v, "mapper"),
                 "flow" => ck.flow = self.component(Kind::Flow, v, "flow"),

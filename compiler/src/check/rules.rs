@@ -343,6 +343,7 @@ impl Checker<'_> {
     fn evaluate_rules(&mut self, ck: &Checked) {
         for e in &ck.evals {
             match ck.data.iter().find(|d| d.name == e.split) {
+                None if ck.declared.contains(&format!("data.{}", e.split)) => {}
                 None => {
                     let names = ck.data.iter().map(|d| d.name.as_str());
                     let help = match super::did_you_mean(&e.split, names) {
@@ -395,6 +396,11 @@ impl Checker<'_> {
             }
             let mut seen = BTreeSet::new();
             for (name, span) in &e.with {
+                if ck.declared.contains(&format!("sampler.{name}"))
+                    && !ck.samplers.iter().any(|s| &s.name == name)
+                {
+                    continue;
+                }
                 if !ck.samplers.iter().any(|s| &s.name == name) {
                     let help = match super::did_you_mean(name, ck.samplers.iter().map(|s| s.name.as_str())) {
                         Some(s) => format!("did you mean `{s}`?"),
