@@ -71,7 +71,8 @@ fn a_five_thousand_line_file_checks_in_milliseconds() {
     let took = start.elapsed();
     assert!(diags.is_empty(), "{:?}", diags.first());
     assert_eq!(plan.unwrap().graph.node_count(), 10 + 1700 * 4);
-    assert!(took < Duration::from_millis(500), "check took {took:?}");
+    eprintln!("checked {} lines in {took:?}", text.lines().count());
+    assert!(took < Duration::from_millis(250), "check took {took:?}");
 }
 
 fn sample_values() -> Vec<ValueKind> {
@@ -96,16 +97,39 @@ fn sample_values() -> Vec<ValueKind> {
     ]
 }
 
-/// Every value in the experiment, depth first, as a mutable list.
-fn values_mut(v: &mut Value, out: &mut Vec<*mut Value>) {
-    out.push(v as *mut Value);
-    match &mut v.kind {
-        ValueKind::Tuple(items) | ValueKind::List(items) => items.iter_mut().for_each(|i| values_mut(i, out)),
+/// Number of values in `v`, itself included.
+fn count(v: &Value) -> usize {
+    1 + match &v.kind {
+        ValueKind::Tuple(items) | ValueKind::List(items) => items.iter().map(count).sum(),
         ValueKind::Component { table, .. } | ValueKind::Block(table) => {
-            table.entries.values_mut().for_each(|f| values_mut(&mut f.value, out))
+            table.entries.values().map(|f| count(&f.value)).sum()
         }
-        _ => {}
+        _ => 0,
     }
+}
+
+/// Replaces the `n`-th value of `v` (depth first, `v` itself is 0); returns how many values were passed.
+fn replace(v: &mut Value, n: usize, new: &ValueKind) -> usize {
+    if n == 0 {
+        v.kind = new.clone();
+        return usize::MAX;
+    }
+    let mut seen = 1;
+    let children: Vec<&mut Value> = match &mut v.kind {
+        ValueKind::Tuple(items) | ValueKind::List(items) => items.iter_mut().collect(),
+        ValueKind::Component { table, .. } | ValueKind::Block(table) => {
+            table.entries.values_mut().map(|f| &mut f.value).collect()
+        }
+        _ => vec![],
+    };
+    for child in children {
+        let passed = replace(child, n - seen, new);
+        if passed == usize::MAX {
+            return usize::MAX;
+        }
+        seen += passed;
+    }
+    seen
 }
 
 proptest! {
@@ -118,15 +142,15 @@ proptest! {
         let exp = &mut exps[0];
         let pool = sample_values();
         for (at, which) in edits {
-            // One edit at a time: collect the values, replace one, drop the pointers.
-            let mut all = Vec::new();
+            let total: usize = exp.table.entries.values().map(|f| count(&f.value)).sum();
+            let mut n = at.index(total);
             for f in exp.table.entries.values_mut() {
-                values_mut(&mut f.value, &mut all);
+                let passed = replace(&mut f.value, n, &pool[which]);
+                if passed == usize::MAX {
+                    break;
+                }
+                n -= passed;
             }
-            let target = all[at.index(all.len())];
-            // SAFETY: the pointers come from a walk of `exp` that finished above; nothing else
-            // touches `exp` until this write, and no pointer is used after it.
-            unsafe { (*target).kind = pool[which].clone() };
         }
         let (plan, diags) = check(exp);
         prop_assert_eq!(plan.is_some(), !has_errors(&diags));

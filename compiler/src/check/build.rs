@@ -7,15 +7,19 @@ use crate::catalogue::{Input, Kind, Rules};
 use crate::plan::{Edge, Node, PValue, Plan};
 use crate::value::Experiment;
 use petgraph::graph::{DiGraph, NodeIndex};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 struct Builder {
     graph: DiGraph<Node, Edge>,
+    ids: HashMap<String, NodeIndex>,
 }
 
 impl Builder {
     fn node(&mut self, id: &str, kind: Kind, component: &str, params: BTreeMap<String, PValue>) -> NodeIndex {
-        self.graph.add_node(Node { id: id.to_string(), kind, component: component.to_string(), params })
+        let idx =
+            self.graph.add_node(Node { id: id.to_string(), kind, component: component.to_string(), params });
+        self.ids.insert(id.to_string(), idx);
+        idx
     }
 
     /// Adds an instance and, first, its nested components (`id.key`), linked to it.
@@ -56,7 +60,7 @@ pub(super) fn plan(exp: &Experiment, ck: &Checked) -> Option<Plan> {
         Some(PValue::Str(p)) => p.clone(),
         _ => "prediction".to_string(),
     };
-    let mut b = Builder { graph: DiGraph::new() };
+    let mut b = Builder { graph: DiGraph::new(), ids: HashMap::new() };
 
     let mut data = BTreeMap::new();
     for d in &ck.data {
@@ -129,7 +133,7 @@ pub(super) fn plan(exp: &Experiment, ck: &Checked) -> Option<Plan> {
         let idx = b.inst(&id, &s.inst);
         b.edge(den, idx, &format!("{predict} {x}"));
         if sigma {
-            if let Some(sched) = b.graph.node_indices().find(|&i| b.graph[i].id == format!("{id}.schedule")) {
+            if let Some(&sched) = b.ids.get(&format!("{id}.schedule")) {
                 b.edge(den, sched, &format!("σ [B, {v}]"));
             }
         }
@@ -138,7 +142,7 @@ pub(super) fn plan(exp: &Experiment, ck: &Checked) -> Option<Plan> {
     }
     for e in &ck.evals {
         let id = format!("evaluate.{}.{}", e.metric.name, e.split);
-        if b.graph.node_weights().any(|n| n.id == id) {
+        if b.ids.contains_key(&id) {
             continue;
         }
         let with: Vec<PValue> =

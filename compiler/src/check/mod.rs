@@ -340,11 +340,11 @@ impl Checker<'_> {
                 self.push(
                     Diagnostic::error(
                         "E0303",
-                        format!("`evaluate` has no clause `{key}`"),
+                        format!("metric `{name}` has no parameter `{key}`"),
                         span,
-                        "unknown clause",
+                        "unknown key",
                     )
-                    .with_help("`evaluate METRIC on SPLIT with S1, S2`"),
+                    .with_help("metrics take no parameters: `evaluate METRIC on SPLIT with S1, S2`"),
                 );
             }
             let with = match table.get("with") {

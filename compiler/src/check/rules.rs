@@ -1,13 +1,14 @@
 //! Shape inference along the chain (E04xx), semantic rules (E05xx) and warnings (W0xxx).
 
 use super::fields::Inst;
+use super::Decl;
 use super::{Checked, Checker};
 use crate::catalogue::{Args, Input, Rules, ShapeCtx, Violation};
 use crate::diagnostic::Diagnostic;
 use crate::plan::Shapes;
 use crate::source::Span;
 use crate::value::ValueKind;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// `[9, 9]`.
 pub(crate) fn dims(d: &[usize]) -> String {
@@ -341,8 +342,10 @@ impl Checker<'_> {
     }
 
     fn evaluate_rules(&mut self, ck: &Checked) {
+        let data: HashMap<&str, &Decl> = ck.data.iter().map(|d| (d.name.as_str(), d)).collect();
+        let samplers: HashSet<&str> = ck.samplers.iter().map(|s| s.name.as_str()).collect();
         for e in &ck.evals {
-            match ck.data.iter().find(|d| d.name == e.split) {
+            match data.get(e.split.as_str()) {
                 None if ck.declared.contains(&format!("data.{}", e.split)) => {}
                 None => {
                     let names = ck.data.iter().map(|d| d.name.as_str());
@@ -396,12 +399,11 @@ impl Checker<'_> {
             }
             let mut seen = BTreeSet::new();
             for (name, span) in &e.with {
-                if ck.declared.contains(&format!("sampler.{name}"))
-                    && !ck.samplers.iter().any(|s| &s.name == name)
-                {
+                let resolved = samplers.contains(name.as_str());
+                if !resolved && ck.declared.contains(&format!("sampler.{name}")) {
                     continue;
                 }
-                if !ck.samplers.iter().any(|s| &s.name == name) {
+                if !resolved {
                     let help = match super::did_you_mean(name, ck.samplers.iter().map(|s| s.name.as_str())) {
                         Some(s) => format!("did you mean `{s}`?"),
                         None => format!("declare it: `sampler {name} = scheduled {{ ... }}`"),
@@ -426,8 +428,11 @@ impl Checker<'_> {
     }
 
     fn warnings(&mut self, ck: &Checked) {
+        let evaluated: HashSet<&str> = ck.evals.iter().map(|e| e.split.as_str()).collect();
+        let used: HashSet<&str> =
+            ck.evals.iter().flat_map(|e| e.with.iter().map(|(n, _)| n.as_str())).collect();
         for d in &ck.data {
-            if d.name != "train" && !ck.evals.iter().any(|e| e.split == d.name) {
+            if d.name != "train" && !evaluated.contains(d.name.as_str()) {
                 self.push(
                     Diagnostic::warning(
                         "W0301",
@@ -441,7 +446,7 @@ impl Checker<'_> {
             let split = Args(&d.inst.fields.values).word("split").map(str::to_string);
             let wrong = match (d.name.as_str(), split.as_deref()) {
                 ("train", Some("test")) => Some("trains on the test split"),
-                (n, Some("train")) if n != "train" && ck.evals.iter().any(|e| e.split == n) => {
+                (n, Some("train")) if n != "train" && evaluated.contains(n) => {
                     Some("evaluates on the training split")
                 }
                 _ => None,
@@ -459,7 +464,7 @@ impl Checker<'_> {
             }
         }
         for s in &ck.samplers {
-            if !ck.evals.iter().any(|e| e.with.iter().any(|(n, _)| n == &s.name)) {
+            if !used.contains(s.name.as_str()) {
                 self.push(
                     Diagnostic::warning(
                         "W0302",
