@@ -388,8 +388,6 @@ impl<'a> P<'a> {
     }
 
     fn key_path(&mut self, pair: Pair<'_, Rule>) -> Option<Vec<Ident>> {
-        // Key paths are only ever lowered from pairs parsed at the statement's own offset, which
-        // `ident` receives through the pair's recorded offset below.
         let off = self.current_offset(&pair);
         let span = self.pspan(&pair, off);
         let path: Vec<Ident> =
@@ -780,9 +778,8 @@ impl<'a> P<'a> {
         Some(out)
     }
 
-    /// The absolute offset at which `pair`'s parse began: pairs do not know it, so the drivers record
-    /// it. Every pair handed to `key_path` and `value` comes from a parse of `self.text[off..]` where
-    /// `off` is found by locating the pair's text (pest spans are relative to the parsed slice).
+    /// The absolute offset of the slice `pair` was parsed from: every parse runs on a suffix (or a
+    /// sub-slice) of `self.text`, and pest spans are relative to that slice.
     fn current_offset(&self, pair: &Pair<'_, Rule>) -> usize {
         let base = pair.as_span().get_input().as_ptr() as usize;
         base - self.text.as_ptr() as usize
@@ -818,7 +815,11 @@ impl<'a> P<'a> {
         let before = self.text[..pos.min(self.text.len())].trim_end();
         let last = before.chars().next_back()?;
         if last.is_ascii_alphanumeric() || last == '_' {
-            let start = before.rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).map_or(0, |i| i + 1);
+            let start = before
+                .char_indices()
+                .rev()
+                .find(|(_, c)| !(c.is_ascii_alphanumeric() || *c == '_'))
+                .map_or(0, |(i, c)| i + c.len_utf8());
             let word = &before[start..];
             let keywords =
                 ["use", "preset", "experiment", "extends", "evaluate", "on", "with", "data", "sampler"];
@@ -1017,4 +1018,54 @@ fn overflow(span: Span) -> Diagnostic {
 fn too_large(span: Span) -> Diagnostic {
     Diagnostic::error("E0109", "number too large", span, "this number does not fit")
         .with_help("integers are 64-bit (at most 9223372036854775807); floats at most about 1.8e308")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_file_rule_accepts_the_standard_library() {
+        for (name, text) in crate::resolve::stdlib::MODULES {
+            assert!(SrxParser::parse(Rule::file, text).is_ok(), "std.{name}");
+        }
+        assert!(SrxParser::parse(Rule::file, "experiment e { seed = }").is_err());
+    }
+
+    #[test]
+    fn folding() {
+        let (m, d) =
+            parse(SourceId(0), "experiment e { a = 2 * (3 + 4) - -1, b = 7 / 2, c = -(mse - 2 * nll) }");
+        assert!(d.is_empty(), "{d:?}");
+        let Item::Experiment(e) = &m.items[0] else { panic!() };
+        let values: Vec<&ExprKind> = e
+            .body
+            .iter()
+            .map(|s| match &s.kind {
+                StmtKind::Assign { value, .. } => &value.kind,
+                _ => panic!(),
+            })
+            .collect();
+        assert_eq!(values[0], &ExprKind::Int(15));
+        assert_eq!(values[1], &ExprKind::Float(3.5));
+        let ExprKind::Sum(terms) = values[2] else { panic!() };
+        assert_eq!(
+            terms.iter().map(|t| (t.name.as_str(), t.weight)).collect::<Vec<_>>(),
+            [("mse", -1.0), ("nll", 2.0)]
+        );
+    }
+
+    #[test]
+    fn messages_never_name_grammar_rules() {
+        for text in
+            ["experiment e { x = }", "preset = 1", "use", "experiment { }", "experiment e { a.b. = 1 }"]
+        {
+            let (_, d) = parse(SourceId(0), text);
+            assert!(!d.is_empty(), "{text}");
+            for d in d {
+                assert!(!d.message.contains('_') || d.message.contains('`'), "{}", d.message);
+                assert!(d.help.is_some() && !d.labels.is_empty());
+            }
+        }
+    }
 }
