@@ -1,7 +1,7 @@
-//! Hostile input never crashes the parser or the resolver, and stays fast.
+//! Hostile input never crashes the parser, the resolver or the checker, and stays fast.
 
 use proptest::prelude::*;
-use sr_compiler::{parse, resolve, MemLoader, SourceMap};
+use sr_compiler::{check, parse, resolve, MemLoader, SourceMap};
 
 const VALID: &str = r#"use std.sudoku
 use std.denoisers.{transformer_s}
@@ -25,7 +25,11 @@ fn run(text: &str) {
     let id = sources.add("fuzz.srx", text);
     let (module, _) = parse(id, text);
     let loader = MemLoader::new().with("fuzz.srx", text).with("x.srx", text);
-    let _ = resolve(&module, &mut sources, &loader, &[]);
+    let (experiments, _) = resolve(&module, &mut sources, &loader, &[]);
+    for exp in &experiments {
+        let (plan, diags) = check(exp);
+        assert_eq!(plan.is_some(), !sr_compiler::diagnostic::has_errors(&diags));
+    }
 }
 
 proptest! {
