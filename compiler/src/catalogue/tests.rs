@@ -183,3 +183,9 @@ fn lookup_by_name_and_describe() {
     }
     assert!(l.contains("adaptive_inverse"));
 }
+
+#[test]
+fn listing_and_a_man_page_snapshot() {
+    insta::assert_snapshot!("list", list());
+    insta::assert_snapshot!("describe_diffusion", describe(lookup(Kind::Flow, "diffusion").unwrap()));
+}
