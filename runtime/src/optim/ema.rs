@@ -69,6 +69,22 @@ impl Ema {
         self.decay
     }
 
+    /// The decay to use at update `step` (0-based): the configured decay, warmed up as
+    /// `min(decay, (1 + step) / (10 + step))` so that a short run's average is not dominated by the
+    /// initial weights.
+    pub fn warmed_decay(&self, step: u64) -> f64 {
+        self.decay.min((1.0 + step as f64) / (10.0 + step as f64))
+    }
+
+    /// Fold the current weights into the average with the warmed-up decay of update `step`.
+    pub fn update_at(&mut self, step: u64) -> Result<()> {
+        let configured = self.decay;
+        self.decay = self.warmed_decay(step);
+        let result = self.update();
+        self.decay = configured;
+        result
+    }
+
     /// Fold the current weights into the average.
     pub fn update(&mut self) -> Result<()> {
         if self.swapped {

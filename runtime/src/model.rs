@@ -1,0 +1,155 @@
+//! A plan turned into live components: datasets, mapper, flow, time sampler and denoiser on a device.
+
+use std::collections::BTreeMap;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use sr_compiler::catalogue::Kind;
+use sr_compiler::plan::{Node, PValue, Plan};
+
+use crate::data::{build_dataset, Dataset};
+use crate::error::{Result, RuntimeError};
+use crate::flow::FlowSetup;
+use crate::mapper::{build_mapper, Mapper};
+use crate::nn::{build_denoiser, Denoiser, Geometry};
+use crate::time::TimeSampler;
+
+/// Parses a device name: `cpu`, `cuda` (= `cuda:0`) or `cuda:N`.
+pub fn device(spec: &str) -> Result<Device> {
+    let unavailable = |what: &str| RuntimeError::Device { device: spec.to_string(), what: what.to_string() };
+    match spec.trim() {
+        "cpu" => Ok(Device::Cpu),
+        s if s == "cuda" || s.starts_with("cuda:") => {
+            let ordinal: usize = match s.strip_prefix("cuda:") {
+                Some(n) => n.parse().map_err(|_| unavailable("the GPU index must be a number"))?,
+                None => 0,
+            };
+            if !candle_core::utils::cuda_is_available() {
+                return Err(unavailable("this build of sr has no CUDA support"));
+            }
+            Device::new_cuda(ordinal).map_err(|e| unavailable(&e.to_string()))
+        }
+        _ => Err(unavailable("expected `cpu`, `cuda` or `cuda:N`")),
+    }
+}
+
+/// Everything a training or sampling run needs, built once from a plan.
+pub struct Model {
+    pub device: Device,
+    /// Datasets by split name (`train`, `hard`, ...), seeded with the plan's seed.
+    pub datasets: BTreeMap<String, Box<dyn Dataset>>,
+    pub mapper: Box<dyn Mapper>,
+    pub flow: FlowSetup,
+    /// The training time sampler (absent when the plan has no training).
+    pub time: Option<TimeSampler>,
+    pub geometry: Geometry,
+    pub varmap: VarMap,
+    pub denoiser: Box<dyn Denoiser>,
+    /// The mapper's dependency matrix `[V, V]`, row-major, on the host.
+    pub dependency: Vec<f64>,
+}
+
+/// The node `id` of a plan, or a configuration error naming it.
+pub fn node<'p>(plan: &'p Plan, id: &str) -> Result<&'p Node> {
+    plan.node(id).ok_or_else(|| RuntimeError::Config(format!("the plan has no `{id}` node")))
+}
+
+/// The node a `PValue::Node` parameter points to.
+pub fn referenced<'p>(plan: &'p Plan, owner: &Node, key: &str) -> Result<&'p Node> {
+    match owner.params.get(key) {
+        Some(PValue::Node { node: id }) => node(plan, id),
+        _ => Err(RuntimeError::Config(format!("`{}` has no component `{key}`", owner.id))),
+    }
+}
+
+impl Model {
+    /// Builds every component of `plan` on `device`, with freshly initialised weights.
+    pub fn build(plan: &Plan, device: Device) -> Result<Model> {
+        let mut datasets = BTreeMap::new();
+        for n in plan.nodes_of(Kind::Dataset) {
+            let split = n.id.strip_prefix("data.").unwrap_or(&n.id).to_string();
+            datasets.insert(split, build_dataset(&n.component, &n.params, plan.seed)?);
+        }
+        let raw = plan.shapes.raw.clone();
+        let mapper_node = node(plan, "mapper")?;
+        let (mapper, geometry) = build_mapping(mapper_node, &raw)?;
+        if mapper.variables() != plan.shapes.variables || mapper.features() != plan.shapes.features {
+            return Err(RuntimeError::Shape(format!(
+                "the plan says {} variables of {} features, the mapper gives {} of {}",
+                plan.shapes.variables,
+                plan.shapes.features,
+                mapper.variables(),
+                mapper.features()
+            )));
+        }
+        let flow_node = node(plan, "flow")?;
+        let flow = FlowSetup::from_params(&flow_node.component, &flow_node.params)?;
+        let time = match plan.node("train.time") {
+            Some(n) => Some(TimeSampler::from_params(&n.component, &n.params, geometry.variables, plan.seed)?),
+            None => None,
+        };
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
+        let den = node(plan, "denoiser")?;
+        let denoiser = build_denoiser(&den.component, &den.params, &geometry, vb)?;
+        let dependency = mapper.dependency(&Device::Cpu)?.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+        Ok(Model { device, datasets, mapper, flow, time, geometry, varmap, denoiser, dependency })
+    }
+
+    /// The dataset of split `name`.
+    pub fn dataset(&self, name: &str) -> Result<&dyn Dataset> {
+        self.datasets
+            .get(name)
+            .map(|d| d.as_ref())
+            .ok_or_else(|| RuntimeError::Config(format!("the experiment has no data split `{name}`")))
+    }
+
+    /// Number of trainable scalars.
+    pub fn parameter_count(&self) -> usize {
+        crate::optim::named_vars(&self.varmap).iter().map(|(_, v)| v.elem_count()).sum()
+    }
+
+    /// Maps raw data `[B, ...raw]` (and its mask of givens) to variables `[B, V, F]` and a given-mask
+    /// `[B, V]` (1 = given) on the model's device.
+    pub fn variables(&self, raw: &Tensor, mask: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
+        let x = self.mapper.to_variables(&raw.to_device(&self.device)?)?;
+        let given = match mask {
+            Some(m) => self.mapper.mask_to_variables(&m.to_device(&self.device)?)?,
+            None => Tensor::zeros((x.dim(0)?, self.geometry.variables), DType::F32, &self.device)?,
+        };
+        Ok((x, given.to_dtype(DType::F32)?))
+    }
+}
+
+/// The mapper and the denoiser geometry for raw samples of shape `raw`.
+///
+/// `grid_cells` over Sudoku images (`[C, 9k, 9k]`) is the same as 81 image patches of side `k`.
+fn build_mapping(node: &Node, raw: &[usize]) -> Result<(Box<dyn Mapper>, Geometry)> {
+    let patch_of = |p: usize| -> Result<(Box<dyn Mapper>, Geometry)> {
+        let params: BTreeMap<String, PValue> = [("patch".to_string(), PValue::Int(p as i64))]
+            .into_iter()
+            .chain(node.params.get("radius").map(|r| ("radius".to_string(), r.clone())))
+            .collect();
+        let mapper = build_mapper("image_patches", &params, raw)?;
+        Ok((mapper, Geometry::image(raw[0], raw[1], raw[2], p)?))
+    };
+    match (node.component.as_str(), raw) {
+        ("grid_cells", [_, h, w]) if h == w && h % 9 == 0 => patch_of(h / 9),
+        ("image_patches", [_, _, _]) => {
+            let p = match node.params.get("patch") {
+                Some(PValue::Int(p)) if *p > 0 => *p as usize,
+                _ => return Err(RuntimeError::param("image_patches", "patch", "must be a positive integer")),
+            };
+            patch_of(p)
+        }
+        ("video_frames", [t, c, h, w]) => {
+            let mapper = build_mapper(&node.component, &node.params, raw)?;
+            Ok((mapper, Geometry::video(*t, *c, *h, *w)))
+        }
+        _ => {
+            let mapper = build_mapper(&node.component, &node.params, raw)?;
+            let g = Geometry::flat(mapper.variables(), mapper.features());
+            Ok((mapper, g))
+        }
+    }
+}
