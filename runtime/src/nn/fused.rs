@@ -6,7 +6,7 @@
 //! (CUDA, half precision), so no caller has to care.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 
 /// Whether the fused kernels handle `x`.
 pub fn supported(x: &Tensor) -> bool {
@@ -352,5 +352,85 @@ impl CustomOp1 for SumRows {
         }
         let out = dispatch!(s, self.name(), |T| sum::<T>(slice(s, l, self.name())?, d));
         Ok((out, Shape::from(d)))
+    }
+}
+
+/// `a · (b + k) + c` for three tensors of one shape: adaLN modulation (`x · (1 + scale) + shift`, k = 1)
+/// and gated residuals (`h · gate + x`, k = 0) in one pass.
+pub struct Fma(pub f64);
+
+/// `g · (b + k)`.
+struct MulShift(f64);
+
+fn check_same(name: &str, a: &Layout, b: &Layout) -> Result<()> {
+    if a.shape() != b.shape() {
+        candle_core::bail!("{name}: shapes {:?} and {:?} differ", a.shape(), b.shape())
+    }
+    Ok(())
+}
+
+impl CustomOp3 for Fma {
+    fn name(&self) -> &'static str {
+        "sr-fma"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let n = self.name();
+        check_same(n, l1, l2)?;
+        check_same(n, l1, l3)?;
+        fn fma<T: Real>(a: &[T], b: &[T], c: &[T], k: T) -> Vec<T> {
+            a.iter().zip(b).zip(c).map(|((&a, &b), &c)| a * (b + k) + c).collect()
+        }
+        let out = dispatch!(s1, n, |T| fma::<T>(
+            slice(s1, l1, n)?,
+            slice(s2, l2, n)?,
+            slice(s3, l3, n)?,
+            T::of(self.0)
+        ));
+        Ok((out, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        _c: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let ga = grad.apply_op2_no_bwd(b, &MulShift(self.0))?;
+        let gb = grad.mul(a)?;
+        Ok((Some(ga), Some(gb), Some(grad)))
+    }
+}
+
+impl CustomOp2 for MulShift {
+    fn name(&self) -> &'static str {
+        "sr-mul-shift"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let n = self.name();
+        check_same(n, l1, l2)?;
+        fn mul<T: Real>(g: &[T], b: &[T], k: T) -> Vec<T> {
+            g.iter().zip(b).map(|(&g, &b)| g * (b + k)).collect()
+        }
+        let out = dispatch!(s1, n, |T| mul::<T>(slice(s1, l1, n)?, slice(s2, l2, n)?, T::of(self.0)));
+        Ok((out, l1.shape().clone()))
     }
 }

@@ -175,7 +175,7 @@ impl Params<'_> {
 /// Embedding of per-variable noise levels: sinusoidal features → Linear → SiLU → Linear.
 #[derive(Debug, Clone)]
 pub(crate) struct TimeEmbedding {
-    dim: usize,
+    freqs: Tensor,
     fc1: linear::Linear,
     fc2: linear::Linear,
 }
@@ -186,7 +186,7 @@ impl TimeEmbedding {
             candle_core::bail!("time_dim must be even and positive, got {dim}")
         }
         Ok(Self {
-            dim,
+            freqs: ops::timestep_frequencies(dim, 1000.0, vb.dtype(), vb.device())?,
             fc1: linear::linear(dim, out, vb.pp("fc1"))?,
             fc2: linear::linear(out, out, vb.pp("fc2"))?,
         })
@@ -195,7 +195,7 @@ impl TimeEmbedding {
     /// `t [...]` → `[..., out]`.
     pub fn forward(&self, t: &Tensor) -> candle_core::Result<Tensor> {
         use candle_core::Module;
-        let e = ops::timestep_embedding(t, self.dim, 1000.0)?;
+        let e = ops::timestep_embedding_with(&t.to_dtype(self.freqs.dtype())?, &self.freqs)?;
         self.fc2.forward(&ops::silu(&self.fc1.forward(&e)?)?)
     }
 }
