@@ -267,3 +267,48 @@ pub(crate) mod test_util {
         kv.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::test_util::params;
+    use super::*;
+    use candle_core::{DType, Device};
+    use candle_nn::VarMap;
+
+    fn build(name: &str, p: &[(&str, PValue)]) -> Result<Box<dyn Denoiser>> {
+        let vm = VarMap::new();
+        build_denoiser(
+            name,
+            &params(p),
+            &Geometry::flat(4, 2),
+            VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+        )
+    }
+
+    #[test]
+    fn parameters_are_checked_by_name() {
+        let ok = build(
+            "mlp",
+            &[("width", PValue::Int(8)), ("depth", PValue::Int(1)), ("time_dim", PValue::Int(4))],
+        );
+        assert!(!ok.unwrap().has_uncertainty());
+        for (name, p) in [
+            ("mlp", vec![("width", PValue::Int(0))]),
+            ("mlp", vec![("width", PValue::Str("wide".into()))]),
+            ("mlp", vec![("uncertainty", PValue::Int(1))]),
+            ("mlp", vec![("time_dim", PValue::Int(3))]),
+            ("transformer", vec![("width", PValue::Int(10)), ("heads", PValue::Int(3))]),
+            ("transformer", vec![("mlp_ratio", PValue::Float(-1.0))]),
+        ] {
+            assert!(build(name, &p).is_err(), "{name} {p:?}");
+        }
+        match build("mlp", &[("width", PValue::Bool(true))]) {
+            Err(RuntimeError::Param { component, name, .. }) => {
+                assert_eq!((component.as_str(), name.as_str()), ("mlp", "width"))
+            }
+            other => panic!("{:?}", other.err()),
+        }
+        assert!(matches!(build("resnet", &[]), Err(RuntimeError::Config(_))));
+        assert!(Geometry::image(3, 10, 10, 4).is_err());
+    }
+}
