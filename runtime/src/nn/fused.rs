@@ -27,7 +27,7 @@ impl Real for f32 {
     /// Branch-free rational minimax approximation (max error ≈ 1 ulp in f32), which the compiler
     /// vectorises; libm's `tanhf` is several times slower.
     fn tanh(self) -> Self {
-        let x = self.max(-7.905_311).min(7.905_311);
+        let x = self.clamp(-7.905_311, 7.905_311);
         let x2 = x * x;
         let p = x2 * -2.760_768_4e-16 + 2.000_188e-13;
         let p = x2 * p + -8.604_672e-11;
