@@ -4,6 +4,7 @@
 //! Every denoiser is built by [`build_denoiser`] from its catalogue name, its catalogue parameters and a
 //! [`Geometry`], with its weights under a `candle_nn::VarBuilder` (normally backed by a `VarMap`).
 
+pub mod conv;
 pub mod dit;
 pub mod fused;
 pub mod linear;
