@@ -203,17 +203,27 @@ impl GroupNorm {
         }
         let weight = vb.get_with_hints(channels, "weight", candle_nn::Init::Const(1.0))?;
         let bias = vb.get_with_hints(channels, "bias", candle_nn::Init::Const(0.0))?;
-        Ok(Self {
-            weight: weight.reshape((1, channels, 1, 1))?,
-            bias: bias.reshape((1, channels, 1, 1))?,
-            groups,
-            eps,
-        })
+        Ok(Self { weight, bias, groups, eps })
     }
 
-    /// Normalise `[B, C, H, W]`.
+    /// Normalise `[B, C, ...]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        group_norm(x, self.groups, self.eps)?.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
+        if fused::supported(x) && x.dtype() == self.weight.dtype() {
+            let op = fused::GroupNormOp { groups: self.groups, eps: self.eps };
+            return x.contiguous()?.apply_op3(&self.weight, &self.bias, op);
+        }
+        self.forward_composite(x)
+    }
+
+    /// [`GroupNorm::forward`] from primitive ops (any device and dtype).
+    pub fn forward_composite(&self, x: &Tensor) -> Result<Tensor> {
+        let mut shape = vec![1; x.rank()];
+        shape[1] = self.weight.elem_count();
+        let grouped = x.reshape((x.dim(0)?, self.groups, ()))?;
+        layer_norm_composite(&grouped, self.eps)?
+            .reshape(x.shape())?
+            .broadcast_mul(&self.weight.reshape(shape.clone())?)?
+            .broadcast_add(&self.bias.reshape(shape)?)
     }
 }
 
@@ -400,6 +410,31 @@ mod tests {
         let out2 = attention(&q, &k, &v2, Some(&mask)).unwrap();
         assert!(close(&out.narrow(2, 0, 2).unwrap(), &out2.narrow(2, 0, 2).unwrap(), 1e-6));
         assert!(!close(&out.narrow(2, 2, 2).unwrap(), &out2.narrow(2, 2, 2).unwrap(), 1e-3));
+    }
+
+    #[test]
+    fn fused_group_norm_matches_composite_with_all_gradients() {
+        let dev = Device::Cpu;
+        let vm = candle_nn::VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, DType::F64, &dev);
+        let gn = GroupNorm::new(6, 3, 1e-5, vb).unwrap();
+        for var in vm.all_vars() {
+            var.set(&Tensor::randn(0f64, 1., 6, &dev).unwrap()).unwrap();
+        }
+        let x = Var::randn(1f64, 2., (2, 6, 3, 5), &dev).unwrap();
+        let r = Tensor::randn(0f64, 1., (2, 6, 3, 5), &dev).unwrap();
+        let (y1, y2) = (gn.forward(&x).unwrap(), gn.forward_composite(&x).unwrap());
+        let diff = |a: &Tensor, b: &Tensor| {
+            (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap()
+        };
+        assert!(diff(&y1, &y2) < 1e-10);
+        let g1 = (&y1 * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (&y2 * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let mut vars = vm.all_vars();
+        vars.push(x);
+        for v in &vars {
+            assert!(diff(g1.get(v).unwrap(), g2.get(v).unwrap()) < 1e-9);
+        }
     }
 
     #[test]
