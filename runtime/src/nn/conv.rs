@@ -157,7 +157,15 @@ impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, c, h, w) = x.dims4()?;
         let (o, ci, k, k2) = self.weight.dims4()?;
-        if ci != c || k != k2 || h + 2 * self.padding < k || w + 2 * self.padding < k {
+        if ci != c
+            || k != k2
+            || k == 0
+            || c == 0
+            || h == 0
+            || w == 0
+            || h + 2 * self.padding < k
+            || w + 2 * self.padding < k
+        {
             candle_core::bail!("conv2d: input {:?} does not fit kernel {:?}", x.dims(), self.weight.dims())
         }
         if !fused::supported(x) || x.dtype() != self.weight.dtype() {

@@ -451,8 +451,8 @@ struct GroupNormGrad {
 /// `(batch, channels, spatial)` of `[B, C, ...]`.
 fn bcs(l: &Layout) -> Result<(usize, usize, usize)> {
     let d = l.shape().dims();
-    if d.len() < 2 {
-        candle_core::bail!("group norm: input must be [B, C, ...], got {d:?}")
+    if d.len() < 2 || d[1..].contains(&0) {
+        candle_core::bail!("group norm: input must be a non-empty [B, C, ...], got {d:?}")
     }
     Ok((d[0], d[1], d[2..].iter().product()))
 }
