@@ -111,6 +111,11 @@ impl Checkpoint {
         let bad =
             |reason: String| RuntimeError::Config(format!("checkpoint at step {}: {reason}", self.step));
         let vars = crate::optim::named_vars(model);
+        if let Some(extra) = self.model.keys().find(|k| !vars.iter().any(|(n, _)| n == *k)) {
+            return Err(bad(format!(
+                "weight `{extra}` does not exist in the model (a different architecture?)"
+            )));
+        }
         for (name, var) in &vars {
             let t = self.model.get(name).ok_or_else(|| bad(format!("no weight `{name}`")))?;
             if t.dims() != var.dims() {
@@ -384,6 +389,12 @@ mod tests {
         let mut opt2 = AdamW::new(named_vars(&vm2), AdamWConfig { lr: 0.01, ..Default::default() }).unwrap();
         let mut ema2 = Ema::new(&named_vars(&vm2), 0.9).unwrap();
         loaded.restore(&vm2, Some(&mut ema2), Some(&mut opt2)).unwrap();
+        // A model with a different set of weights is refused.
+        let other = VarMap::new();
+        VarBuilder::from_varmap(&other, DType::F32, &Device::Cpu)
+            .get_with_hints(5, "b", Init::Const(0.))
+            .unwrap();
+        assert!(loaded.restore(&other, None, None).is_err());
         // One more step from both: identical bits.
         train_step(&vm, &mut opt, &mut ema);
         train_step(&vm2, &mut opt2, &mut ema2);

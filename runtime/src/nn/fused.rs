@@ -6,7 +6,7 @@
 //! (CUDA, half precision), so no caller has to care.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 
 /// Whether the fused kernels handle `x`.
 pub fn supported(x: &Tensor) -> bool {
@@ -352,5 +352,260 @@ impl CustomOp1 for SumRows {
         }
         let out = dispatch!(s, self.name(), |T| sum::<T>(slice(s, l, self.name())?, d));
         Ok((out, Shape::from(d)))
+    }
+}
+
+/// `a · (b + k) + c` for three tensors of one shape: adaLN modulation (`x · (1 + scale) + shift`, k = 1)
+/// and gated residuals (`h · gate + x`, k = 0) in one pass.
+pub struct Fma(pub f64);
+
+/// `g · (b + k)`.
+struct MulShift(f64);
+
+fn check_same(name: &str, a: &Layout, b: &Layout) -> Result<()> {
+    if a.shape() != b.shape() {
+        candle_core::bail!("{name}: shapes {:?} and {:?} differ", a.shape(), b.shape())
+    }
+    Ok(())
+}
+
+impl CustomOp3 for Fma {
+    fn name(&self) -> &'static str {
+        "sr-fma"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let n = self.name();
+        check_same(n, l1, l2)?;
+        check_same(n, l1, l3)?;
+        fn fma<T: Real>(a: &[T], b: &[T], c: &[T], k: T) -> Vec<T> {
+            a.iter().zip(b).zip(c).map(|((&a, &b), &c)| a * (b + k) + c).collect()
+        }
+        let out = dispatch!(s1, n, |T| fma::<T>(
+            slice(s1, l1, n)?,
+            slice(s2, l2, n)?,
+            slice(s3, l3, n)?,
+            T::of(self.0)
+        ));
+        Ok((out, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        _c: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let ga = grad.apply_op2_no_bwd(b, &MulShift(self.0))?;
+        let gb = grad.mul(a)?;
+        Ok((Some(ga), Some(gb), Some(grad)))
+    }
+}
+
+impl CustomOp2 for MulShift {
+    fn name(&self) -> &'static str {
+        "sr-mul-shift"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let n = self.name();
+        check_same(n, l1, l2)?;
+        fn mul<T: Real>(g: &[T], b: &[T], k: T) -> Vec<T> {
+            g.iter().zip(b).map(|(&g, &b)| g * (b + k)).collect()
+        }
+        let out = dispatch!(s1, n, |T| mul::<T>(slice(s1, l1, n)?, slice(s2, l2, n)?, T::of(self.0)));
+        Ok((out, l1.shape().clone()))
+    }
+}
+
+/// Group normalisation of `[B, C, ...]` with per-channel affine parameters, `(x, weight [C], bias [C])`.
+/// Its backward produces all three gradients in one pass (candle's broadcast backward would reduce the
+/// affine gradients with slow strided sums).
+pub struct GroupNormOp {
+    pub groups: usize,
+    pub eps: f64,
+}
+
+struct GroupNormGrad {
+    groups: usize,
+    eps: f64,
+}
+
+/// `(batch, channels, spatial)` of `[B, C, ...]`.
+fn bcs(l: &Layout) -> Result<(usize, usize, usize)> {
+    let d = l.shape().dims();
+    if d.len() < 2 || d[1..].contains(&0) {
+        candle_core::bail!("group norm: input must be a non-empty [B, C, ...], got {d:?}")
+    }
+    Ok((d[0], d[1], d[2..].iter().product()))
+}
+
+fn group_norm_fwd<T: Real>(
+    x: &[T],
+    w: &[T],
+    b: &[T],
+    dims: (usize, usize, usize),
+    groups: usize,
+    eps: f64,
+) -> Vec<T> {
+    let (_, c, s) = dims;
+    let cg = c / groups;
+    let mut out = Vec::with_capacity(x.len());
+    for (gi, group) in x.chunks_exact(cg * s).enumerate() {
+        let (mean, inv) = moments(group, T::of(eps));
+        let c0 = (gi % groups) * cg;
+        for (ci, chan) in group.chunks_exact(s).enumerate() {
+            let (scale, shift) = (inv * w[c0 + ci], b[c0 + ci]);
+            out.extend(chan.iter().map(|&v| (v - mean) * scale + shift));
+        }
+    }
+    out
+}
+
+/// Gradients packed as `[dx (B·C·S), dw (C), db (C)]`.
+fn group_norm_bwd<T: Real>(
+    x: &[T],
+    w: &[T],
+    g: &[T],
+    dims: (usize, usize, usize),
+    groups: usize,
+    eps: f64,
+) -> Vec<T> {
+    let (_, c, s) = dims;
+    let cg = c / groups;
+    let n = T::of((cg * s) as f64);
+    let mut out = Vec::with_capacity(x.len() + 2 * c);
+    let (mut dw, mut db) = (vec![T::zero(); c], vec![T::zero(); c]);
+    for (gi, (group, ggroup)) in x.chunks_exact(cg * s).zip(g.chunks_exact(cg * s)).enumerate() {
+        let (mean, inv) = moments(group, T::of(eps));
+        let c0 = (gi % groups) * cg;
+        // Σ gh and Σ gh·x̂ over the group, with gh = g·w.
+        let (mut sg, mut sgx) = (T::zero(), T::zero());
+        for (ci, (chan, gchan)) in group.chunks_exact(s).zip(ggroup.chunks_exact(s)).enumerate() {
+            let wc = w[c0 + ci];
+            let (mut sum_g, mut sum_gx) = (T::zero(), T::zero());
+            for (&v, &gv) in chan.iter().zip(gchan) {
+                let xh = (v - mean) * inv;
+                sum_g += gv;
+                sum_gx += gv * xh;
+            }
+            db[c0 + ci] += sum_g;
+            dw[c0 + ci] += sum_gx;
+            sg += sum_g * wc;
+            sgx += sum_gx * wc;
+        }
+        let (mg, mgx) = (sg / n, sgx / n);
+        for (ci, (chan, gchan)) in group.chunks_exact(s).zip(ggroup.chunks_exact(s)).enumerate() {
+            let wc = w[c0 + ci];
+            out.extend(chan.iter().zip(gchan).map(|(&v, &gv)| inv * (gv * wc - mg - (v - mean) * inv * mgx)));
+        }
+    }
+    out.extend(dw);
+    out.extend(db);
+    out
+}
+
+impl CustomOp3 for GroupNormOp {
+    fn name(&self) -> &'static str {
+        "sr-group-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let n = self.name();
+        let dims = bcs(l1)?;
+        if self.groups == 0
+            || dims.1 % self.groups != 0
+            || l2.shape().elem_count() != dims.1
+            || l3.shape().elem_count() != dims.1
+        {
+            candle_core::bail!(
+                "{n}: {} groups / affine {:?} do not fit {:?}",
+                self.groups,
+                l2.shape(),
+                l1.shape()
+            )
+        }
+        let out = dispatch!(s1, n, |T| group_norm_fwd::<T>(
+            slice(s1, l1, n)?,
+            slice(s2, l2, n)?,
+            slice(s3, l3, n)?,
+            dims,
+            self.groups,
+            self.eps
+        ));
+        Ok((out, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let packed = x.apply_op3_no_bwd(
+            w,
+            &grad.contiguous()?,
+            &GroupNormGrad { groups: self.groups, eps: self.eps },
+        )?;
+        let (numel, c) = (x.elem_count(), w.elem_count());
+        let dx = packed.narrow(0, 0, numel)?.reshape(x.shape())?;
+        let dw = packed.narrow(0, numel, c)?.reshape(w.shape())?;
+        let db = packed.narrow(0, numel + c, c)?.reshape(w.shape())?;
+        Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+impl CustomOp3 for GroupNormGrad {
+    fn name(&self) -> &'static str {
+        "sr-group-norm-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let n = self.name();
+        let dims = bcs(l1)?;
+        let out = dispatch!(s1, n, |T| group_norm_bwd::<T>(
+            slice(s1, l1, n)?,
+            slice(s2, l2, n)?,
+            slice(s3, l3, n)?,
+            dims,
+            self.groups,
+            self.eps
+        ));
+        Ok((out, Shape::from(l1.shape().elem_count() + 2 * dims.1)))
     }
 }

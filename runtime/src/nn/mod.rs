@@ -4,6 +4,7 @@
 //! Every denoiser is built by [`build_denoiser`] from its catalogue name, its catalogue parameters and a
 //! [`Geometry`], with its weights under a `candle_nn::VarBuilder` (normally backed by a `VarMap`).
 
+pub mod conv;
 pub mod dit;
 pub mod fused;
 pub mod linear;
@@ -175,7 +176,7 @@ impl Params<'_> {
 /// Embedding of per-variable noise levels: sinusoidal features → Linear → SiLU → Linear.
 #[derive(Debug, Clone)]
 pub(crate) struct TimeEmbedding {
-    dim: usize,
+    freqs: Tensor,
     fc1: linear::Linear,
     fc2: linear::Linear,
 }
@@ -186,7 +187,7 @@ impl TimeEmbedding {
             candle_core::bail!("time_dim must be even and positive, got {dim}")
         }
         Ok(Self {
-            dim,
+            freqs: ops::timestep_frequencies(dim, 1000.0, vb.dtype(), vb.device())?,
             fc1: linear::linear(dim, out, vb.pp("fc1"))?,
             fc2: linear::linear(out, out, vb.pp("fc2"))?,
         })
@@ -195,7 +196,7 @@ impl TimeEmbedding {
     /// `t [...]` → `[..., out]`.
     pub fn forward(&self, t: &Tensor) -> candle_core::Result<Tensor> {
         use candle_core::Module;
-        let e = ops::timestep_embedding(t, self.dim, 1000.0)?;
+        let e = ops::timestep_embedding_with(&t.to_dtype(self.freqs.dtype())?, &self.freqs)?;
         self.fc2.forward(&ops::silu(&self.fc1.forward(&e)?)?)
     }
 }
@@ -265,5 +266,50 @@ pub(crate) mod test_util {
 
     pub fn params(kv: &[(&str, PValue)]) -> BTreeMap<String, PValue> {
         kv.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_util::params;
+    use super::*;
+    use candle_core::{DType, Device};
+    use candle_nn::VarMap;
+
+    fn build(name: &str, p: &[(&str, PValue)]) -> Result<Box<dyn Denoiser>> {
+        let vm = VarMap::new();
+        build_denoiser(
+            name,
+            &params(p),
+            &Geometry::flat(4, 2),
+            VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+        )
+    }
+
+    #[test]
+    fn parameters_are_checked_by_name() {
+        let ok = build(
+            "mlp",
+            &[("width", PValue::Int(8)), ("depth", PValue::Int(1)), ("time_dim", PValue::Int(4))],
+        );
+        assert!(!ok.unwrap().has_uncertainty());
+        for (name, p) in [
+            ("mlp", vec![("width", PValue::Int(0))]),
+            ("mlp", vec![("width", PValue::Str("wide".into()))]),
+            ("mlp", vec![("uncertainty", PValue::Int(1))]),
+            ("mlp", vec![("time_dim", PValue::Int(3))]),
+            ("transformer", vec![("width", PValue::Int(10)), ("heads", PValue::Int(3))]),
+            ("transformer", vec![("mlp_ratio", PValue::Float(-1.0))]),
+        ] {
+            assert!(build(name, &p).is_err(), "{name} {p:?}");
+        }
+        match build("mlp", &[("width", PValue::Bool(true))]) {
+            Err(RuntimeError::Param { component, name, .. }) => {
+                assert_eq!((component.as_str(), name.as_str()), ("mlp", "width"))
+            }
+            other => panic!("{:?}", other.err()),
+        }
+        assert!(matches!(build("resnet", &[]), Err(RuntimeError::Config(_))));
+        assert!(Geometry::image(3, 10, 10, 4).is_err());
     }
 }

@@ -86,21 +86,58 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> R
 
 /// adaLN modulation `x · (1 + scale) + shift` (shapes broadcast).
 pub fn modulate(x: &Tensor, shift: &Tensor, scale: &Tensor) -> Result<Tensor> {
+    if let Some(r) = fused_fma(x, scale, shift, 1.0) {
+        return r;
+    }
     x.broadcast_mul(&(scale + 1.0)?)?.broadcast_add(shift)
+}
+
+/// Gated residual `x + h · gate` (shapes broadcast).
+pub fn gated_residual(x: &Tensor, h: &Tensor, gate: &Tensor) -> Result<Tensor> {
+    if let Some(r) = fused_fma(h, gate, x, 0.0) {
+        return r;
+    }
+    x.broadcast_add(&h.broadcast_mul(gate)?)
+}
+
+/// `a · (b + k) + c` through the fused kernel when all three share one shape on a supported device.
+fn fused_fma(a: &Tensor, b: &Tensor, c: &Tensor, k: f64) -> Option<Result<Tensor>> {
+    let same = a.shape() == b.shape() && a.shape() == c.shape();
+    let dtypes = a.dtype() == b.dtype() && a.dtype() == c.dtype();
+    if !(same && dtypes && fused::supported(a)) {
+        return None;
+    }
+    let run = || a.contiguous()?.apply_op3(&b.contiguous()?, &c.contiguous()?, fused::Fma(k));
+    Some(run())
 }
 
 /// Sinusoidal embedding of noise levels: `t` of any shape `[...]` → `[..., dim]` (`dim` even), the first
 /// half cosines and the second half sines of `scale · t · ω_i` with `ω_i = 10000^(-i / (dim/2))`.
 /// With t ∈ [0, 1], `scale = 1000` matches the usual discrete-timestep frequencies.
 pub fn timestep_embedding(t: &Tensor, dim: usize, scale: f64) -> Result<Tensor> {
+    let freqs = timestep_frequencies(dim, scale, t.dtype(), t.device())?;
+    timestep_embedding_with(t, &freqs)
+}
+
+/// The frequencies `scale · ω_i` of [`timestep_embedding`], `[dim / 2]`, to compute once and reuse.
+pub fn timestep_frequencies(
+    dim: usize,
+    scale: f64,
+    dtype: DType,
+    device: &candle_core::Device,
+) -> Result<Tensor> {
     if dim == 0 || !dim.is_multiple_of(2) {
         candle_core::bail!("timestep_embedding: dim must be even and positive, got {dim}")
     }
     let half = dim / 2;
     let ln = (10000f64).ln();
     let freqs: Vec<f32> = (0..half).map(|i| (scale * (-ln * i as f64 / half as f64).exp()) as f32).collect();
-    let freqs = Tensor::from_vec(freqs, half, t.device())?.to_dtype(t.dtype())?;
-    let args = t.unsqueeze(D::Minus1)?.broadcast_mul(&freqs)?;
+    Tensor::from_vec(freqs, half, device)?.to_dtype(dtype)
+}
+
+/// [`timestep_embedding`] with precomputed [`timestep_frequencies`].
+pub fn timestep_embedding_with(t: &Tensor, freqs: &Tensor) -> Result<Tensor> {
+    let args = t.unsqueeze(D::Minus1)?.broadcast_mul(freqs)?;
     Tensor::cat(&[args.cos()?, args.sin()?], D::Minus1)
 }
 
@@ -166,17 +203,27 @@ impl GroupNorm {
         }
         let weight = vb.get_with_hints(channels, "weight", candle_nn::Init::Const(1.0))?;
         let bias = vb.get_with_hints(channels, "bias", candle_nn::Init::Const(0.0))?;
-        Ok(Self {
-            weight: weight.reshape((1, channels, 1, 1))?,
-            bias: bias.reshape((1, channels, 1, 1))?,
-            groups,
-            eps,
-        })
+        Ok(Self { weight, bias, groups, eps })
     }
 
-    /// Normalise `[B, C, H, W]`.
+    /// Normalise `[B, C, ...]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        group_norm(x, self.groups, self.eps)?.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
+        if fused::supported(x) && x.dtype() == self.weight.dtype() {
+            let op = fused::GroupNormOp { groups: self.groups, eps: self.eps };
+            return x.contiguous()?.apply_op3(&self.weight, &self.bias, op);
+        }
+        self.forward_composite(x)
+    }
+
+    /// [`GroupNorm::forward`] from primitive ops (any device and dtype).
+    pub fn forward_composite(&self, x: &Tensor) -> Result<Tensor> {
+        let mut shape = vec![1; x.rank()];
+        shape[1] = self.weight.elem_count();
+        let grouped = x.reshape((x.dim(0)?, self.groups, ()))?;
+        layer_norm_composite(&grouped, self.eps)?
+            .reshape(x.shape())?
+            .broadcast_mul(&self.weight.reshape(shape.clone())?)?
+            .broadcast_add(&self.bias.reshape(shape)?)
     }
 }
 
@@ -291,6 +338,30 @@ mod tests {
                 assert!(close(&g1, &g2, 1e-3), "{name} backward {dims:?}");
             }
         }
+        // Modulation and gated residual against their composite forms, with all three gradients.
+        let (x, s, b) = (
+            Var::randn(0f32, 1., (2, 3, 8), &dev).unwrap(),
+            Var::randn(0f32, 1., (2, 3, 8), &dev).unwrap(),
+            Var::randn(0f32, 1., (2, 3, 8), &dev).unwrap(),
+        );
+        let r = Tensor::randn(0f32, 1., (2, 3, 8), &dev).unwrap();
+        for k in [0.0, 1.0] {
+            let f = |x: &Tensor, s: &Tensor, b: &Tensor| {
+                if k == 1.0 {
+                    modulate(x, b, s)
+                } else {
+                    gated_residual(b, x, s)
+                }
+            };
+            let y1 = f(&x, &s, &b).unwrap();
+            let y2 = ((x.as_tensor() * (s.as_tensor() + k).unwrap()).unwrap() + b.as_tensor()).unwrap();
+            assert!(close(&y1, &y2, 1e-5));
+            let g1 = (&y1 * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let g2 = (&y2 * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            for v in [&x, &s, &b] {
+                assert!(close(g1.get(v).unwrap(), g2.get(v).unwrap(), 1e-5));
+            }
+        }
         // Non-contiguous input goes through the same kernels.
         let x = Tensor::randn(0f32, 1., (5, 7), &dev).unwrap();
         assert!(close(
@@ -339,6 +410,31 @@ mod tests {
         let out2 = attention(&q, &k, &v2, Some(&mask)).unwrap();
         assert!(close(&out.narrow(2, 0, 2).unwrap(), &out2.narrow(2, 0, 2).unwrap(), 1e-6));
         assert!(!close(&out.narrow(2, 2, 2).unwrap(), &out2.narrow(2, 2, 2).unwrap(), 1e-3));
+    }
+
+    #[test]
+    fn fused_group_norm_matches_composite_with_all_gradients() {
+        let dev = Device::Cpu;
+        let vm = candle_nn::VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, DType::F64, &dev);
+        let gn = GroupNorm::new(6, 3, 1e-5, vb).unwrap();
+        for var in vm.all_vars() {
+            var.set(&Tensor::randn(0f64, 1., 6, &dev).unwrap()).unwrap();
+        }
+        let x = Var::randn(1f64, 2., (2, 6, 3, 5), &dev).unwrap();
+        let r = Tensor::randn(0f64, 1., (2, 6, 3, 5), &dev).unwrap();
+        let (y1, y2) = (gn.forward(&x).unwrap(), gn.forward_composite(&x).unwrap());
+        let diff = |a: &Tensor, b: &Tensor| {
+            (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap()
+        };
+        assert!(diff(&y1, &y2) < 1e-10);
+        let g1 = (&y1 * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (&y2 * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let mut vars = vm.all_vars();
+        vars.push(x);
+        for v in &vars {
+            assert!(diff(g1.get(v).unwrap(), g2.get(v).unwrap()) < 1e-9);
+        }
     }
 
     #[test]

@@ -11,7 +11,9 @@
 //! is mean-pooled per variable.
 
 use candle_core::{Module, Tensor};
-use candle_nn::{conv2d, Conv2d, Conv2dConfig, VarBuilder};
+use candle_nn::VarBuilder;
+
+use super::conv::{conv2d, conv2d_zero, Conv2d};
 
 use super::linear::{linear, Linear};
 use sr_compiler::plan::PValue;
@@ -89,15 +91,6 @@ fn groups_for(ch: usize) -> usize {
     (1..=32.min(ch)).rev().find(|g| ch.is_multiple_of(*g)).unwrap_or(1)
 }
 
-fn zero_conv(i: usize, o: usize, k: usize, vb: VarBuilder) -> candle_core::Result<Conv2d> {
-    let w = vb.get_with_hints((o, i, k, k), "weight", candle_nn::Init::Const(0.0))?;
-    let b = vb.get_with_hints(o, "bias", candle_nn::Init::Const(0.0))?;
-    Ok(Conv2d::new(w, Some(b), Conv2dConfig { padding: k / 2, ..Default::default() }))
-}
-
-const PAD1: Conv2dConfig =
-    Conv2dConfig { padding: 1, stride: 1, dilation: 1, groups: 1, cudnn_fwd_algo: None };
-
 /// How the patch-grid embedding map is brought to a level's resolution.
 #[derive(Debug, Clone, Copy)]
 enum Resize {
@@ -119,11 +112,11 @@ impl ResBlock {
     fn new(i: usize, o: usize, emb: usize, vb: VarBuilder) -> candle_core::Result<Self> {
         Ok(Self {
             norm1: GroupNorm::new(i, groups_for(i), 1e-5, vb.pp("norm1"))?,
-            conv1: conv2d(i, o, 3, PAD1, vb.pp("conv1"))?,
+            conv1: conv2d(i, o, 3, 1, 1, vb.pp("conv1"))?,
             emb: linear(emb, o, vb.pp("emb"))?,
             norm2: GroupNorm::new(o, groups_for(o), 1e-5, vb.pp("norm2"))?,
-            conv2: conv2d(o, o, 3, PAD1, vb.pp("conv2"))?,
-            skip: if i != o { Some(conv2d(i, o, 1, Default::default(), vb.pp("skip"))?) } else { None },
+            conv2: conv2d(o, o, 3, 1, 1, vb.pp("conv2"))?,
+            skip: if i != o { Some(conv2d(i, o, 1, 1, 0, vb.pp("skip"))?) } else { None },
         })
     }
 
@@ -253,8 +246,7 @@ impl UNet {
                 chans.push(ch);
             }
             if l + 1 < levels {
-                let cfg2 = Conv2dConfig { padding: 1, stride: 2, ..Default::default() };
-                down.push((Layer::Down(conv2d(ch, ch, 3, cfg2, vd.pp(format!("{l}.down")))?), true));
+                down.push((Layer::Down(conv2d(ch, ch, 3, 2, 1, vd.pp(format!("{l}.down")))?), true));
                 chans.push(ch);
             }
         }
@@ -280,7 +272,7 @@ impl UNet {
                 }
             }
             if l > 0 {
-                up.push((Layer::Up(conv2d(ch, ch, 3, PAD1, vu.pp(format!("{l}.up")))?), false));
+                up.push((Layer::Up(conv2d(ch, ch, 3, 1, 1, vu.pp(format!("{l}.up")))?), false));
             }
         }
         Ok(Self {
@@ -288,13 +280,13 @@ impl UNet {
             grid,
             resize,
             time: TimeEmbedding::new(cfg.time_dim, emb, vb.pp("time"))?,
-            conv_in: conv2d(c + 1, cfg.channels * cfg.mults[0], 3, PAD1, vb.pp("conv_in"))?,
+            conv_in: conv2d(c + 1, cfg.channels * cfg.mults[0], 3, 1, 1, vb.pp("conv_in"))?,
             down,
             mid,
             up,
             norm_out: GroupNorm::new(ch, groups_for(ch), 1e-5, vb.pp("norm_out"))?,
-            conv_out: zero_conv(ch, c, 3, vb.pp("conv_out"))?,
-            var_out: if cfg.uncertainty { Some(zero_conv(ch, 1, 3, vb.pp("var_out"))?) } else { None },
+            conv_out: conv2d_zero(ch, c, 3, 1, vb.pp("conv_out"))?,
+            var_out: if cfg.uncertainty { Some(conv2d_zero(ch, 1, 3, 1, vb.pp("var_out"))?) } else { None },
         })
     }
 
@@ -372,5 +364,41 @@ mod tests {
         let g = Geometry::image(1, 8, 8, 2).unwrap();
         assert!(crate::nn::build_denoiser("unet", &p, &g, vb.clone()).is_err());
         assert!(crate::nn::build_denoiser("unet", &params(&[]), &Geometry::flat(4, 4), vb).is_err());
+    }
+}
+
+#[cfg(test)]
+mod bench {
+    use super::*;
+    use crate::nn::test_util::params;
+    use candle_core::{DType, Device};
+    use candle_nn::VarMap;
+
+    /// `cargo test -p sr-runtime --lib unet_step_time -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn unet_step_time() {
+        let dev = Device::Cpu;
+        let vm = VarMap::new();
+        let p = params(&[
+            ("channels", PValue::Int(32)),
+            ("time_dim", PValue::Int(64)),
+            ("uncertainty", PValue::Bool(true)),
+        ]);
+        let g = Geometry::image(3, 32, 32, 4).unwrap();
+        let net = crate::nn::build_denoiser("unet", &p, &g, VarBuilder::from_varmap(&vm, DType::F32, &dev))
+            .unwrap();
+        let z = Tensor::randn(0f32, 1., (16, g.variables, g.features), &dev).unwrap();
+        let t = Tensor::rand(0f32, 1., (16, g.variables), &dev).unwrap();
+        for i in 0..3 {
+            let start = std::time::Instant::now();
+            let pred = net.forward(&z, &t).unwrap();
+            let f = start.elapsed();
+            let loss = (pred.out.sqr().unwrap().sum_all().unwrap()
+                + pred.log_var.unwrap().sum_all().unwrap())
+            .unwrap();
+            let _g = loss.backward().unwrap();
+            println!("step {i}: forward {:?}, forward+backward {:?}", f, start.elapsed());
+        }
     }
 }

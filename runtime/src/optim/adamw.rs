@@ -68,7 +68,8 @@ impl AdamW {
         self.step
     }
 
-    /// First and second moments of the variable `name`, shaped like it.
+    /// First and second moments of the variable `name`, shaped like it. They share storage with the
+    /// optimizer, which updates them in place: use [`Optimizer::state`] for a snapshot.
     pub fn moments(&self, name: &str) -> Option<(Tensor, Tensor)> {
         let s = self.slots.iter().find(|s| s.name == name)?;
         let m = s.moments.get(0).and_then(|m| m.reshape(s.var.shape())).ok()?;

@@ -120,7 +120,8 @@ impl Ema {
         self.swapped
     }
 
-    /// The averaged weights by variable path (the model's weights if swapped in).
+    /// The averaged weights by variable path (the model's weights if swapped in). These share storage
+    /// with the running average, which later updates modify in place: `copy()` them to keep a snapshot.
     pub fn tensors(&self) -> Vec<(String, Tensor)> {
         self.entries
             .iter()
