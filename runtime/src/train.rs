@@ -20,7 +20,7 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::data::{build_dataset, Batcher};
 use crate::error::{Result, RuntimeError};
 use crate::model::{node, Model};
-use crate::optim::{build_optimizer, clip_grad_norm, named_vars, Ema, LrSchedule, Optimizer};
+use crate::optim::{build_optimizer, clip_grad_norm, named_vars, Ema, LrSchedule};
 use crate::param::{solve, Parameterization};
 
 /// The non-component keys of the `train` block, with the catalogue defaults already filled in.

@@ -1,0 +1,364 @@
+//! `sr run` and `sr sample`: a plan from training to the result table, pictures and animations.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Tensor};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde::Serialize;
+use sr_compiler::catalogue::Kind;
+use sr_compiler::plan::{PValue, Plan};
+
+use crate::checkpoint::write_atomic;
+use crate::data::{make_batch, Dataset};
+use crate::error::{Result, RuntimeError};
+use crate::image_io::{render_sudoku, write_gif, write_image_grid, GridOptions};
+use crate::metric::compute_metric;
+use crate::model::{device, Model};
+use crate::optim::Ema;
+use crate::sample::{sample as sample_batch, Record, SamplerSettings};
+use crate::train::{load_weights, step_seed, train, RunPaths, TrainOptions};
+
+/// Samples used to evaluate on an endless data split (one without `count`).
+pub const DEFAULT_EVAL_COUNT: u64 = 256;
+
+/// Options of `sr run`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Run folder: checkpoints, metrics, pictures, results.
+    pub out: PathBuf,
+    pub resume: bool,
+    /// `cpu`, `cuda`, `cuda:N`; default CPU.
+    pub device: Option<String>,
+    /// Sample and evaluate after training.
+    pub evaluate: bool,
+    /// Live progress lines (terminals).
+    pub progress: bool,
+}
+
+/// One cell group of the result table: a metric on a split with a sampler.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ResultRow {
+    pub sampler: String,
+    pub metric: String,
+    pub split: String,
+    pub scores: BTreeMap<String, f64>,
+    pub samples: usize,
+    /// Mean denoiser calls per batch.
+    pub steps: f64,
+    pub seconds: f64,
+}
+
+/// Everything a run measured.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Results {
+    pub experiment: String,
+    pub train_steps: u64,
+    pub train_seconds: f64,
+    pub final_loss: Option<f64>,
+    pub parameters: usize,
+    pub rows: Vec<ResultRow>,
+}
+
+/// What `run` returns: the results and their table in Markdown.
+pub struct RunSummary {
+    pub results: Results,
+    pub table: String,
+}
+
+/// Trains (when the plan has a `train` block), then samples and evaluates every `evaluate` line.
+pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary> {
+    let model = Model::build(plan, device(options.device.as_deref().unwrap_or("cpu"))?)?;
+    let paths = RunPaths { root: options.out.clone() };
+    std::fs::create_dir_all(&paths.root).map_err(|e| RuntimeError::io(&paths.root, e))?;
+    let plan_json = serde_json::to_string_pretty(plan).map_err(|e| RuntimeError::Config(e.to_string()))?;
+    write_atomic(&paths.root.join("plan.json"), plan_json.as_bytes())?;
+    let mut results = Results { experiment: plan.experiment.clone(), parameters: model.parameter_count(), ..Default::default() };
+    eprintln!(
+        "experiment `{}`: {} variables × {} features, {} parameters",
+        plan.experiment,
+        plan.shapes.variables,
+        plan.shapes.features,
+        results.parameters
+    );
+    let mut ema = None;
+    if plan.node("data.train").is_some() && plan.node("train.optimizer").is_some() {
+        let trained = train(plan, &model, &TrainOptions { paths: paths.clone(), resume: options.resume, progress: options.progress })?;
+        results.train_steps = trained.step;
+        results.train_seconds = trained.seconds;
+        results.final_loss = trained.losses.last().copied();
+        ema = trained.ema;
+    }
+    if options.evaluate {
+        results.rows = evaluate(plan, &model, ema.as_mut(), options.progress)?;
+    }
+    let table = table(&results);
+    let json = serde_json::to_string_pretty(&results).map_err(|e| RuntimeError::Config(e.to_string()))?;
+    write_atomic(&paths.root.join("results.json"), json.as_bytes())?;
+    write_atomic(&paths.root.join("results.md"), table.as_bytes())?;
+    Ok(RunSummary { results, table })
+}
+
+/// The split name of a `data.NAME` reference.
+fn split_of(v: Option<&PValue>) -> Option<String> {
+    match v {
+        Some(PValue::Node { node }) => Some(node.strip_prefix("data.").unwrap_or(node).to_string()),
+        _ => None,
+    }
+}
+
+/// The sampler names of a `with` list.
+fn samplers_of(v: Option<&PValue>) -> Vec<String> {
+    match v {
+        Some(PValue::List(items)) => items
+            .iter()
+            .filter_map(|i| match i {
+                PValue::Node { node } => Some(node.strip_prefix("sampler.").unwrap_or(node).to_string()),
+                _ => None,
+            })
+            .collect(),
+        _ => vec![],
+    }
+}
+
+/// Samples every `evaluate` split with each of its samplers and computes the metric.
+pub fn evaluate(plan: &Plan, model: &Model, mut ema: Option<&mut Ema>, progress: bool) -> Result<Vec<ResultRow>> {
+    let mut rows = Vec::new();
+    for n in plan.nodes_of(Kind::Metric) {
+        let split = split_of(n.params.get("on"))
+            .ok_or_else(|| RuntimeError::Config(format!("`{}` names no data split", n.id)))?;
+        let dataset = model.dataset(&split)?;
+        let count = dataset.len().unwrap_or(DEFAULT_EVAL_COUNT);
+        for sampler in samplers_of(n.params.get("with")) {
+            let settings = SamplerSettings::from_plan(plan, &sampler)?;
+            let swap = settings.ema && ema.is_some();
+            if swap {
+                if let Some(e) = ema.as_deref_mut() {
+                    e.swap()?;
+                }
+            }
+            let row = evaluate_one(model, &settings, &n.component, &split, dataset, count, plan.seed, progress);
+            if swap {
+                if let Some(e) = ema.as_deref_mut() {
+                    e.swap()?;
+                }
+            }
+            rows.push(row?);
+        }
+    }
+    Ok(rows)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn evaluate_one(
+    model: &Model,
+    settings: &SamplerSettings,
+    metric: &str,
+    split: &str,
+    dataset: &dyn Dataset,
+    count: u64,
+    seed: u64,
+    progress: bool,
+) -> Result<ResultRow> {
+    let began = Instant::now();
+    let mut sums: BTreeMap<String, f64> = BTreeMap::new();
+    let mut done = 0usize;
+    let mut steps = 0usize;
+    let mut batches = 0usize;
+    let mut start = 0u64;
+    while start < count {
+        let end = (start + settings.batch as u64).min(count);
+        let indices: Vec<u64> = (start..end).collect();
+        let batch = make_batch(dataset, &indices, &model.device)?;
+        let (x, given) = model.variables(&batch.data, batch.mask.as_ref())?;
+        // The same noise for every sampler: batch k of a split always starts from the same draw.
+        let mut rng = StdRng::seed_from_u64(step_seed(seed ^ 0x5EED_5A4D, start));
+        let out = sample_batch(model, settings, &x, &given, &mut rng, Record::default())?;
+        let raw = model.mapper.to_raw(&out.x)?;
+        let scores = compute_metric(metric, &raw, Some(&batch.data))?;
+        for (k, v) in scores {
+            *sums.entry(k).or_default() += v * indices.len() as f64;
+        }
+        done += indices.len();
+        steps += out.steps;
+        batches += 1;
+        if progress {
+            eprint!("\revaluate {metric} on {split} with {}: {done}/{count}\x1b[K", settings.name);
+        }
+        start = end;
+    }
+    if progress {
+        eprintln!();
+    }
+    let scores = sums.into_iter().map(|(k, v)| (k, v / done.max(1) as f64)).collect();
+    Ok(ResultRow {
+        sampler: settings.name.clone(),
+        metric: metric.to_string(),
+        split: split.to_string(),
+        scores,
+        samples: done,
+        steps: steps as f64 / batches.max(1) as f64,
+        seconds: began.elapsed().as_secs_f64(),
+    })
+}
+
+/// The result table in Markdown: one row per sampler, one column per metric value and split.
+pub fn table(results: &Results) -> String {
+    let mut columns: Vec<(String, String, String)> = Vec::new();
+    let mut samplers: Vec<String> = Vec::new();
+    for r in &results.rows {
+        for k in r.scores.keys() {
+            let c = (r.metric.clone(), r.split.clone(), k.clone());
+            if !columns.contains(&c) {
+                columns.push(c);
+            }
+        }
+        if !samplers.contains(&r.sampler) {
+            samplers.push(r.sampler.clone());
+        }
+    }
+    let mut out = format!("## {}\n\n", results.experiment);
+    if results.train_steps > 0 {
+        out += &format!(
+            "trained {} steps in {:.1} s, final loss {}, {} parameters\n\n",
+            results.train_steps,
+            results.train_seconds,
+            results.final_loss.map_or("-".into(), |l| format!("{l:.4}")),
+            results.parameters
+        );
+    }
+    if columns.is_empty() {
+        return out + "(no evaluation)\n";
+    }
+    out += "| sampler |";
+    for (_, split, key) in &columns {
+        out += &format!(" {key} ({split}) |");
+    }
+    out += " steps |\n|---|";
+    out += &"---:|".repeat(columns.len() + 1);
+    out += "\n";
+    for s in &samplers {
+        out += &format!("| {s} |");
+        let mut steps = Vec::new();
+        for (metric, split, key) in &columns {
+            let row = results.rows.iter().find(|r| &r.sampler == s && &r.metric == metric && &r.split == split);
+            match row.and_then(|r| r.scores.get(key).map(|v| (v, r.steps))) {
+                Some((v, st)) => {
+                    out += &format!(" {v:.4} |");
+                    steps.push(st);
+                }
+                None => out += " - |",
+            }
+        }
+        let mean = steps.iter().sum::<f64>() / steps.len().max(1) as f64;
+        out += &format!(" {mean:.0} |\n");
+    }
+    out
+}
+
+/// Options of `sr sample`.
+#[derive(Debug, Clone)]
+pub struct SampleOptions {
+    /// A run folder (its `checkpoints/`), a checkpoints folder, or one checkpoint's folder.
+    pub checkpoint: PathBuf,
+    pub n: usize,
+    pub sampler: Option<String>,
+    pub split: Option<String>,
+    pub out: PathBuf,
+    pub trace: bool,
+    pub device: Option<String>,
+}
+
+/// Samples `n` items from a trained checkpoint; writes `samples.png`, `denoising.gif` and, with
+/// `trace`, `trace.json`. Returns the written paths.
+pub fn sample(plan: &Plan, options: &SampleOptions) -> Result<Vec<PathBuf>> {
+    let model = Model::build(plan, device(options.device.as_deref().unwrap_or("cpu"))?)?;
+    let names = SamplerSettings::names(plan);
+    let name = match &options.sampler {
+        Some(s) => s.clone(),
+        None => names.first().cloned().ok_or_else(|| RuntimeError::Config("the experiment declares no sampler".into()))?,
+    };
+    let settings = SamplerSettings::from_plan(plan, &name)?;
+    let ckpt = checkpoint_dir(&options.checkpoint);
+    load_weights(&model, &ckpt, settings.ema)?;
+    let split = match &options.split {
+        Some(s) => s.clone(),
+        None => plan
+            .nodes_of(Kind::Metric)
+            .find_map(|n| split_of(n.params.get("on")))
+            .or_else(|| model.datasets.keys().find(|k| *k != "train").cloned())
+            .or_else(|| model.datasets.keys().next().cloned())
+            .ok_or_else(|| RuntimeError::Config("the experiment declares no data".into()))?,
+    };
+    let dataset = model.dataset(&split)?;
+    let indices: Vec<u64> = (0..options.n as u64).collect();
+    let batch = make_batch(dataset, &indices, &model.device)?;
+    let (x, given) = model.variables(&batch.data, batch.mask.as_ref())?;
+    let mut rng = StdRng::seed_from_u64(step_seed(plan.seed ^ 0x5EED_5A4D, 0));
+    let out = sample_batch(&model, &settings, &x, &given, &mut rng, Record { trace: options.trace, frames: options.n })?;
+    std::fs::create_dir_all(&options.out).map_err(|e| RuntimeError::io(&options.out, e))?;
+    let mut written = Vec::new();
+    let raw = model.mapper.to_raw(&out.x)?;
+    let png = options.out.join("samples.png");
+    write_picture(&png, &raw, Some(&given))?;
+    written.push(png);
+    if !out.frames.is_empty() && picture(&raw, None)?.is_some() {
+        let keep = 48;
+        let stride = out.frames.len().div_ceil(keep);
+        let mut frames = Vec::new();
+        for (i, f) in out.frames.iter().enumerate() {
+            if i % stride == 0 || i + 1 == out.frames.len() {
+                if let Some(p) = picture(&model.mapper.to_raw(&f.to_device(&model.device)?)?, Some(&given))? {
+                    frames.push(p);
+                }
+            }
+        }
+        let video = Tensor::stack(&frames, 1)?; // [N, T, C, H, W]
+        let gif = options.out.join("denoising.gif");
+        write_gif(&gif, &video, 80, GridOptions::default())?;
+        written.push(gif);
+    }
+    if options.trace {
+        let path = options.out.join("trace.json");
+        let json = serde_json::to_string(&serde_json::json!({"sampler": name, "steps": out.trace}))
+            .map_err(|e| RuntimeError::Config(e.to_string()))?;
+        write_atomic(&path, json.as_bytes())?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// The folder to load weights from: a run folder's `checkpoints/` if present.
+fn checkpoint_dir(path: &Path) -> PathBuf {
+    let sub = path.join("checkpoints");
+    if sub.is_dir() {
+        sub
+    } else {
+        path.to_path_buf()
+    }
+}
+
+/// Raw samples as pictures `[N, C, H, W]`: Sudoku grids are drawn, images kept, videos shown by their
+/// first frame; `None` for data without a picture (point sets).
+fn picture(raw: &Tensor, given: Option<&Tensor>) -> Result<Option<Tensor>> {
+    let raw = raw.to_device(&candle_core::Device::Cpu)?.to_dtype(DType::F32)?;
+    let given = match given {
+        Some(g) => Some(g.to_device(&candle_core::Device::Cpu)?.narrow(0, 0, raw.dim(0)?)?),
+        None => None,
+    };
+    Ok(match raw.dims() {
+        [_, 9, 9] => Some(render_sudoku(&raw, given.as_ref())?),
+        [_, c, _, _] if *c == 1 || *c == 3 => Some(raw),
+        [_, _, c, _, _] if *c == 1 || *c == 3 => Some(raw.narrow(1, 0, 1)?.squeeze(1)?),
+        _ => None,
+    })
+}
+
+fn write_picture(path: &Path, raw: &Tensor, given: Option<&Tensor>) -> Result<()> {
+    match picture(raw, given)? {
+        Some(p) => write_image_grid(path, &p, GridOptions { columns: None, padding: 2, scale: 2 }),
+        None => Err(RuntimeError::Unsupported(format!("no picture for samples of shape {:?}", raw.dims()))),
+    }
+}
