@@ -10,14 +10,16 @@ pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use source::{SourceId, SourceMap, Span};
 pub use value::{Experiment, Field, Table, Value, ValueKind};
 pub mod catalogue;
+pub mod check;
 pub mod plan;
-pub mod syntax;
-
-pub use syntax::ast::Module;
-pub use syntax::parse;
 pub mod render;
 pub mod resolve;
 pub mod suggest;
+pub mod syntax;
 
+pub use check::check;
+pub use plan::{to_dot, Node, PValue, Plan, Shapes};
 pub use render::{render, to_json};
 pub use resolve::{parse_override, read_source, resolve, FsLoader, Loader, MemLoader, Override};
+pub use syntax::ast::Module;
+pub use syntax::parse;

@@ -84,3 +84,41 @@ impl Plan {
         self.graph.node_weights().filter(move |n| n.kind == kind)
     }
 }
+
+fn dot_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// The plan as a Graphviz digraph: one box per node (id and component), edges labelled with what
+/// flows along them. Deterministic: nodes and edges in insertion order.
+pub fn to_dot(plan: &Plan) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(out, "digraph \"{}\" {{", dot_escape(&plan.experiment));
+    let _ = writeln!(out, "  rankdir=LR;");
+    let _ = writeln!(out, "  node [shape=box, fontname=\"monospace\"];");
+    for idx in plan.graph.node_indices() {
+        let n = &plan.graph[idx];
+        let _ = writeln!(
+            out,
+            "  \"{}\" [label=\"{}\\n{} {}\"];",
+            dot_escape(&n.id),
+            dot_escape(&n.id),
+            n.kind.as_str(),
+            dot_escape(&n.component)
+        );
+    }
+    for e in plan.graph.edge_indices() {
+        if let Some((a, b)) = plan.graph.edge_endpoints(e) {
+            let _ = writeln!(
+                out,
+                "  \"{}\" -> \"{}\" [label=\"{}\"];",
+                dot_escape(&plan.graph[a].id),
+                dot_escape(&plan.graph[b].id),
+                dot_escape(&plan.graph[e].label)
+            );
+        }
+    }
+    out.push_str("}\n");
+    out
+}

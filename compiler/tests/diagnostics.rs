@@ -1,8 +1,11 @@
 //! One snapshot per file under `tests/diagnostics/`: the file is parsed and resolved (imports are
 //! read relative to it) and the rendered diagnostics are snapshotted. A file named `<CODE>_<what>.srx`
 //! must produce a diagnostic with that code. A line `// set: key.path=value` adds a `--set` override.
+//! Experiments that resolve without errors are then checked, so checker codes (E03xx-E05xx, W03xx)
+//! have their files here too.
 
-use sr_compiler::{parse, parse_override, read_source, render, resolve, to_json, FsLoader, SourceMap};
+use sr_compiler::diagnostic::has_errors;
+use sr_compiler::{check, parse, parse_override, read_source, render, resolve, to_json, FsLoader, SourceMap};
 
 #[test]
 fn diagnostics() {
@@ -18,8 +21,15 @@ fn diagnostics() {
         let mut sources = SourceMap::new();
         let id = sources.add(name, text.clone());
         let (module, mut diags) = parse(id, &text);
-        let (_, more) = resolve(&module, &mut sources, &FsLoader, &overrides);
+        let (experiments, more) = resolve(&module, &mut sources, &FsLoader, &overrides);
         diags.extend(more);
+        if !has_errors(&diags) {
+            for exp in &experiments {
+                let (plan, checked) = check(exp);
+                assert_eq!(plan.is_some(), !has_errors(&checked), "{file}: a plan exactly when no errors");
+                diags.extend(checked);
+            }
+        }
         let code = file.split('_').next().unwrap_or_default();
         assert!(diags.iter().any(|d| d.code == code), "{file}: no {code} in {diags:#?}");
         for entry in to_json(&diags, &sources).as_array().unwrap() {
