@@ -11,6 +11,7 @@ pub use source::{SourceId, SourceMap, Span};
 pub use value::{Experiment, Field, Table, Value, ValueKind};
 pub mod catalogue;
 pub mod check;
+pub mod format;
 pub mod plan;
 pub mod render;
 pub mod resolve;
@@ -18,6 +19,7 @@ pub mod suggest;
 pub mod syntax;
 
 pub use check::check;
+pub use format::{format, format_source};
 pub use plan::{to_dot, Node, PValue, Plan, Shapes};
 pub use render::{render, to_json};
 pub use resolve::{parse_override, read_source, resolve, FsLoader, Loader, MemLoader, Override};
