@@ -56,6 +56,20 @@ fn repository_files_are_formatted() {
     }
 }
 
+/// Every test file of the compiler that parses: the formatter keeps its tree and is idempotent.
+#[test]
+fn compiler_test_files_round_trip() {
+    let mut n = 0;
+    for path in srx_files("compiler/tests/good").into_iter().chain(srx_files("compiler/tests/diagnostics")) {
+        let Ok(text) = std::fs::read_to_string(&path) else { continue };
+        if format_source(&text).is_ok() {
+            check(&path.display().to_string(), &text);
+            n += 1;
+        }
+    }
+    assert!(n > 10, "only {n} files parsed");
+}
+
 #[test]
 fn tricky_cases() {
     insta::glob!("format/*.srx", |path| {
