@@ -6,10 +6,16 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use sr_compiler::catalogue::{self, Kind};
-use sr_compiler::{compile_path, parse_override, render, select_plan, to_dot, to_json, Compilation, Diagnostic, Override};
+use sr_compiler::{
+    compile_path, parse_override, render, select_plan, to_dot, to_json, Compilation, Diagnostic, Override,
+};
 
 #[derive(Parser)]
-#[command(name = "sr", version, about = "Spatial reasoning with generative denoisers: check, compile, train and sample .srx experiments")]
+#[command(
+    name = "sr",
+    version,
+    about = "Spatial reasoning with generative denoisers: check, compile, train and sample .srx experiments"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,9 +44,7 @@ enum Format {
 #[derive(Subcommand)]
 enum Command {
     /// Parse a file and print its syntax tree (for debugging the language).
-    Parse {
-        file: PathBuf,
-    },
+    Parse { file: PathBuf },
     /// Check files: names, types, ranges, shapes and semantic rules. Exit 1 on errors.
     Check {
         #[arg(required = true)]
@@ -157,7 +161,11 @@ fn dispatch(command: Command) -> miette::Result<ExitCode> {
                 ok &= !c.has_errors();
                 if args.format == Format::Human && !c.has_errors() {
                     let names: Vec<&str> = c.plans.iter().map(|p| p.experiment.as_str()).collect();
-                    eprintln!("{}: ok ({})", file.display(), if names.is_empty() { "no experiment".into() } else { names.join(", ") });
+                    eprintln!(
+                        "{}: ok ({})",
+                        file.display(),
+                        if names.is_empty() { "no experiment".into() } else { names.join(", ") }
+                    );
                 }
             }
             Ok(exit(ok))
@@ -168,8 +176,9 @@ fn dispatch(command: Command) -> miette::Result<ExitCode> {
             let json = serde_json::to_string_pretty(plan).expect("plans serialise");
             match output {
                 Some(path) => {
-                    std::fs::write(&path, json + "\n")
-                        .map_err(|e| miette::miette!(code = "E0004", "cannot write {}: {e}", path.display()))?;
+                    std::fs::write(&path, json + "\n").map_err(|e| {
+                        miette::miette!(code = "E0004", "cannot write {}: {e}", path.display())
+                    })?;
                     eprintln!("wrote {}", path.display());
                 }
                 None => println!("{json}"),
@@ -205,7 +214,15 @@ fn dispatch(command: Command) -> miette::Result<ExitCode> {
         Command::Sample { file, args, checkpoint, n, sampler, split, out, trace, device } => {
             let c = compile(&file, &args)?;
             let plan = select_plan(&c.plans, args.experiment.as_deref()).map_err(bare)?;
-            let options = sr_runtime::run::SampleOptions { checkpoint, n, sampler, split, out: out.clone(), trace, device };
+            let options = sr_runtime::run::SampleOptions {
+                checkpoint,
+                n,
+                sampler,
+                split,
+                out: out.clone(),
+                trace,
+                device,
+            };
             let written = sr_runtime::run::sample(plan, &options).map_err(miette::Report::new)?;
             for path in written {
                 println!("{}", path.display());
@@ -286,13 +303,18 @@ fn components(name: Option<&str>) -> miette::Result<ExitCode> {
     let (kind, bare_name) = match name.split_once('.') {
         Some((k, n)) => {
             let kind = k.parse::<Kind>().map_err(|_| {
-                miette::miette!(code = "E0007", help = "kinds: see `sr components`", "unknown component kind `{k}`")
+                miette::miette!(
+                    code = "E0007",
+                    help = "kinds: see `sr components`",
+                    "unknown component kind `{k}`"
+                )
             })?;
             (Some(kind), n)
         }
         None => (None, name),
     };
-    let found: Vec<_> = catalogue::by_name(bare_name).into_iter().filter(|c| kind.is_none_or(|k| c.kind == k)).collect();
+    let found: Vec<_> =
+        catalogue::by_name(bare_name).into_iter().filter(|c| kind.is_none_or(|k| c.kind == k)).collect();
     if found.is_empty() {
         let names = catalogue::all().iter().map(|c| c.name);
         let help = match sr_compiler::suggest::did_you_mean(bare_name, names) {
@@ -319,14 +341,18 @@ fn fmt(files: &[PathBuf], check: bool) -> miette::Result<ExitCode> {
         let (module, diags) = sr_compiler::parse(id, &text);
         if sr_compiler::diagnostic::has_errors(&diags) {
             eprint!("{}", render(&diags, &sources, color()));
-            return Err(miette::miette!(code = "E0009", "{} has syntax errors; not formatted", file.display()));
+            return Err(miette::miette!(
+                code = "E0009",
+                "{} has syntax errors; not formatted",
+                file.display()
+            ));
         }
-        let formatted = sr_compiler::format::format(&module, &text)
-            .map_err(|e| miette::miette!(code = "E0009", "{}: {e}", file.display()))?;
+        let formatted = sr_compiler::format(&module, &text);
         if formatted != text {
             changed.push(file);
             if !check {
-                sr_runtime::checkpoint::write_atomic(file, formatted.as_bytes()).map_err(miette::Report::new)?;
+                sr_runtime::checkpoint::write_atomic(file, formatted.as_bytes())
+                    .map_err(miette::Report::new)?;
             }
         }
     }

@@ -65,10 +65,12 @@ pub fn select_plan<'a>(plans: &'a [Plan], name: Option<&str>) -> Result<&'a Plan
         (None, [only]) => Ok(only),
         (None, []) => Err(Diagnostic::bare("E0001", "the file defines no experiment")
             .with_help("add `experiment NAME { ... }`")),
-        (None, many) => Err(Diagnostic::bare("E0002", "the file defines several experiments").with_help(format!(
-            "choose one with `--experiment`: {}",
-            many.iter().map(|p| p.experiment.as_str()).collect::<Vec<_>>().join(", ")
-        ))),
+        (None, many) => {
+            Err(Diagnostic::bare("E0002", "the file defines several experiments").with_help(format!(
+                "choose one with `--experiment`: {}",
+                many.iter().map(|p| p.experiment.as_str()).collect::<Vec<_>>().join(", ")
+            )))
+        }
         (Some(n), plans) => plans.iter().find(|p| p.experiment == n).ok_or_else(|| {
             let names: Vec<&str> = plans.iter().map(|p| p.experiment.as_str()).collect();
             let d = Diagnostic::bare("E0003", format!("no experiment named `{n}`"));

@@ -68,7 +68,10 @@ pub enum RuntimeError {
     Diverged { step: u64, what: String },
     /// The requested device is not available in this build or on this machine.
     #[error("device `{device}`: {what}")]
-    #[diagnostic(code(R0501), help("use `--device cpu`, or build with `--features cuda` on a machine with CUDA"))]
+    #[diagnostic(
+        code(R0501),
+        help("use `--device cpu`, or build with `--features cuda` on a machine with CUDA")
+    )]
     Device { device: String, what: String },
     /// An error raised by candle.
     #[error(transparent)]

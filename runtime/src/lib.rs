@@ -5,9 +5,9 @@ pub mod data;
 pub mod error;
 pub mod flow;
 pub mod image_io;
+pub mod mapper;
 #[cfg(test)]
 pub(crate) mod math_test_support;
-pub mod mapper;
 pub mod metric;
 pub mod model;
 pub mod nn;

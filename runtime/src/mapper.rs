@@ -300,7 +300,9 @@ pub fn build_mapper(
         }
         "video_frames" => Box::new(VideoFrames::new(raw_shape, p.usize_in("radius", 1, 0, 1 << 20)?)?),
         "identity" => Box::new(Identity::new(raw_shape)?),
-        other => return Err(RuntimeError::UnknownComponent { kind: "mapper".into(), name: other.to_string() }),
+        other => {
+            return Err(RuntimeError::UnknownComponent { kind: "mapper".into(), name: other.to_string() })
+        }
     })
 }
 

@@ -85,14 +85,17 @@ impl Model {
         let flow_node = node(plan, "flow")?;
         let flow = FlowSetup::from_params(&flow_node.component, &flow_node.params)?;
         let time = match plan.node("train.time") {
-            Some(n) => Some(TimeSampler::from_params(&n.component, &n.params, geometry.variables, plan.seed)?),
+            Some(n) => {
+                Some(TimeSampler::from_params(&n.component, &n.params, geometry.variables, plan.seed)?)
+            }
             None => None,
         };
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
         let den = node(plan, "denoiser")?;
         let denoiser = build_denoiser(&den.component, &den.params, &geometry, vb)?;
-        let dependency = mapper.dependency(&Device::Cpu)?.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+        let dependency =
+            mapper.dependency(&Device::Cpu)?.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
         Ok(Model { device, datasets, mapper, flow, time, geometry, varmap, denoiser, dependency })
     }
 

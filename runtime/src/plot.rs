@@ -41,7 +41,12 @@ pub fn loss_curve(path: &Path, values: &[f64]) -> Result<()> {
             })
             .collect();
         for i in 1..smooth.len() {
-            line(&mut img, (x_of(i - 1), y_of(smooth[i - 1])), (x_of(i), y_of(smooth[i])), Rgb([20, 60, 160]));
+            line(
+                &mut img,
+                (x_of(i - 1), y_of(smooth[i - 1])),
+                (x_of(i), y_of(smooth[i])),
+                Rgb([20, 60, 160]),
+            );
         }
     }
     for x in MARGIN..WIDTH - MARGIN {

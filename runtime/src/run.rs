@@ -75,17 +75,22 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary> {
     std::fs::create_dir_all(&paths.root).map_err(|e| RuntimeError::io(&paths.root, e))?;
     let plan_json = serde_json::to_string_pretty(plan).map_err(|e| RuntimeError::Config(e.to_string()))?;
     write_atomic(&paths.root.join("plan.json"), plan_json.as_bytes())?;
-    let mut results = Results { experiment: plan.experiment.clone(), parameters: model.parameter_count(), ..Default::default() };
+    let mut results = Results {
+        experiment: plan.experiment.clone(),
+        parameters: model.parameter_count(),
+        ..Default::default()
+    };
     eprintln!(
         "experiment `{}`: {} variables × {} features, {} parameters",
-        plan.experiment,
-        plan.shapes.variables,
-        plan.shapes.features,
-        results.parameters
+        plan.experiment, plan.shapes.variables, plan.shapes.features, results.parameters
     );
     let mut ema = None;
     if plan.node("data.train").is_some() && plan.node("train.optimizer").is_some() {
-        let trained = train(plan, &model, &TrainOptions { paths: paths.clone(), resume: options.resume, progress: options.progress })?;
+        let trained = train(
+            plan,
+            &model,
+            &TrainOptions { paths: paths.clone(), resume: options.resume, progress: options.progress },
+        )?;
         results.train_steps = trained.step;
         results.train_seconds = trained.seconds;
         results.final_loss = trained.losses.last().copied();
@@ -124,7 +129,12 @@ fn samplers_of(v: Option<&PValue>) -> Vec<String> {
 }
 
 /// Samples every `evaluate` split with each of its samplers and computes the metric.
-pub fn evaluate(plan: &Plan, model: &Model, mut ema: Option<&mut Ema>, progress: bool) -> Result<Vec<ResultRow>> {
+pub fn evaluate(
+    plan: &Plan,
+    model: &Model,
+    mut ema: Option<&mut Ema>,
+    progress: bool,
+) -> Result<Vec<ResultRow>> {
     let mut rows = Vec::new();
     for n in plan.nodes_of(Kind::Metric) {
         let split = split_of(n.params.get("on"))
@@ -139,7 +149,8 @@ pub fn evaluate(plan: &Plan, model: &Model, mut ema: Option<&mut Ema>, progress:
                     e.swap()?;
                 }
             }
-            let row = evaluate_one(model, &settings, &n.component, &split, dataset, count, plan.seed, progress);
+            let row =
+                evaluate_one(model, &settings, &n.component, &split, dataset, count, plan.seed, progress);
             if swap {
                 if let Some(e) = ema.as_deref_mut() {
                     e.swap()?;
@@ -243,7 +254,8 @@ pub fn table(results: &Results) -> String {
         out += &format!("| {s} |");
         let mut steps = Vec::new();
         for (metric, split, key) in &columns {
-            let row = results.rows.iter().find(|r| &r.sampler == s && &r.metric == metric && &r.split == split);
+            let row =
+                results.rows.iter().find(|r| &r.sampler == s && &r.metric == metric && &r.split == split);
             match row.and_then(|r| r.scores.get(key).map(|v| (v, r.steps))) {
                 Some((v, st)) => {
                     out += &format!(" {v:.4} |");
@@ -278,7 +290,10 @@ pub fn sample(plan: &Plan, options: &SampleOptions) -> Result<Vec<PathBuf>> {
     let names = SamplerSettings::names(plan);
     let name = match &options.sampler {
         Some(s) => s.clone(),
-        None => names.first().cloned().ok_or_else(|| RuntimeError::Config("the experiment declares no sampler".into()))?,
+        None => names
+            .first()
+            .cloned()
+            .ok_or_else(|| RuntimeError::Config("the experiment declares no sampler".into()))?,
     };
     let settings = SamplerSettings::from_plan(plan, &name)?;
     let ckpt = checkpoint_dir(&options.checkpoint);
@@ -297,7 +312,14 @@ pub fn sample(plan: &Plan, options: &SampleOptions) -> Result<Vec<PathBuf>> {
     let batch = make_batch(dataset, &indices, &model.device)?;
     let (x, given) = model.variables(&batch.data, batch.mask.as_ref())?;
     let mut rng = StdRng::seed_from_u64(step_seed(plan.seed ^ 0x5EED_5A4D, 0));
-    let out = sample_batch(&model, &settings, &x, &given, &mut rng, Record { trace: options.trace, frames: options.n })?;
+    let out = sample_batch(
+        &model,
+        &settings,
+        &x,
+        &given,
+        &mut rng,
+        Record { trace: options.trace, frames: options.n },
+    )?;
     std::fs::create_dir_all(&options.out).map_err(|e| RuntimeError::io(&options.out, e))?;
     let mut written = Vec::new();
     let raw = model.mapper.to_raw(&out.x)?;

@@ -145,7 +145,8 @@ pub fn sample(
                 settings.name
             )));
         }
-        let active: Vec<usize> = schedule.unfinished().iter().enumerate().filter(|(_, u)| **u).map(|(i, _)| i).collect();
+        let active: Vec<usize> =
+            schedule.unfinished().iter().enumerate().filter(|(_, u)| **u).map(|(i, _)| i).collect();
         let (pred, log_var) = predict(model, settings, &z, &t, &unknown, &active, (v, f))?;
         let mut sigma = vec![0.0; b * v];
         if let Some(lv) = &log_var {
@@ -158,7 +159,10 @@ pub fn sample(
         }
         if record.trace {
             let rows = |a: &[f64]| a.chunks(v).map(|r| r.iter().map(|x| *x as f32).collect()).collect();
-            trace.push(TraceStep { t: rows(&t), sigma: if log_var.is_some() { rows(&sigma) } else { vec![] } });
+            trace.push(TraceStep {
+                t: rows(&t),
+                sigma: if log_var.is_some() { rows(&sigma) } else { vec![] },
+            });
         }
         let step = schedule.step(&t, if uses_sigma { Some(&sigma) } else { None }, rng)?;
         for (k, &e) in active.iter().enumerate() {
@@ -249,7 +253,9 @@ fn predict(
                 }
             }
         }
-        let uncond = model.denoiser.forward(&Tensor::from_vec(zu, (a, v, f), dev)?, &Tensor::from_vec(tu, (a, v), dev)?)?;
+        let uncond = model
+            .denoiser
+            .forward(&Tensor::from_vec(zu, (a, v, f), dev)?, &Tensor::from_vec(tu, (a, v), dev)?)?;
         let pu = to_host(&uncond.out)?;
         for (i, p) in pred.iter_mut().enumerate() {
             let ti = t[active[i / (v * f)] * v + (i / f) % v];

@@ -145,7 +145,8 @@ pub fn batch_loss(
     let (x, given) = model.variables(raw, mask)?;
     let (b, v, f) = x.dims3()?;
     let unknown: Vec<bool> = given.flatten_all()?.to_vec1::<f32>()?.iter().map(|g| *g < 0.5).collect();
-    let time = model.time.as_ref().ok_or_else(|| RuntimeError::Config("the plan has no time sampler".into()))?;
+    let time =
+        model.time.as_ref().ok_or_else(|| RuntimeError::Config("the plan has no time sampler".into()))?;
     let draw = time.sample(rng, b, v, Some(&unknown))?;
     let (t, w) = draw.to_tensors(dev, DType::F32)?;
     let eps = host_noise(rng, &[b, v, f], dev)?;
@@ -275,7 +276,8 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
     let settings = TrainSettings::from_plan(plan)?;
     let terms = loss_terms(plan)?;
     let train_node = node(plan, "data.train")?;
-    let batcher = Batcher::new(build_dataset(&train_node.component, &train_node.params, plan.seed)?, plan.seed);
+    let batcher =
+        Batcher::new(build_dataset(&train_node.component, &train_node.params, plan.seed)?, plan.seed);
     let vars = named_vars(&model.varmap);
     let opt_node = node(plan, "train.optimizer")?;
     let mut optimizer = build_optimizer(&opt_node.component, &opt_node.params, vars.clone())?;
@@ -288,7 +290,10 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
                 _ => 0.0,
             };
             LrSchedule::from_name(&n.component, final_fraction, base_lr, settings.warmup, settings.steps)
-                .ok_or_else(|| RuntimeError::UnknownComponent { kind: "lr_schedule".into(), name: n.component.clone() })?
+                .ok_or_else(|| RuntimeError::UnknownComponent {
+                    kind: "lr_schedule".into(),
+                    name: n.component.clone(),
+                })?
         }
         None => LrSchedule::from_name("constant", 0.0, base_lr, settings.warmup, settings.steps)
             .ok_or_else(|| RuntimeError::Config("constant learning rate".into()))?,
@@ -333,7 +338,11 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
         let mut total: Option<Tensor> = None;
         let mut stats: Option<StepStats> = None;
         for micro in 0..settings.accumulate {
-            let batch = batcher.batch(step * settings.accumulate as u64 + micro as u64, settings.batch, &model.device)?;
+            let batch = batcher.batch(
+                step * settings.accumulate as u64 + micro as u64,
+                settings.batch,
+                &model.device,
+            )?;
             let (loss, s) = batch_loss(model, &terms, &batch.data, batch.mask.as_ref(), &mut rng)?;
             let scaled = (loss / settings.accumulate as f64)?;
             total = Some(match total {
@@ -381,7 +390,13 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
         progress.update(done, stats.loss, began.elapsed().as_secs_f64());
         let at_checkpoint = settings.checkpoint_every > 0 && done % settings.checkpoint_every == 0;
         if at_checkpoint || done == settings.steps {
-            let ck = Checkpoint::capture(done, &model.varmap, ema.as_ref(), Some(optimizer.as_ref()), rng_state.clone())?;
+            let ck = Checkpoint::capture(
+                done,
+                &model.varmap,
+                ema.as_ref(),
+                Some(optimizer.as_ref()),
+                rng_state.clone(),
+            )?;
             checkpoint::save(&ckpt_dir, &ck)?;
         }
     }
@@ -400,7 +415,10 @@ pub fn load_weights(model: &Model, dir: &Path, use_ema: bool) -> Result<u64> {
         Some(_) => checkpoint::load_latest(dir, &model.device)?,
         None => Some(checkpoint::load(dir, &model.device)?),
     }
-    .ok_or_else(|| RuntimeError::Checkpoint { path: dir.to_path_buf(), reason: "no checkpoint found".into() })?;
+    .ok_or_else(|| RuntimeError::Checkpoint {
+        path: dir.to_path_buf(),
+        reason: "no checkpoint found".into(),
+    })?;
     let weights = match (&ck.ema, use_ema) {
         (Some(ema), true) => ema,
         _ => &ck.model,

@@ -265,7 +265,9 @@ pub fn build_dataset(name: &str, params: &BTreeMap<String, PValue>, seed: u64) -
         "cifar10" => Box::new(CifarDataset::from_params(&p)?),
         "image_folder" => Box::new(ImageFolderDataset::from_params(&p)?),
         "points" => Box::new(PointsDataset::from_params(&p)?),
-        other => return Err(RuntimeError::UnknownComponent { kind: "dataset".into(), name: other.to_string() }),
+        other => {
+            return Err(RuntimeError::UnknownComponent { kind: "dataset".into(), name: other.to_string() })
+        }
     })
 }
 

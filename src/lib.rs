@@ -1,0 +1,3 @@
+//! The `sr` command-line tool as a library: the language server (`sr lsp`).
+
+pub mod lsp;
