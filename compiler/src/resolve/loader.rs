@@ -87,12 +87,16 @@ impl Loader for MemLoader {
     }
 }
 
-/// Reads a source file, refusing files over the size limit (E0108), unreadable files (E0119) and
+/// Reads a source file, refusing files over the size limit (E0108), folders and unreadable files (E0119) and
 /// text that is not UTF-8 (E0100, with the byte offset of the first bad byte).
 pub fn read_source(path: &Path) -> Result<String, Diagnostic> {
     let shown = path.display();
     let meta = std::fs::metadata(path)
         .map_err(|e| Diagnostic::bare("E0119", format!("cannot read `{shown}`: {}", io_reason(&e))))?;
+    if meta.is_dir() {
+        return Err(Diagnostic::bare("E0119", format!("cannot read `{shown}`: it is a folder, not a file"))
+            .with_help("give the path of a `.srx` file"));
+    }
     if meta.len() > MAX_SOURCE_LEN as u64 {
         return Err(Diagnostic::bare("E0108", format!("`{shown}` is too large ({} bytes)", meta.len()))
             .with_help(format!("source files may be at most {} MiB", MAX_SOURCE_LEN >> 20)));
@@ -128,7 +132,7 @@ mod tests {
     }
 
     #[test]
-    fn invalid_utf8_reports_offset() {
+    fn unreadable_sources_are_refused() {
         let dir = std::env::temp_dir().join(format!("sr-read-source-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("bad.srx");
@@ -137,6 +141,14 @@ mod tests {
         assert_eq!(d.code, "E0100");
         assert!(d.message.contains("offset 9"), "{}", d.message);
         assert_eq!(read_source(&dir.join("missing.srx")).unwrap_err().code, "E0119");
+        let folder = read_source(&dir).unwrap_err();
+        assert_eq!(folder.code, "E0119");
+        assert!(folder.message.contains("folder"), "{}", folder.message);
+        let big = dir.join("big.srx");
+        std::fs::write(&big, vec![b' '; MAX_SOURCE_LEN + 1]).unwrap();
+        let d = read_source(&big).unwrap_err();
+        assert_eq!(d.code, "E0108");
+        assert!(d.message.contains(&format!("{} bytes", MAX_SOURCE_LEN + 1)), "{}", d.message);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
