@@ -2,7 +2,7 @@
 //! through [`compile_path`] without any diagnostic, and each plan is snapshotted as JSON and as DOT.
 
 use sr_compiler::catalogue::Kind;
-use sr_compiler::{compile_path, render, select_plan, to_dot, Compilation};
+use sr_compiler::{compile_path, render, select_plan, to_dot, Compilation, PValue};
 use std::path::{Path, PathBuf};
 
 /// The repository's `examples/` folder.
@@ -67,5 +67,28 @@ fn sudoku_plan_has_every_part_of_the_pipeline() {
     for idx in plan.graph.node_indices() {
         let degree = plan.graph.neighbors_undirected(idx).count();
         assert!(degree > 0, "{} is not connected", plan.graph[idx].id);
+    }
+}
+
+/// The quickstart promises training "in well under a minute on a laptop CPU": keep it tiny.
+#[test]
+fn quickstart_stays_tiny() {
+    let c = compile_clean(&examples_dir().join("quickstart.srx"));
+    let plan = select_plan(&c.plans, None).expect("quickstart.srx defines one experiment");
+    let int = |params: &std::collections::BTreeMap<String, PValue>, key: &str| match params.get(key) {
+        Some(PValue::Int(n)) => *n,
+        other => panic!("`{key}` is {other:?}"),
+    };
+    let samples_seen = int(&plan.train, "steps") * int(&plan.train, "batch");
+    assert!(samples_seen <= 16_384, "{samples_seen} training samples");
+    let denoiser = plan.node("denoiser").expect("a denoiser");
+    let (width, depth) = (int(&denoiser.params, "width"), int(&denoiser.params, "depth"));
+    assert!(width <= 64 && depth <= 2, "denoiser {width} wide, {depth} deep");
+    for schedule in plan.nodes_of(Kind::Schedule) {
+        assert!(int(&schedule.params, "steps") <= 50, "{}", schedule.id);
+    }
+    for data in plan.nodes_of(Kind::Dataset).filter(|d| d.id != "data.train") {
+        let count = int(&data.params, "count");
+        assert!((1..=128).contains(&count), "{}: {count} evaluation samples", data.id);
     }
 }
