@@ -92,6 +92,9 @@ enum Command {
         /// Train only; skip sampling and evaluation.
         #[arg(long)]
         no_eval: bool,
+        /// Evaluate at most N samples of each data split.
+        #[arg(long, value_name = "N")]
+        eval_samples: Option<u64>,
     },
     /// Sample from a trained checkpoint: a PNG grid, an animated GIF of the denoising, optional trace.
     Sample {
@@ -192,7 +195,7 @@ fn dispatch(command: Command) -> miette::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Components { name } => components(name.as_deref()),
-        Command::Run { file, args, out, steps, resume, device, no_eval } => {
+        Command::Run { file, args, out, steps, resume, device, no_eval, eval_samples } => {
             let mut args = args;
             if let Some(n) = steps {
                 args.set.push(format!("train.steps={n}"));
@@ -205,6 +208,7 @@ fn dispatch(command: Command) -> miette::Result<ExitCode> {
                 device,
                 evaluate: !no_eval,
                 progress: std::io::stderr().is_terminal(),
+                eval_limit: eval_samples,
             };
             let summary = sr_runtime::run::run(plan, &options).map_err(miette::Report::new)?;
             println!("{}", summary.table);

@@ -62,6 +62,9 @@ pub struct Shapes {
 pub struct Plan {
     pub experiment: String,
     pub seed: u64,
+    /// The experiment's `device` (`cpu`, `cuda`, `cuda:N`); the command line can override it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
     pub shapes: Shapes,
     /// Training settings of the `train` block that are not components (steps, batch, ema, clip, ...).
     pub train: BTreeMap<String, PValue>,

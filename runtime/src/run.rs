@@ -36,6 +36,8 @@ pub struct RunOptions {
     pub evaluate: bool,
     /// Live progress lines (terminals).
     pub progress: bool,
+    /// Evaluate at most this many samples of each split (quick looks at long experiments).
+    pub eval_limit: Option<u64>,
 }
 
 /// One cell group of the result table: a metric on a split with a sampler.
@@ -70,7 +72,8 @@ pub struct RunSummary {
 
 /// Trains (when the plan has a `train` block), then samples and evaluates every `evaluate` line.
 pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary> {
-    let model = Model::build(plan, device(options.device.as_deref().unwrap_or("cpu"))?)?;
+    let model =
+        Model::build(plan, device(options.device.as_deref().or(plan.device.as_deref()).unwrap_or("cpu"))?)?;
     let paths = RunPaths { root: options.out.clone() };
     std::fs::create_dir_all(&paths.root).map_err(|e| RuntimeError::io(&paths.root, e))?;
     let plan_json = serde_json::to_string_pretty(plan).map_err(|e| RuntimeError::Config(e.to_string()))?;
@@ -97,7 +100,7 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary> {
         ema = trained.ema;
     }
     if options.evaluate {
-        results.rows = evaluate(plan, &model, ema.as_mut(), options.progress)?;
+        results.rows = evaluate(plan, &model, ema.as_mut(), options.eval_limit, options.progress)?;
     }
     let table = table(&results);
     let json = serde_json::to_string_pretty(&results).map_err(|e| RuntimeError::Config(e.to_string()))?;
@@ -128,11 +131,13 @@ fn samplers_of(v: Option<&PValue>) -> Vec<String> {
     }
 }
 
-/// Samples every `evaluate` split with each of its samplers and computes the metric.
+/// Samples every `evaluate` split (at most `limit` samples of each) with each of its samplers and
+/// computes the metric.
 pub fn evaluate(
     plan: &Plan,
     model: &Model,
     mut ema: Option<&mut Ema>,
+    limit: Option<u64>,
     progress: bool,
 ) -> Result<Vec<ResultRow>> {
     let mut rows = Vec::new();
@@ -140,7 +145,7 @@ pub fn evaluate(
         let split = split_of(n.params.get("on"))
             .ok_or_else(|| RuntimeError::Config(format!("`{}` names no data split", n.id)))?;
         let dataset = model.dataset(&split)?;
-        let count = dataset.len().unwrap_or(DEFAULT_EVAL_COUNT);
+        let count = dataset.len().unwrap_or(DEFAULT_EVAL_COUNT).min(limit.unwrap_or(u64::MAX));
         for sampler in samplers_of(n.params.get("with")) {
             let settings = SamplerSettings::from_plan(plan, &sampler)?;
             let swap = settings.ema && ema.is_some();
@@ -286,7 +291,8 @@ pub struct SampleOptions {
 /// Samples `n` items from a trained checkpoint; writes `samples.png`, `denoising.gif` and, with
 /// `trace`, `trace.json`. Returns the written paths.
 pub fn sample(plan: &Plan, options: &SampleOptions) -> Result<Vec<PathBuf>> {
-    let model = Model::build(plan, device(options.device.as_deref().unwrap_or("cpu"))?)?;
+    let model =
+        Model::build(plan, device(options.device.as_deref().or(plan.device.as_deref()).unwrap_or("cpu"))?)?;
     let names = SamplerSettings::names(plan);
     let name = match &options.sampler {
         Some(s) => s.clone(),

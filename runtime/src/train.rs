@@ -329,6 +329,8 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
 
     let began = Instant::now();
     let mut losses = Vec::new();
+    // Sum and count of the losses since the last log line.
+    let mut interval = (0.0, 0usize);
     let mut progress = Progress::new(options.progress, start, settings.steps);
     let rng_state = serde_json::json!({"scheme": "per-step", "seed": plan.seed});
     for step in start..settings.steps {
@@ -372,12 +374,17 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
             e.update_at(step)?;
         }
         losses.push(stats.loss);
+        interval.0 += stats.loss;
+        interval.1 += 1;
         let done = step + 1;
         if done % settings.log_every == 0 || done == settings.steps {
+            let mean_loss = interval.0 / interval.1.max(1) as f64;
+            interval = (0.0, 0);
             let elapsed = began.elapsed().as_secs_f64();
             let line = serde_json::json!({
                 "step": done,
-                "loss": stats.loss,
+                "loss": mean_loss,
+                "last_loss": stats.loss,
                 "terms": stats.terms,
                 "mse_by_t": stats.mse_by_t.iter().map(|x| if x.is_finite() { Some(*x) } else { None }).collect::<Vec<_>>(),
                 "lr": lr,
@@ -403,8 +410,13 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
     progress.finish();
     let seconds = began.elapsed().as_secs_f64();
     if !losses.is_empty() {
-        let all = read_losses(&metrics_path).unwrap_or_else(|| losses.clone());
-        crate::plot::loss_curve(&options.paths.loss_curve(), &all)?;
+        // A resumed run plots the logged interval means of the whole run; a fresh one every step.
+        let curve = if start > 0 {
+            read_losses(&metrics_path).unwrap_or_else(|| losses.clone())
+        } else {
+            losses.clone()
+        };
+        crate::plot::loss_curve(&options.paths.loss_curve(), &curve)?;
     }
     Ok(Trained { ema, step: settings.steps.max(start), start, losses, seconds })
 }

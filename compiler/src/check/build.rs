@@ -165,6 +165,7 @@ pub(super) fn plan(exp: &Experiment, ck: &Checked) -> Option<Plan> {
     Some(Plan {
         experiment: exp.name.clone(),
         seed: ck.seed,
+        device: ck.device.clone(),
         shapes,
         train: ck.train.as_ref().map(|(t, _)| train_settings(t)).unwrap_or_default(),
         graph: b.graph,

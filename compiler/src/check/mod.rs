@@ -71,6 +71,8 @@ pub(crate) struct Eval {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Checked {
     pub seed: u64,
+    /// The experiment's `device`, when written and valid.
+    pub device: Option<String>,
     /// Data splits, `train` first, then by name.
     pub data: Vec<Decl>,
     pub mapper: Option<Inst>,
@@ -152,7 +154,7 @@ impl Checker<'_> {
                         .with_help("for example `seed = 7`"),
                     ),
                 },
-                "device" => self.device(v),
+                "device" => ck.device = self.device(v),
                 "data" | "sampler" => {
                     if let ValueKind::Block(t) = &v.kind {
                         ck.declared.extend(t.entries.keys().map(|n| format!("{key}.{n}")));
@@ -245,7 +247,7 @@ impl Checker<'_> {
         ck
     }
 
-    fn device(&mut self, v: &Value) {
+    fn device(&mut self, v: &Value) -> Option<String> {
         let ValueKind::Str(s) = &v.kind else {
             self.push(
                 Diagnostic::error(
@@ -256,7 +258,7 @@ impl Checker<'_> {
                 )
                 .with_help("for example `device = \"cuda\"`"),
             );
-            return;
+            return None;
         };
         let ok = s == "cpu"
             || s == "cuda"
@@ -267,7 +269,9 @@ impl Checker<'_> {
                 Diagnostic::error("E0315", format!("unknown device `{s}`"), v.span, "not a device")
                     .with_help("use \"cpu\", \"cuda\" or \"cuda:N\""),
             );
+            return None;
         }
+        Some(s.clone())
     }
 
     fn names(v: &Value) -> Option<Vec<(String, Span)>> {

@@ -499,12 +499,12 @@ impl Checker<'_> {
                         Diagnostic::warning(
                             "W0310",
                             format!(
-                                "`log_every = {every}` exceeds the {steps} training steps; nothing is logged"
+                                "`log_every = {every}` exceeds the {steps} training steps; only the last step is logged"
                             ),
                             train.span_or("log_every", *span),
-                            "never logs",
+                            "one log line",
                         )
-                        .with_help("set `log_every` at most `steps`"),
+                        .with_help("set `log_every` at most `steps` to follow the loss during training"),
                     );
                 }
             }
