@@ -180,7 +180,7 @@ fn dispatch(command: Command) -> miette::Result<ExitCode> {
             match output {
                 Some(path) => {
                     std::fs::write(&path, json + "\n").map_err(|e| {
-                        miette::miette!(code = "E0004", "cannot write {}: {e}", path.display())
+                        miette::miette!(code = "C0001", "cannot write {}: {e}", path.display())
                     })?;
                     eprintln!("wrote {}", path.display());
                 }
@@ -235,7 +235,7 @@ fn dispatch(command: Command) -> miette::Result<ExitCode> {
         }
         Command::Fmt { files, check } => fmt(&files, check),
         Command::Lsp => {
-            sr::lsp::run_stdio().map_err(|e| miette::miette!(code = "E0005", "language server: {e}"))?;
+            sr::lsp::run_stdio().map_err(|e| miette::miette!(code = "C0002", "language server: {e}"))?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -284,7 +284,7 @@ fn compile(file: &Path, args: &CompileArgs) -> miette::Result<Compilation> {
     if c.has_errors() {
         let n = c.diagnostics.iter().filter(|d| d.is_error()).count();
         return Err(miette::miette!(
-            code = "E0006",
+            code = "C0003",
             "{} has {n} error{}",
             file.display(),
             if n == 1 { "" } else { "s" }
@@ -308,7 +308,7 @@ fn components(name: Option<&str>) -> miette::Result<ExitCode> {
         Some((k, n)) => {
             let kind = k.parse::<Kind>().map_err(|_| {
                 miette::miette!(
-                    code = "E0007",
+                    code = "C0004",
                     help = "kinds: see `sr components`",
                     "unknown component kind `{k}`"
                 )
@@ -325,7 +325,7 @@ fn components(name: Option<&str>) -> miette::Result<ExitCode> {
             Some(s) => format!("did you mean `{s}`?"),
             None => "`sr components` lists every component".into(),
         };
-        return Err(miette::miette!(code = "E0008", help = help, "no component named `{name}`"));
+        return Err(miette::miette!(code = "C0005", help = help, "no component named `{name}`"));
     }
     for (i, c) in found.iter().enumerate() {
         if i > 0 {
@@ -346,7 +346,7 @@ fn fmt(files: &[PathBuf], check: bool) -> miette::Result<ExitCode> {
         if sr_compiler::diagnostic::has_errors(&diags) {
             eprint!("{}", render(&diags, &sources, color()));
             return Err(miette::miette!(
-                code = "E0009",
+                code = "C0006",
                 "{} has syntax errors; not formatted",
                 file.display()
             ));
