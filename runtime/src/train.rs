@@ -319,6 +319,9 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
     }
     std::fs::create_dir_all(&options.paths.root).map_err(|e| RuntimeError::io(&options.paths.root, e))?;
     let metrics_path = options.paths.metrics();
+    if options.resume {
+        truncate_log(&metrics_path, start)?;
+    }
     let mut metrics = std::fs::OpenOptions::new()
         .create(true)
         .append(options.resume)
@@ -385,7 +388,10 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
                 "steps_per_sec": (done - start) as f64 / elapsed.max(1e-9),
                 "seconds": elapsed,
             });
-            writeln!(metrics, "{line}").map_err(|e| RuntimeError::io(&metrics_path, e))?;
+            // One write per line, so that an interrupted run leaves at most one partial line.
+            metrics
+                .write_all(format!("{line}\n").as_bytes())
+                .map_err(|e| RuntimeError::io(&metrics_path, e))?;
         }
         progress.update(done, stats.loss, began.elapsed().as_secs_f64());
         let at_checkpoint = settings.checkpoint_every > 0 && done % settings.checkpoint_every == 0;
@@ -437,6 +443,30 @@ pub fn load_weights(model: &Model, dir: &Path, use_ema: bool) -> Result<u64> {
         var.set(&t.to_device(&model.device)?.to_dtype(var.dtype())?)?;
     }
     Ok(ck.step)
+}
+
+/// Keeps the complete lines of the metrics log at `path` up to step `step`: a resumed run continues the
+/// log where its checkpoint was taken, without the lines an interrupted run wrote after it.
+fn truncate_log(path: &Path, step: u64) -> Result<()> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(RuntimeError::io(path, e)),
+    };
+    let kept: String = text
+        .split_inclusive('\n')
+        .filter(|l| l.ends_with('\n'))
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|j| j.get("step").and_then(|s| s.as_u64()))
+                .is_some_and(|s| s <= step)
+        })
+        .collect();
+    if kept.len() != text.len() {
+        checkpoint::write_atomic(path, kept.as_bytes())?;
+    }
+    Ok(())
 }
 
 /// The `loss` column of a metrics log.
