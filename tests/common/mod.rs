@@ -47,10 +47,13 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
-/// The `sr` binary, run in `cwd`, single-threaded and without colour.
+/// The `sr` binary, run in `cwd`, single-threaded, with plain (uncoloured, graphical) diagnostics.
 pub fn sr(cwd: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sr"));
-    c.current_dir(cwd).env("CANDLE_NUM_THREADS", "1").env("NO_COLOR", "1").env_remove("CLICOLOR_FORCE");
+    c.current_dir(cwd).env("CANDLE_NUM_THREADS", "1").env("NO_COLOR", "1");
+    for var in ["CLICOLOR_FORCE", "FORCE_COLOR", "NO_GRAPHICS"] {
+        c.env_remove(var);
+    }
     c
 }
 
