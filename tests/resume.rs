@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-const STEPS: u64 = 200;
+const STEPS: u64 = 120;
 const EVERY: u64 = 10;
 
 fn settings() -> Vec<String> {

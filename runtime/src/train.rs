@@ -3,6 +3,10 @@
 //!
 //! Every random draw of step `s` comes from a generator seeded with `(seed, s)`, and every batch is a
 //! pure function of its dataset indices, so a resumed run continues bit for bit where it stopped.
+//!
+//! A checkpoint is written to disk one step after it is taken, once the next step has computed a finite
+//! loss and gradient from its weights (the checkpoint of the last step is written at once): when training
+//! diverges, `latest` still names weights that train.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -334,6 +338,9 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
     let mut losses = Vec::new();
     let mut progress = Progress::new(options.progress, start, settings.steps);
     let rng_state = serde_json::json!({"scheme": "per-step", "seed": plan.seed});
+    // A checkpoint taken after step s is written once step s + 1 has shown that its weights give a
+    // finite loss and gradient, so a diverging run never leaves a bad checkpoint as `latest`.
+    let mut pending: Option<Checkpoint> = None;
     for step in start..settings.steps {
         let mut rng = StdRng::seed_from_u64(step_seed(plan.seed, step));
         let lr = schedule.lr(step);
@@ -363,12 +370,22 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
         let (Some(total), Some(mut stats)) = (total, stats) else { continue };
         stats.loss /= settings.accumulate as f64;
         if !stats.loss.is_finite() {
-            return Err(RuntimeError::Diverged { step, what: format!("the loss is {}", stats.loss) });
+            return Err(RuntimeError::Diverged {
+                step: step + 1,
+                what: format!("the loss is {}", stats.loss),
+            });
         }
         let mut grads = total.backward()?;
         let grad_norm = clip_grad_norm(&mut grads, &plain_vars, settings.clip)?;
         if !grad_norm.is_finite() {
-            return Err(RuntimeError::Diverged { step, what: format!("the gradient norm is {grad_norm}") });
+            return Err(RuntimeError::Diverged {
+                step: step + 1,
+                what: format!("the gradient norm is {grad_norm}"),
+            });
+        }
+        // The weights of the pending checkpoint gave a finite loss and gradient: it is a good one.
+        if let Some(ck) = pending.take() {
+            checkpoint::save(&ckpt_dir, &ck)?;
         }
         optimizer.step(&grads)?;
         if let Some(e) = ema.as_mut() {
@@ -403,7 +420,11 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
                 Some(optimizer.as_ref()),
                 rng_state.clone(),
             )?;
-            checkpoint::save(&ckpt_dir, &ck)?;
+            if done == settings.steps {
+                checkpoint::save(&ckpt_dir, &ck)?;
+            } else {
+                pending = Some(ck);
+            }
         }
     }
     progress.finish();
