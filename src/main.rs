@@ -307,11 +307,12 @@ fn components(name: Option<&str>) -> miette::Result<ExitCode> {
     let (kind, bare_name) = match name.split_once('.') {
         Some((k, n)) => {
             let kind = k.parse::<Kind>().map_err(|_| {
-                miette::miette!(
-                    code = "C0004",
-                    help = "kinds: see `sr components`",
-                    "unknown component kind `{k}`"
-                )
+                let kinds = Kind::ALL.map(|k| k.as_str());
+                let help = match sr_compiler::suggest::did_you_mean(k, kinds) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("the kinds are {}", kinds.join(", ")),
+                };
+                miette::miette!(code = "C0004", help = help, "unknown component kind `{k}`")
             })?;
             (Some(kind), n)
         }

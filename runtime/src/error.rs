@@ -59,7 +59,8 @@ pub enum RuntimeError {
     #[error("checkpoint {}: {reason}", path.display())]
     #[diagnostic(code(R0301), help("delete or replace the file, or resume from an older checkpoint"))]
     Checkpoint { path: PathBuf, reason: String },
-    /// Training produced a non-finite loss or gradient.
+    /// Training produced a non-finite loss or gradient at step `step` (counted from 1, as in the
+    /// metrics log and checkpoint names).
     #[error("training diverged at step {step}: {what}")]
     #[diagnostic(
         code(R0401),

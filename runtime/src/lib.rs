@@ -5,6 +5,7 @@ pub mod data;
 pub mod error;
 pub mod flow;
 pub mod image_io;
+pub mod init;
 pub mod mapper;
 #[cfg(test)]
 pub(crate) mod math_test_support;

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_nn::VarMap;
 use sr_compiler::catalogue::Kind;
 use sr_compiler::plan::{Node, PValue, Plan};
 
@@ -63,7 +63,7 @@ pub fn referenced<'p>(plan: &'p Plan, owner: &Node, key: &str) -> Result<&'p Nod
 }
 
 impl Model {
-    /// Builds every component of `plan` on `device`, with freshly initialised weights.
+    /// Builds every component of `plan` on `device`, with fresh weights drawn from the plan's seed.
     pub fn build(plan: &Plan, device: Device) -> Result<Model> {
         let mut datasets = BTreeMap::new();
         for n in plan.nodes_of(Kind::Dataset) {
@@ -91,7 +91,7 @@ impl Model {
             None => None,
         };
         let varmap = VarMap::new();
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
+        let vb = crate::init::seeded_var_builder(&varmap, plan.seed, DType::F32, &device);
         let den = node(plan, "denoiser")?;
         let denoiser = build_denoiser(&den.component, &den.params, &geometry, vb)?;
         let dependency =

@@ -80,10 +80,10 @@ pub struct Record {
     pub frames: usize,
 }
 
-/// One step of a trace.
+/// One step of a trace; the last entry of a trace is the final state, after the last step.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct TraceStep {
-    /// Times before the step, `[B][V]`.
+    /// Times before the step, `[B][V]` (all 0 in the final state).
     pub t: Vec<Vec<f32>>,
     /// Predicted σ `[B][V]` (0 for clean variables; empty without an uncertainty head).
     pub sigma: Vec<Vec<f32>>,
@@ -95,6 +95,7 @@ pub struct Sampled {
     pub x: Tensor,
     /// Number of denoiser calls.
     pub steps: usize,
+    /// With `Record::trace`: one entry per denoiser call, then the final state.
     pub trace: Vec<TraceStep>,
     /// Latents `[B', V, F]` after every step (for animations).
     pub frames: Vec<Tensor>,
@@ -135,6 +136,8 @@ pub fn sample(
         temperature: settings.temperature,
     };
     let uses_sigma = settings.schedule.needs_sigma() && model.denoiser.has_uncertainty();
+    let rows =
+        |a: &[f64]| -> Vec<Vec<f32>> { a.chunks(v).map(|r| r.iter().map(|x| *x as f32).collect()).collect() };
     let mut trace = Vec::new();
     let mut frames = Vec::new();
     let budget = schedule.max_steps() + 1;
@@ -158,7 +161,6 @@ pub fn sample(
             }
         }
         if record.trace {
-            let rows = |a: &[f64]| a.chunks(v).map(|r| r.iter().map(|x| *x as f32).collect()).collect();
             trace.push(TraceStep {
                 t: rows(&t),
                 sigma: if log_var.is_some() { rows(&sigma) } else { vec![] },
@@ -201,6 +203,11 @@ pub fn sample(
             let host: Vec<f32> = z[..n * v * f].iter().map(|x| *x as f32).collect();
             frames.push(Tensor::from_vec(host, (n, v, f), &candle_core::Device::Cpu)?);
         }
+    }
+    if record.trace {
+        // The final state closes the trace: every variable clean, with σ = 0.
+        let sigma = if model.denoiser.has_uncertainty() { rows(&vec![0.0; b * v]) } else { vec![] };
+        trace.push(TraceStep { t: rows(&t), sigma });
     }
     let host: Vec<f32> = z.iter().map(|x| *x as f32).collect();
     Ok(Sampled { x: Tensor::from_vec(host, (b, v, f), dev)?, steps: schedule.calls(), trace, frames })

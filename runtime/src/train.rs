@@ -3,6 +3,10 @@
 //!
 //! Every random draw of step `s` comes from a generator seeded with `(seed, s)`, and every batch is a
 //! pure function of its dataset indices, so a resumed run continues bit for bit where it stopped.
+//!
+//! A checkpoint is written to disk one step after it is taken, once the next step has computed a finite
+//! loss and gradient from its weights (the checkpoint of the last step is written at once): when training
+//! diverges, `latest` still names weights that train.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -319,6 +323,9 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
     }
     std::fs::create_dir_all(&options.paths.root).map_err(|e| RuntimeError::io(&options.paths.root, e))?;
     let metrics_path = options.paths.metrics();
+    if options.resume {
+        truncate_log(&metrics_path, start)?;
+    }
     let mut metrics = std::fs::OpenOptions::new()
         .create(true)
         .append(options.resume)
@@ -333,6 +340,9 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
     let mut interval = (0.0, 0usize);
     let mut progress = Progress::new(options.progress, start, settings.steps);
     let rng_state = serde_json::json!({"scheme": "per-step", "seed": plan.seed});
+    // A checkpoint taken after step s is written once step s + 1 has shown that its weights give a
+    // finite loss and gradient, so a diverging run never leaves a bad checkpoint as `latest`.
+    let mut pending: Option<Checkpoint> = None;
     for step in start..settings.steps {
         let mut rng = StdRng::seed_from_u64(step_seed(plan.seed, step));
         let lr = schedule.lr(step);
@@ -362,12 +372,22 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
         let (Some(total), Some(mut stats)) = (total, stats) else { continue };
         stats.loss /= settings.accumulate as f64;
         if !stats.loss.is_finite() {
-            return Err(RuntimeError::Diverged { step, what: format!("the loss is {}", stats.loss) });
+            return Err(RuntimeError::Diverged {
+                step: step + 1,
+                what: format!("the loss is {}", stats.loss),
+            });
         }
         let mut grads = total.backward()?;
         let grad_norm = clip_grad_norm(&mut grads, &plain_vars, settings.clip)?;
         if !grad_norm.is_finite() {
-            return Err(RuntimeError::Diverged { step, what: format!("the gradient norm is {grad_norm}") });
+            return Err(RuntimeError::Diverged {
+                step: step + 1,
+                what: format!("the gradient norm is {grad_norm}"),
+            });
+        }
+        // The weights of the pending checkpoint gave a finite loss and gradient: it is a good one.
+        if let Some(ck) = pending.take() {
+            checkpoint::save(&ckpt_dir, &ck)?;
         }
         optimizer.step(&grads)?;
         if let Some(e) = ema.as_mut() {
@@ -392,7 +412,10 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
                 "steps_per_sec": (done - start) as f64 / elapsed.max(1e-9),
                 "seconds": elapsed,
             });
-            writeln!(metrics, "{line}").map_err(|e| RuntimeError::io(&metrics_path, e))?;
+            // One write per line, so that an interrupted run leaves at most one partial line.
+            metrics
+                .write_all(format!("{line}\n").as_bytes())
+                .map_err(|e| RuntimeError::io(&metrics_path, e))?;
         }
         progress.update(done, stats.loss, began.elapsed().as_secs_f64());
         let at_checkpoint = settings.checkpoint_every > 0 && done % settings.checkpoint_every == 0;
@@ -404,7 +427,11 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
                 Some(optimizer.as_ref()),
                 rng_state.clone(),
             )?;
-            checkpoint::save(&ckpt_dir, &ck)?;
+            if done == settings.steps {
+                checkpoint::save(&ckpt_dir, &ck)?;
+            } else {
+                pending = Some(ck);
+            }
         }
     }
     progress.finish();
@@ -449,6 +476,30 @@ pub fn load_weights(model: &Model, dir: &Path, use_ema: bool) -> Result<u64> {
         var.set(&t.to_device(&model.device)?.to_dtype(var.dtype())?)?;
     }
     Ok(ck.step)
+}
+
+/// Keeps the complete lines of the metrics log at `path` up to step `step`: a resumed run continues the
+/// log where its checkpoint was taken, without the lines an interrupted run wrote after it.
+fn truncate_log(path: &Path, step: u64) -> Result<()> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(RuntimeError::io(path, e)),
+    };
+    let kept: String = text
+        .split_inclusive('\n')
+        .filter(|l| l.ends_with('\n'))
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|j| j.get("step").and_then(|s| s.as_u64()))
+                .is_some_and(|s| s <= step)
+        })
+        .collect();
+    if kept.len() != text.len() {
+        checkpoint::write_atomic(path, kept.as_bytes())?;
+    }
+    Ok(())
 }
 
 /// The `loss` column of a metrics log.
