@@ -134,6 +134,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     let cli = Cli::parse();
     match dispatch(cli.command) {
         Ok(code) => code,
@@ -238,6 +239,16 @@ fn dispatch(command: Command) -> miette::Result<ExitCode> {
             sr::lsp::run_stdio().map_err(|e| miette::miette!(code = "C0002", "language server: {e}"))?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Lets `sr graph FILE | head` end quietly when the reader closes the pipe, like other Unix tools,
+/// instead of failing on the write.
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in `main`, before any thread exists; SIG_DFL is a valid handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
