@@ -240,7 +240,7 @@ fn predict(
         Some(lv) => Some(to_host(lv)?),
         None => None,
     };
-    let has_givens = active.iter().any(|&e| unknown[e * v..(e + 1) * v].iter().any(|u| *u == 0.0));
+    let has_givens = active.iter().any(|&e| unknown[e * v..(e + 1) * v].contains(&0.0));
     if settings.cfg != 1.0 && has_givens {
         // The unconditional branch sees every given variable as pure noise at t = 1.
         let mut zu = gather(z, v * f);
