@@ -178,7 +178,9 @@ def measure(warmup, iters, fn):
         fn(warmup + i)
         times.append(time.perf_counter() - start)
     times.sort()
-    return times[len(times) // 2], times[0]
+    n = len(times)
+    median = times[n // 2] if n % 2 else 0.5 * (times[n // 2 - 1] + times[n // 2])
+    return median, times[0]
 
 
 def bench(name, variables, features, width, depth, heads, batch, lr, steps, givens, quick):
@@ -187,7 +189,7 @@ def bench(name, variables, features, width, depth, heads, batch, lr, steps, give
     params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
     ema = [p.detach().clone() for p in model.parameters()]
-    warmup, iters = (1, 3) if quick else (3, 15)
+    warmup, iters = (1, 3) if quick else (2, 8)
     data = [torch.randn(batch, variables, features).sign() for _ in range(warmup + iters)]
     knowns = [None] * len(data)
     if givens:
@@ -202,7 +204,7 @@ def bench(name, variables, features, width, depth, heads, batch, lr, steps, give
     known = None
     if givens:
         known = torch.rand(batch, variables).argsort(dim=1) < 35
-    s_warm, s_iters = (0, 1) if quick else (1, 5)
+    s_warm, s_iters = 0, 1
     samp = measure(s_warm, s_iters, lambda i: sample(model, x, known, steps))
     return name, params, batch, train, steps, samp
 

@@ -131,6 +131,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    sr_runtime::perf::tune_allocator();
     let cli = Cli::parse();
     match dispatch(cli.command) {
         Ok(code) => code,

@@ -83,7 +83,9 @@ fn measure(warmup: usize, iters: usize, mut f: impl FnMut(usize)) -> Timing {
         })
         .collect();
     times.sort_by(|a, b| a.total_cmp(b));
-    Timing { median: times[times.len() / 2], min: times[0] }
+    let n = times.len();
+    let median = if n % 2 == 1 { times[n / 2] } else { 0.5 * (times[n / 2 - 1] + times[n / 2]) };
+    Timing { median, min: times[0] }
 }
 
 fn plan_of(name: &str, text: &str) -> Plan {
@@ -115,7 +117,7 @@ fn bench(model_name: &'static str, text: &str, sampler: &str, quick: bool) -> Ro
     )
     .expect("dataset");
     let batcher = Batcher::new(dataset, plan.seed);
-    let (warmup, iters) = if quick { (1, 3) } else { (3, 15) };
+    let (warmup, iters) = if quick { (1, 3) } else { (2, 8) };
     let batches: Vec<Batch> = (0..(warmup + iters) as u64)
         .map(|i| batcher.batch(i, batch, &model.device).expect("batch"))
         .collect();
@@ -130,7 +132,8 @@ fn bench(model_name: &'static str, text: &str, sampler: &str, quick: bool) -> Ro
     let cond = sr_runtime::data::make_batch(test, &indices, &model.device).expect("test batch");
     let (x, given) = model.variables(&cond.data, cond.mask.as_ref()).expect("variables");
     let mut calls = 0;
-    let (s_warm, s_iters) = if quick { (0, 1) } else { (1, 5) };
+    // One sampling run is a hundred (or fifty) denoiser calls: long enough to time once, without warm-up.
+    let (s_warm, s_iters) = (0, 1);
     let sample_t = measure(s_warm, s_iters, |i| {
         let mut rng = StdRng::seed_from_u64(i as u64);
         let out = sample(&model, &settings, &x, &given, &mut rng, Record::default()).expect("sampling");
@@ -156,9 +159,12 @@ fn main() {
         only.as_deref().is_none_or(|o| name.contains(o))
             && (filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))
     };
+    // As `sr` does at start-up; `SR_MALLOC_TUNING=0` measures without it.
+    let tuned = sr_runtime::perf::tune_allocator();
     println!(
-        "sr-runtime CPU benchmark: {} threads{}",
+        "sr-runtime CPU benchmark: {} threads, allocator tuning {}{}",
         candle_core::utils::get_num_threads(),
+        if tuned { "on" } else { "off" },
         if quick { " (quick)" } else { "" }
     );
     let mut rows = Vec::new();
