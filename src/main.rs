@@ -135,6 +135,7 @@ enum Command {
 
 fn main() -> ExitCode {
     restore_sigpipe();
+    sr_runtime::perf::tune_allocator();
     let cli = Cli::parse();
     match dispatch(cli.command) {
         Ok(code) => code,

@@ -14,6 +14,7 @@ pub mod model;
 pub mod nn;
 pub mod optim;
 pub mod param;
+pub mod perf;
 pub mod plot;
 pub mod pvalue;
 pub mod run;

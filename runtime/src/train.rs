@@ -13,7 +13,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::{DType, Tensor, D};
+use candle_core::{DType, Tensor, Var, D};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
@@ -21,10 +21,10 @@ use sr_compiler::catalogue::Kind;
 use sr_compiler::plan::{PValue, Plan};
 
 use crate::checkpoint::{self, Checkpoint};
-use crate::data::{build_dataset, Batcher};
+use crate::data::{build_dataset, Batch, Batcher};
 use crate::error::{Result, RuntimeError};
 use crate::model::{node, Model};
-use crate::optim::{build_optimizer, clip_grad_norm, named_vars, Ema, LrSchedule};
+use crate::optim::{build_optimizer, clip_grad_norm, named_vars, Ema, LrSchedule, Optimizer};
 use crate::param::{solve, Parameterization};
 
 /// The non-component keys of the `train` block, with the catalogue defaults already filled in.
@@ -275,42 +275,127 @@ pub struct Trained {
     pub seconds: f64,
 }
 
+/// What one optimisation step measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepOutcome {
+    /// Loss statistics (the loss averaged over micro-batches).
+    pub stats: StepStats,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Learning rate of the step.
+    pub lr: f64,
+}
+
+/// The optimisation state of a training run: loss terms, optimizer, learning-rate schedule, gradient
+/// clipping and EMA. [`train`] drives one; benchmarks and embedders can drive one step at a time.
+pub struct Trainer {
+    pub settings: TrainSettings,
+    pub terms: Vec<(f64, LossTerm)>,
+    pub optimizer: Box<dyn Optimizer>,
+    pub schedule: LrSchedule,
+    pub ema: Option<Ema>,
+    seed: u64,
+    vars: Vec<Var>,
+}
+
+impl Trainer {
+    /// The optimizer, schedule and EMA of `plan`'s `train` block over the variables of `model`.
+    pub fn from_plan(plan: &Plan, model: &Model) -> Result<Trainer> {
+        let settings = TrainSettings::from_plan(plan)?;
+        let terms = loss_terms(plan)?;
+        let named = named_vars(&model.varmap);
+        let opt_node = node(plan, "train.optimizer")?;
+        let optimizer = build_optimizer(&opt_node.component, &opt_node.params, named.clone())?;
+        let base_lr = optimizer.learning_rate();
+        let schedule = match plan.node("train.lr_schedule") {
+            Some(n) => {
+                let final_fraction = match n.params.get("final") {
+                    Some(PValue::Float(f)) => *f,
+                    Some(PValue::Int(i)) => *i as f64,
+                    _ => 0.0,
+                };
+                LrSchedule::from_name(&n.component, final_fraction, base_lr, settings.warmup, settings.steps)
+                    .ok_or_else(|| RuntimeError::UnknownComponent {
+                        kind: "lr_schedule".into(),
+                        name: n.component.clone(),
+                    })?
+            }
+            None => LrSchedule::from_name("constant", 0.0, base_lr, settings.warmup, settings.steps)
+                .ok_or_else(|| RuntimeError::Config("constant learning rate".into()))?,
+        };
+        let ema = if settings.ema > 0.0 { Some(Ema::new(&named, settings.ema)?) } else { None };
+        let vars = named.into_iter().map(|(_, v)| v).collect();
+        Ok(Trainer { settings, terms, optimizer, schedule, ema, seed: plan.seed, vars })
+    }
+
+    /// Runs optimisation step `step` on `batches` (one per micro-batch, `settings.accumulate` of them):
+    /// loss, backward, gradient clipping, optimizer update and EMA. Every random draw comes from the
+    /// generator of `(seed, step)`. Fails without updating when the loss or gradient is not finite.
+    pub fn step(&mut self, model: &Model, step: u64, batches: &[Batch]) -> Result<StepOutcome> {
+        if batches.is_empty() {
+            return Err(RuntimeError::Config("a training step needs at least one batch".into()));
+        }
+        let mut rng = StdRng::seed_from_u64(step_seed(self.seed, step));
+        let lr = self.schedule.lr(step);
+        self.optimizer.set_learning_rate(lr);
+        let parts = batches.len() as f64;
+        let mut total: Option<Tensor> = None;
+        let mut stats: Option<StepStats> = None;
+        for batch in batches {
+            let (loss, s) = batch_loss(model, &self.terms, &batch.data, batch.mask.as_ref(), &mut rng)?;
+            let scaled = if batches.len() == 1 { loss } else { (loss / parts)? };
+            total = Some(match total {
+                Some(t) => (t + scaled)?,
+                None => scaled,
+            });
+            stats = Some(match stats {
+                None => s,
+                Some(mut acc) => {
+                    acc.loss += s.loss;
+                    acc
+                }
+            });
+        }
+        let (Some(total), Some(mut stats)) = (total, stats) else {
+            return Err(RuntimeError::Config("a training step needs at least one batch".into()));
+        };
+        stats.loss /= parts;
+        if !stats.loss.is_finite() {
+            return Err(RuntimeError::Diverged {
+                step: step + 1,
+                what: format!("the loss is {}", stats.loss),
+            });
+        }
+        let mut grads = total.backward()?;
+        let grad_norm = clip_grad_norm(&mut grads, &self.vars, self.settings.clip)?;
+        if !grad_norm.is_finite() {
+            return Err(RuntimeError::Diverged {
+                step: step + 1,
+                what: format!("the gradient norm is {grad_norm}"),
+            });
+        }
+        self.optimizer.step(&grads)?;
+        if let Some(e) = self.ema.as_mut() {
+            e.update_at(step)?;
+        }
+        Ok(StepOutcome { stats, grad_norm, lr })
+    }
+}
+
 /// Trains `model` as `plan` says, writing checkpoints and metrics under `options.paths`.
 pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Trained> {
-    let settings = TrainSettings::from_plan(plan)?;
-    let terms = loss_terms(plan)?;
+    let mut trainer = Trainer::from_plan(plan, model)?;
+    let settings = trainer.settings.clone();
     let train_node = node(plan, "data.train")?;
     let batcher =
         Batcher::new(build_dataset(&train_node.component, &train_node.params, plan.seed)?, plan.seed);
-    let vars = named_vars(&model.varmap);
-    let opt_node = node(plan, "train.optimizer")?;
-    let mut optimizer = build_optimizer(&opt_node.component, &opt_node.params, vars.clone())?;
-    let base_lr = optimizer.learning_rate();
-    let schedule = match plan.node("train.lr_schedule") {
-        Some(n) => {
-            let final_fraction = match n.params.get("final") {
-                Some(PValue::Float(f)) => *f,
-                Some(PValue::Int(i)) => *i as f64,
-                _ => 0.0,
-            };
-            LrSchedule::from_name(&n.component, final_fraction, base_lr, settings.warmup, settings.steps)
-                .ok_or_else(|| RuntimeError::UnknownComponent {
-                    kind: "lr_schedule".into(),
-                    name: n.component.clone(),
-                })?
-        }
-        None => LrSchedule::from_name("constant", 0.0, base_lr, settings.warmup, settings.steps)
-            .ok_or_else(|| RuntimeError::Config("constant learning rate".into()))?,
-    };
-    let mut ema = if settings.ema > 0.0 { Some(Ema::new(&vars, settings.ema)?) } else { None };
-    let plain_vars: Vec<candle_core::Var> = vars.iter().map(|(_, v)| v.clone()).collect();
 
     let ckpt_dir = options.paths.checkpoints();
     let mut start = 0;
     if options.resume {
         match checkpoint::load_latest(&ckpt_dir, &model.device)? {
             Some(ck) => {
-                ck.restore(&model.varmap, ema.as_mut(), Some(optimizer.as_mut()))?;
+                ck.restore(&model.varmap, trainer.ema.as_mut(), Some(trainer.optimizer.as_mut()))?;
                 start = ck.step;
             }
             None => {
@@ -344,54 +429,15 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
     // finite loss and gradient, so a diverging run never leaves a bad checkpoint as `latest`.
     let mut pending: Option<Checkpoint> = None;
     for step in start..settings.steps {
-        let mut rng = StdRng::seed_from_u64(step_seed(plan.seed, step));
-        let lr = schedule.lr(step);
-        optimizer.set_learning_rate(lr);
-        let mut total: Option<Tensor> = None;
-        let mut stats: Option<StepStats> = None;
-        for micro in 0..settings.accumulate {
-            let batch = batcher.batch(
-                step * settings.accumulate as u64 + micro as u64,
-                settings.batch,
-                &model.device,
-            )?;
-            let (loss, s) = batch_loss(model, &terms, &batch.data, batch.mask.as_ref(), &mut rng)?;
-            let scaled = (loss / settings.accumulate as f64)?;
-            total = Some(match total {
-                Some(t) => (t + scaled)?,
-                None => scaled,
-            });
-            stats = Some(match stats {
-                None => s,
-                Some(mut acc) => {
-                    acc.loss += s.loss;
-                    acc
-                }
-            });
-        }
-        let (Some(total), Some(mut stats)) = (total, stats) else { continue };
-        stats.loss /= settings.accumulate as f64;
-        if !stats.loss.is_finite() {
-            return Err(RuntimeError::Diverged {
-                step: step + 1,
-                what: format!("the loss is {}", stats.loss),
-            });
-        }
-        let mut grads = total.backward()?;
-        let grad_norm = clip_grad_norm(&mut grads, &plain_vars, settings.clip)?;
-        if !grad_norm.is_finite() {
-            return Err(RuntimeError::Diverged {
-                step: step + 1,
-                what: format!("the gradient norm is {grad_norm}"),
-            });
-        }
+        let batches = (0..settings.accumulate as u64)
+            .map(|micro| {
+                batcher.batch(step * settings.accumulate as u64 + micro, settings.batch, &model.device)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let StepOutcome { stats, grad_norm, lr } = trainer.step(model, step, &batches)?;
         // The weights of the pending checkpoint gave a finite loss and gradient: it is a good one.
         if let Some(ck) = pending.take() {
             checkpoint::save(&ckpt_dir, &ck)?;
-        }
-        optimizer.step(&grads)?;
-        if let Some(e) = ema.as_mut() {
-            e.update_at(step)?;
         }
         losses.push(stats.loss);
         interval.0 += stats.loss;
@@ -423,8 +469,8 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
             let ck = Checkpoint::capture(
                 done,
                 &model.varmap,
-                ema.as_ref(),
-                Some(optimizer.as_ref()),
+                trainer.ema.as_ref(),
+                Some(trainer.optimizer.as_ref()),
                 rng_state.clone(),
             )?;
             if done == settings.steps {
@@ -445,7 +491,7 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
         };
         crate::plot::loss_curve(&options.paths.loss_curve(), &curve)?;
     }
-    Ok(Trained { ema, step: settings.steps.max(start), start, losses, seconds })
+    Ok(Trained { ema: trainer.ema, step: settings.steps.max(start), start, losses, seconds })
 }
 
 /// Loads the EMA (or raw) weights of the latest checkpoint under `dir` into `model`.
