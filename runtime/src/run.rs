@@ -207,6 +207,12 @@ fn evaluate_one(
     }
     if progress {
         eprintln!();
+    } else {
+        eprintln!(
+            "evaluate {metric} on {split} with {}: {done} samples in {}",
+            settings.name,
+            crate::train::format_duration(began.elapsed().as_secs_f64())
+        );
     }
     let scores = sums.into_iter().map(|(k, v)| (k, v / done.max(1) as f64)).collect();
     Ok(ResultRow {
