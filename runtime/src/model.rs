@@ -11,7 +11,7 @@ use crate::data::{build_dataset, Dataset};
 use crate::error::{Result, RuntimeError};
 use crate::flow::FlowSetup;
 use crate::mapper::{build_mapper, Mapper};
-use crate::nn::{build_denoiser, Denoiser, Geometry};
+use crate::nn::{build_denoiser, Denoiser, Dependency, Geometry};
 use crate::time::TimeSampler;
 
 /// Parses a device name: `cpu`, `cuda` (= `cuda:0`) or `cuda:N`.
@@ -90,12 +90,14 @@ impl Model {
             }
             None => None,
         };
+        let dependency =
+            mapper.dependency(&Device::Cpu)?.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+        let dependent = Dependency::new(geometry.variables, &dependency)?;
+        let geometry = geometry.with_dependency(dependent)?;
         let varmap = VarMap::new();
         let vb = crate::init::seeded_var_builder(&varmap, plan.seed, DType::F32, &device);
         let den = node(plan, "denoiser")?;
         let denoiser = build_denoiser(&den.component, &den.params, &geometry, vb)?;
-        let dependency =
-            mapper.dependency(&Device::Cpu)?.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
         Ok(Model { device, datasets, mapper, flow, time, geometry, varmap, denoiser, dependency })
     }
 

@@ -1,6 +1,6 @@
 //! Denoisers: the networks, with their width and shape constraints.
 
-use super::p::{boolean, float, int, required};
+use super::p::{boolean, float, int, required, word};
 use super::{Args, Component, Default, Input, Kind, Param, Rules, ShapeCtx, Ty, Violation};
 
 const UNCERTAINTY: Param = boolean("uncertainty", false, "also predict a per-variable log-variance (σ)");
@@ -105,13 +105,20 @@ fn uvit_fit(a: Args<'_>, s: ShapeCtx<'_>) -> Result<(), Violation> {
     Ok(())
 }
 
-const TRANSFORMER: [Param; 6] = [
+const TRANSFORMER: [Param; 7] = [
     int("width", 384, "hidden size of every token").min(8.0).max(8192.0),
     int("depth", 12, "number of transformer blocks").min(1.0).max(128.0),
     int("heads", 6, "attention heads; must divide `width`").min(1.0).max(128.0),
     float("mlp_ratio", 4.0, "hidden size of the feed-forward layer relative to `width`").min(0.25).max(16.0),
     int("time_dim", 256, "size of the sinusoidal time embedding").min(2.0).max(4096.0),
     UNCERTAINTY,
+    word(
+        "attention",
+        &["full", "dependency"],
+        "full",
+        "which tokens attend to each other: all, or only the variables each one depends on \
+         (the mapper's dependency matrix, e.g. row, column and box for Sudoku)",
+    ),
 ];
 
 pub(super) const COMPONENTS: &[Component] = &[
@@ -145,6 +152,7 @@ pub(super) const COMPONENTS: &[Component] = &[
             TRANSFORMER[3],
             TRANSFORMER[4],
             TRANSFORMER[5],
+            TRANSFORMER[6],
             required("block", Ty::Int, "variables per causal block; must divide V").min(1.0),
         ],
         rules: Rules::Denoiser { input: Input::Tokens, fit: block_causal_fit },

@@ -16,6 +16,15 @@ use super::ops::{self, LayerNorm};
 use super::{check_input, Denoiser, Geometry, Params, Prediction, TimeEmbedding};
 use crate::error::{Result, RuntimeError};
 
+/// Which tokens a token may attend to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attention {
+    /// Every token (within the causal blocks of `block_causal_transformer`).
+    Full,
+    /// Only the variables it depends on (the mapper's dependency matrix, itself included).
+    Dependency,
+}
+
 /// Catalogue parameters of `transformer` / `block_causal_transformer`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DitConfig {
@@ -27,6 +36,8 @@ pub struct DitConfig {
     pub uncertainty: bool,
     /// Variables per causal block (`block_causal_transformer`); `None` = full attention.
     pub block: Option<usize>,
+    /// Attention pattern (`attention = full | dependency`).
+    pub attention: Attention,
 }
 
 impl Default for DitConfig {
@@ -39,6 +50,7 @@ impl Default for DitConfig {
             time_dim: 256,
             uncertainty: false,
             block: None,
+            attention: Attention::Full,
         }
     }
 }
@@ -54,6 +66,10 @@ impl DitConfig {
             time_dim: p.usize("time_dim", Some(d.time_dim))?,
             uncertainty: p.bool("uncertainty", d.uncertainty)?,
             block: if causal { Some(p.usize("block", None)?) } else { None },
+            attention: match p.word("attention", &["full", "dependency"], "full")?.as_str() {
+                "dependency" => Attention::Dependency,
+                _ => Attention::Full,
+            },
         })
     }
 }
@@ -169,12 +185,9 @@ impl Dit {
                 cfg.heads
             )));
         }
-        let mask = match cfg.block {
-            Some(block) => Some(ops::block_causal_mask(v, block, vb.dtype(), vb.device())?),
-            None => None,
-        };
+        let mask = attention_mask(cfg, geometry, vb.dtype(), vb.device())?;
         Ok(Self {
-            geometry: *geometry,
+            geometry: geometry.clone(),
             embed: linear(f, w, vb.pp("embed"))?,
             pos: vb.get_with_hints((1, v, w), "pos", candle_nn::Init::Randn { mean: 0.0, stdev: 0.02 })?,
             time: TimeEmbedding::new(cfg.time_dim, w, vb.pp("time"))?,
@@ -189,6 +202,37 @@ impl Dit {
             mask,
         })
     }
+}
+
+/// The additive attention mask `[V, V]` of `cfg` (block-causal and/or dependency), if any.
+fn attention_mask(
+    cfg: &DitConfig,
+    geometry: &Geometry,
+    dtype: candle_core::DType,
+    device: &candle_core::Device,
+) -> Result<Option<Tensor>> {
+    let v = geometry.variables;
+    let causal = match cfg.block {
+        Some(block) => Some(ops::block_causal_mask(v, block, dtype, device)?),
+        None => None,
+    };
+    let dependency = match (cfg.attention, &geometry.dependency) {
+        (Attention::Full, _) => None,
+        (Attention::Dependency, None) => {
+            return Err(RuntimeError::Config(
+                "`attention = dependency` needs a mapper with a dependency matrix".into(),
+            ))
+        }
+        (Attention::Dependency, Some(dep)) => {
+            let data: Vec<f32> =
+                (0..v * v).map(|k| if dep.depends(k / v, k % v) { 0.0 } else { f32::NEG_INFINITY }).collect();
+            Some(Tensor::from_vec(data, (v, v), device)?.to_dtype(dtype)?)
+        }
+    };
+    Ok(match (causal, dependency) {
+        (Some(a), Some(b)) => Some((a + b)?),
+        (a, b) => a.or(b),
+    })
 }
 
 impl Denoiser for Dit {
@@ -303,11 +347,14 @@ mod tests {
 
     /// Change the input of variable `j` and report which output variables changed.
     fn changed_outputs(name: &str, extra: &[(&str, PValue)], j: usize) -> Vec<bool> {
+        changed_outputs_in(name, extra, &Geometry::flat(6, 3), j)
+    }
+
+    fn changed_outputs_in(name: &str, extra: &[(&str, PValue)], g: &Geometry, j: usize) -> Vec<bool> {
         let dev = Device::Cpu;
         let vm = VarMap::new();
-        let g = Geometry::flat(6, 3);
         let net =
-            build_denoiser(name, &small(extra), &g, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
+            build_denoiser(name, &small(extra), g, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
         perturb(&vm, 0.1);
         let z = Tensor::randn(0f32, 1., (1, 6, 3), &dev).unwrap();
         let t = Tensor::rand(0f32, 1., (1, 6), &dev).unwrap();
@@ -326,6 +373,57 @@ mod tests {
     fn attention_lets_variables_interact() {
         let changed = changed_outputs("transformer", &[], 4);
         assert!(changed.iter().all(|c| *c), "{changed:?}");
+    }
+
+    /// Six variables in a chain: `i` depends on `j` iff `|i − j| ≤ 1`.
+    fn chain() -> Geometry {
+        let entries: Vec<f64> =
+            (0..36).map(|k| if (k / 6usize).abs_diff(k % 6) <= 1 { 1.0 } else { 0.0 }).collect();
+        Geometry::flat(6, 3).with_dependency(crate::nn::Dependency::new(6, &entries).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn dependency_attention_stays_in_the_neighbourhood() {
+        let one_layer = [("depth", PValue::Int(1)), ("attention", PValue::Str("dependency".into()))];
+        let changed = changed_outputs_in("transformer", &one_layer, &chain(), 3);
+        assert_eq!(changed, vec![false, false, true, true, true, false]);
+        // Two layers reach the neighbours' neighbours.
+        let two_layers = [("depth", PValue::Int(2)), ("attention", PValue::Str("dependency".into()))];
+        let changed = changed_outputs_in("transformer", &two_layers, &chain(), 3);
+        assert_eq!(changed, vec![false, true, true, true, true, true]);
+        // Full attention ignores the dependency matrix.
+        let changed = changed_outputs_in("transformer", &[("depth", PValue::Int(1))], &chain(), 0);
+        assert!(changed.iter().all(|c| *c), "{changed:?}");
+        // Combined with block-causal attention (blocks {0,1}, {2,3}, {4,5}): of variable 2's neighbours,
+        // 1 is in an earlier block (causal mask) and 4 is not a neighbour (dependency mask).
+        let causal = [
+            ("depth", PValue::Int(1)),
+            ("block", PValue::Int(2)),
+            ("attention", PValue::Str("dependency".into())),
+        ];
+        let changed = changed_outputs_in("block_causal_transformer", &causal, &chain(), 2);
+        assert_eq!(changed, vec![false, false, true, true, false, false]);
+    }
+
+    #[test]
+    fn dependency_attention_trains_every_parameter_and_needs_a_matrix() {
+        let p = small(&[("attention", PValue::Str("dependency".into()))]);
+        check_gradients("transformer", p.clone(), &chain(), 2);
+        let build = |p: &std::collections::BTreeMap<String, PValue>, g: &Geometry| {
+            build_denoiser(
+                "transformer",
+                p,
+                g,
+                VarBuilder::from_varmap(&VarMap::new(), DType::F32, &Device::Cpu),
+            )
+        };
+        assert!(matches!(build(&p, &Geometry::flat(6, 3)), Err(RuntimeError::Config(_))));
+        let bad = small(&[("attention", PValue::Str("sparse".into()))]);
+        assert!(matches!(build(&bad, &chain()), Err(RuntimeError::Param { .. })));
+        assert!(Geometry::flat(5, 3)
+            .with_dependency(crate::nn::Dependency::new(6, &[0.0; 36]).unwrap())
+            .is_err());
+        assert!(crate::nn::Dependency::new(6, &[0.0; 35]).is_err());
     }
 
     #[test]

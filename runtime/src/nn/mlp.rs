@@ -95,7 +95,7 @@ impl Mlp {
     pub fn new(cfg: &MlpConfig, geometry: &Geometry, vb: VarBuilder) -> Result<Self> {
         let (v, f, w) = (geometry.variables, geometry.features, cfg.width);
         Ok(Self {
-            geometry: *geometry,
+            geometry: geometry.clone(),
             embed: linear(f, w, vb.pp("embed"))?,
             pos: vb.get_with_hints((1, v, w), "pos", candle_nn::Init::Randn { mean: 0.0, stdev: 0.02 })?,
             time: TimeEmbedding::new(cfg.time_dim, w, vb.pp("time"))?,

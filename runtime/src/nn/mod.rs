@@ -15,6 +15,7 @@ pub mod unet;
 pub mod uvit;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
@@ -53,18 +54,75 @@ pub enum Layout {
     Video { frames: usize, channels: usize, height: usize, width: usize },
 }
 
-/// The variables a denoiser works on: `V` variables of `F` features and their layout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which variables depend on which: a `[V, V]` boolean matrix, row-major (`true` where variable `i`
+/// depends on variable `j`), shared cheaply between clones.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Dependency {
+    variables: usize,
+    matrix: Arc<[bool]>,
+}
+
+impl Dependency {
+    /// A dependency matrix from `[V, V]` row-major entries (non-zero = dependent). Every variable is made
+    /// to depend on itself.
+    pub fn new(variables: usize, entries: &[f64]) -> Result<Self> {
+        if entries.len() != variables * variables {
+            return Err(RuntimeError::Shape(format!(
+                "a dependency matrix over {variables} variables needs {} entries, got {}",
+                variables * variables,
+                entries.len()
+            )));
+        }
+        let matrix = entries.iter().enumerate().map(|(k, e)| *e != 0.0 || k / variables == k % variables);
+        Ok(Self { variables, matrix: matrix.collect() })
+    }
+
+    /// Number of variables `V`.
+    pub fn variables(&self) -> usize {
+        self.variables
+    }
+
+    /// Whether variable `i` depends on variable `j`.
+    pub fn depends(&self, i: usize, j: usize) -> bool {
+        i < self.variables && j < self.variables && self.matrix[i * self.variables + j]
+    }
+}
+
+impl std::fmt::Debug for Dependency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let links = self.matrix.iter().filter(|d| **d).count();
+        write!(f, "Dependency({} variables, {links} links)", self.variables)
+    }
+}
+
+/// The variables a denoiser works on: `V` variables of `F` features, their layout and, when the mapper
+/// provides one, their dependency matrix.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Geometry {
     pub variables: usize,
     pub features: usize,
     pub layout: Layout,
+    /// The mapper's dependency matrix (used by `attention = dependency`).
+    pub dependency: Option<Dependency>,
 }
 
 impl Geometry {
     /// `V` unstructured variables of `F` features.
     pub fn flat(variables: usize, features: usize) -> Self {
-        Self { variables, features, layout: Layout::Flat }
+        Self { variables, features, layout: Layout::Flat, dependency: None }
+    }
+
+    /// The same geometry with the dependency matrix `dependency` (which must cover its `V` variables).
+    pub fn with_dependency(mut self, dependency: Dependency) -> Result<Self> {
+        if dependency.variables() != self.variables {
+            return Err(RuntimeError::Shape(format!(
+                "the dependency matrix covers {} variables, the geometry has {}",
+                dependency.variables(),
+                self.variables
+            )));
+        }
+        self.dependency = Some(dependency);
+        Ok(self)
     }
 
     /// Patches of an image `[C, H, W]`.
@@ -78,6 +136,7 @@ impl Geometry {
             variables: (height / patch) * (width / patch),
             features: channels * patch * patch,
             layout: Layout::Image { channels, height, width, patch },
+            dependency: None,
         })
     }
 
@@ -87,6 +146,7 @@ impl Geometry {
             variables: frames,
             features: channels * height * width,
             layout: Layout::Video { frames, channels, height, width },
+            dependency: None,
         }
     }
 }
@@ -149,6 +209,15 @@ impl Params<'_> {
             Some(PValue::Bool(b)) => Ok(*b),
             Some(v) => Err(self.err(name, format!("must be a boolean, got {v:?}"))),
             None => Ok(default),
+        }
+    }
+
+    /// One of `words`, or `default` when absent.
+    pub fn word(&self, name: &str, words: &[&str], default: &str) -> Result<String> {
+        match self.map.get(name) {
+            Some(PValue::Str(s)) if words.contains(&s.as_str()) => Ok(s.clone()),
+            Some(v) => Err(self.err(name, format!("must be one of {}, got {v:?}", words.join(", ")))),
+            None => Ok(default.to_string()),
         }
     }
 

@@ -276,7 +276,7 @@ impl UNet {
             }
         }
         Ok(Self {
-            geometry: *geometry,
+            geometry: geometry.clone(),
             grid,
             resize,
             time: TimeEmbedding::new(cfg.time_dim, emb, vb.pp("time"))?,

@@ -114,7 +114,7 @@ impl UViT {
         let (width, f) = (cfg.width, c * p * p);
         let half = cfg.depth / 2;
         Ok(Self {
-            geometry: *geometry,
+            geometry: geometry.clone(),
             patch: p,
             tokens_per_frame: n,
             embed: linear(f, width, vb.pp("embed"))?,
