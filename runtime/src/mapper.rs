@@ -179,73 +179,40 @@ impl Mapper for ImagePatches {
     }
 }
 
-/// Video frames: `[T, C, H, W]` → V = T, F = C·H·W. Dependency: |Δt| ≤ `radius`.
+/// One variable per index of the first raw axis, its features the rest flattened: `video_frames`
+/// (`[T, C, H, W]` → V = T, F = C·H·W; dependency |Δt| ≤ `radius`) and `identity` (`[N, D, ...]` →
+/// V = N; dependency full).
 #[derive(Debug, Clone)]
-pub struct VideoFrames {
-    raw: [usize; 4],
-    radius: usize,
-}
-
-impl VideoFrames {
-    /// Frames of videos of shape `raw` = `[T, C, H, W]`.
-    pub fn new(raw: &[usize], radius: usize) -> Result<Self> {
-        let raw = <[usize; 4]>::try_from(raw).map_err(|_| {
-            RuntimeError::Shape(format!("video_frames needs a raw shape [T, C, H, W], got {raw:?}"))
-        })?;
-        Ok(VideoFrames { raw, radius })
-    }
-}
-
-impl Mapper for VideoFrames {
-    fn name(&self) -> &str {
-        "video_frames"
-    }
-    fn raw_shape(&self) -> &[usize] {
-        &self.raw
-    }
-    fn variables(&self) -> usize {
-        self.raw[0]
-    }
-    fn features(&self) -> usize {
-        self.raw[1..].iter().product()
-    }
-    fn to_variables(&self, raw: &Tensor) -> Result<Tensor> {
-        let b = check_raw(self.name(), &self.raw, raw, "raw batch")?;
-        Ok(raw.reshape((b, self.variables(), self.features()))?)
-    }
-    fn to_raw(&self, x: &Tensor) -> Result<Tensor> {
-        let b = check_vars(self.name(), self.variables(), self.features(), x)?;
-        let [t, c, h, w] = self.raw;
-        Ok(x.reshape((b, t, c, h, w))?)
-    }
-    fn mask_to_variables(&self, mask: &Tensor) -> Result<Tensor> {
-        let b = check_raw(self.name(), &self.raw, mask, "mask")?;
-        mask_min(mask.reshape((b, self.variables(), self.features()))?)
-    }
-    fn dependency(&self, device: &Device) -> Result<Tensor> {
-        dependency_from(self.variables(), device, |i, j| i.abs_diff(j) <= self.radius)
-    }
-}
-
-/// Identity: `[N, D, ...]` → V = N, F = the product of the remaining dimensions. Dependency: full.
-#[derive(Debug, Clone)]
-pub struct Identity {
+pub struct LeadingAxis {
+    name: &'static str,
     raw: Vec<usize>,
+    /// Variables depend on each other when their indices differ by at most this; `None` = all do.
+    radius: Option<usize>,
 }
 
-impl Identity {
+impl LeadingAxis {
+    /// Frames of videos of shape `raw` = `[T, C, H, W]`.
+    pub fn video_frames(raw: &[usize], radius: usize) -> Result<Self> {
+        if raw.len() != 4 {
+            return Err(RuntimeError::Shape(format!(
+                "video_frames needs a raw shape [T, C, H, W], got {raw:?}"
+            )));
+        }
+        Ok(LeadingAxis { name: "video_frames", raw: raw.to_vec(), radius: Some(radius) })
+    }
+
     /// Identity over raw samples of shape `raw` (at least one dimension).
-    pub fn new(raw: &[usize]) -> Result<Self> {
+    pub fn identity(raw: &[usize]) -> Result<Self> {
         if raw.is_empty() {
             return Err(RuntimeError::Shape("identity needs a raw shape with at least one dimension".into()));
         }
-        Ok(Identity { raw: raw.to_vec() })
+        Ok(LeadingAxis { name: "identity", raw: raw.to_vec(), radius: None })
     }
 }
 
-impl Mapper for Identity {
+impl Mapper for LeadingAxis {
     fn name(&self) -> &str {
-        "identity"
+        self.name
     }
     fn raw_shape(&self) -> &[usize] {
         &self.raw
@@ -271,7 +238,10 @@ impl Mapper for Identity {
         mask_min(mask.reshape((b, self.variables(), self.features()))?)
     }
     fn dependency(&self, device: &Device) -> Result<Tensor> {
-        Ok(Tensor::ones((self.variables(), self.variables()), DType::F32, device)?)
+        match self.radius {
+            Some(r) => dependency_from(self.variables(), device, |i, j| i.abs_diff(j) <= r),
+            None => Ok(Tensor::ones((self.variables(), self.variables()), DType::F32, device)?),
+        }
     }
 }
 
@@ -298,8 +268,10 @@ pub fn build_mapper(
             let patch = p.usize_in("patch", 0, 1, 1 << 20)?;
             Box::new(ImagePatches::new(raw_shape, patch, p.usize_in("radius", 1, 0, 1 << 20)?)?)
         }
-        "video_frames" => Box::new(VideoFrames::new(raw_shape, p.usize_in("radius", 1, 0, 1 << 20)?)?),
-        "identity" => Box::new(Identity::new(raw_shape)?),
+        "video_frames" => {
+            Box::new(LeadingAxis::video_frames(raw_shape, p.usize_in("radius", 1, 0, 1 << 20)?)?)
+        }
+        "identity" => Box::new(LeadingAxis::identity(raw_shape)?),
         other => {
             return Err(RuntimeError::UnknownComponent { kind: "mapper".into(), name: other.to_string() })
         }

@@ -6,7 +6,7 @@
 use candle_core::{DType, Tensor};
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
-use sr_compiler::plan::{PValue, Plan};
+use sr_compiler::plan::Plan;
 
 use crate::error::{Result, RuntimeError};
 use crate::flow::Flow;
@@ -274,13 +274,4 @@ fn predict(
         }
     }
     Ok((pred, log_var))
-}
-
-/// Reads a float parameter of the plan's sampler node (for reporting).
-pub fn sampler_param(plan: &Plan, name: &str, key: &str) -> Option<f64> {
-    match plan.node(&format!("sampler.{name}"))?.params.get(key)? {
-        PValue::Float(x) => Some(*x),
-        PValue::Int(i) => Some(*i as f64),
-        _ => None,
-    }
 }

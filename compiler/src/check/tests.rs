@@ -248,19 +248,7 @@ fn never_panics_on_odd_values() {
         comp("nope", vec![("a", int(1))]),
         val(ValueKind::Range(5, -5)),
     ];
-    for key in [
-        "seed",
-        "device",
-        "data",
-        "variables",
-        "mapper",
-        "flow",
-        "tokenizer",
-        "denoiser",
-        "train",
-        "sampler",
-        "evaluate",
-    ] {
+    for &key in super::EXPERIMENT_KEYS {
         for v in &odd {
             let (plan, d) = check(&experiment(with(sudoku(), key, v.clone())));
             assert!(plan.is_none() || d.iter().all(|d| !d.is_error()));
