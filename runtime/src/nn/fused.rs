@@ -218,6 +218,73 @@ impl CustomOp2 for SoftmaxGrad {
     }
 }
 
+fn masked_softmax_fwd<T: Real>(x: &[T], mask: &[T], l: &Layout) -> Result<Vec<T>> {
+    let d = l.shape().dims().last().copied().unwrap_or(1);
+    if mask.is_empty() || mask.len() % d != 0 {
+        candle_core::bail!("sr-masked-softmax: mask of {} values for rows of {d}", mask.len())
+    }
+    let mut out = Vec::with_capacity(x.len());
+    for (row, m) in rows(x, l)?.zip(mask.chunks_exact(d).cycle()) {
+        let start = out.len();
+        let mut max = T::of(f64::NEG_INFINITY);
+        for (&v, &m) in row.iter().zip(m) {
+            let s = v + m;
+            out.push(s);
+            if s > max {
+                max = s;
+            }
+        }
+        let slots = &mut out[start..];
+        if max == T::of(f64::NEG_INFINITY) {
+            // Every key masked: the row attends to nothing.
+            slots.iter_mut().for_each(|e| *e = T::zero());
+            continue;
+        }
+        let mut sum = T::zero();
+        for e in slots.iter_mut() {
+            // Masked keys (−∞) cost no exponential.
+            *e = if *e == T::of(f64::NEG_INFINITY) { T::zero() } else { (*e - max).exp() };
+            sum += *e;
+        }
+        let inv = T::one() / sum;
+        slots.iter_mut().for_each(|e| *e *= inv);
+    }
+    Ok(out)
+}
+
+/// Softmax over the last dimension of `scores + mask`, where the additive mask `[N, M]` repeats over
+/// the leading dimensions of the scores `[..., N, M]`. Keys masked with −∞ get weight 0 without an
+/// exponential; the mask is a constant (no gradient).
+pub struct MaskedSoftmax;
+
+impl CustomOp2 for MaskedSoftmax {
+    fn name(&self) -> &'static str {
+        "sr-masked-softmax"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let n = self.name();
+        let out = dispatch!(s1, n, |T| masked_softmax_fwd::<T>(slice(s1, l1, n)?, slice(s2, l2, n)?, l1)?);
+        Ok((out, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _scores: &Tensor,
+        _mask: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        Ok((Some(res.apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxGrad)?), None))
+    }
+}
+
 /// Mean and 1/σ of one row.
 fn moments<T: Real>(row: &[T], eps: T) -> (T, T) {
     let n = T::of(row.len() as f64);

@@ -77,11 +77,21 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> R
     // Scaling q (N·d values) is cheaper than scaling the scores (N·N values).
     let q = (q * (1.0 / (d as f64).sqrt()))?;
     let scores = q.matmul(&k.t()?)?;
-    let scores = match mask {
-        Some(m) => scores.broadcast_add(m)?,
-        None => scores,
+    let weights = match mask {
+        Some(m) => masked_softmax_last_dim(&scores, m)?,
+        None => softmax_last_dim(&scores)?,
     };
-    softmax_last_dim(&scores)?.matmul(v)
+    weights.matmul(v)
+}
+
+/// Softmax over the last dimension of `x + mask`, with an additive `mask` `[N, M]` (0 or −∞ entries)
+/// repeated over the leading dimensions of `x` `[..., N, M]`; the mask gets no gradient.
+pub fn masked_softmax_last_dim(x: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    let tail = x.rank() >= 2 && mask.dims() == &x.dims()[x.rank() - 2..];
+    if tail && fused::supported(x) && mask.dtype() == x.dtype() {
+        return x.contiguous()?.apply_op2(&mask.contiguous()?.detach(), fused::MaskedSoftmax);
+    }
+    softmax_last_dim(&x.broadcast_add(mask)?)
 }
 
 /// adaLN modulation `x · (1 + scale) + shift` (shapes broadcast).
@@ -394,6 +404,46 @@ mod tests {
         let g = up.sum_all().unwrap().backward().unwrap();
         // Each input pixel is copied 6 times, so its gradient is 6.
         assert!(close(g.get(&x).unwrap(), &Tensor::full(6f32, (2, 3, 4, 5), &dev).unwrap(), 1e-6));
+    }
+
+    #[test]
+    fn masked_softmax_matches_composite_with_gradient() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 2., (2, 3, 4, 5), &dev).unwrap();
+        let r = Tensor::randn(0f32, 1., (2, 3, 4, 5), &dev).unwrap();
+        // Row 2 keeps a single key; row 3 masks every key (it attends to nothing).
+        let inf = f32::NEG_INFINITY;
+        let m: Vec<f32> = (0..20)
+            .map(|k| match (k / 5, k % 5) {
+                (0, _) => 0.0,
+                (1, j) if j % 2 == 0 => inf,
+                (2, j) if j != 3 => inf,
+                (3, _) => inf,
+                _ => 0.0,
+            })
+            .collect();
+        let mask = Tensor::from_vec(m, (4, 5), &dev).unwrap();
+        let (y1, g1) = value_and_grad(|x| masked_softmax_last_dim(x, &mask), &x, &r);
+        let (y2, g2) = value_and_grad(
+            // The composite gives NaN for the fully masked row (the fused op gives 0): compare the others.
+            |x| softmax_composite(&x.broadcast_add(&mask)?)?.narrow(2, 0, 3)?.contiguous(),
+            &x,
+            &r.narrow(2, 0, 3).unwrap().contiguous().unwrap(),
+        );
+        assert!(close(&y1.narrow(2, 0, 3).unwrap(), &y2, 1e-6));
+        assert!(close(&g1.narrow(2, 0, 3).unwrap(), &g2.narrow(2, 0, 3).unwrap(), 1e-5));
+        let masked_row = y1.narrow(2, 3, 1).unwrap().abs().unwrap().sum_all().unwrap();
+        assert_eq!(masked_row.to_scalar::<f32>().unwrap(), 0.0);
+        // A single visible key takes all the weight.
+        let single: Vec<f32> = y1.narrow(2, 2, 1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        assert!(single.chunks(5).all(|c| c == [0.0, 0.0, 0.0, 1.0, 0.0]));
+        // A mask that is not `[N, M]` goes through the broadcasting fallback.
+        let row_mask = Tensor::zeros((1, 5), DType::F32, &dev).unwrap();
+        assert!(close(
+            &masked_softmax_last_dim(&x, &row_mask).unwrap(),
+            &softmax_last_dim(&x).unwrap(),
+            1e-6
+        ));
     }
 
     #[test]
