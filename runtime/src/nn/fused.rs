@@ -220,7 +220,7 @@ impl CustomOp2 for SoftmaxGrad {
 
 fn masked_softmax_fwd<T: Real>(x: &[T], mask: &[T], l: &Layout) -> Result<Vec<T>> {
     let d = l.shape().dims().last().copied().unwrap_or(1);
-    if mask.is_empty() || mask.len() % d != 0 {
+    if mask.is_empty() || !mask.len().is_multiple_of(d) {
         candle_core::bail!("sr-masked-softmax: mask of {} values for rows of {d}", mask.len())
     }
     let mut out = Vec::with_capacity(x.len());
