@@ -211,7 +211,7 @@ fn evaluate_one(
         eprintln!(
             "evaluate {metric} on {split} with {}: {done} samples in {}",
             settings.name,
-            crate::train::format_duration(began.elapsed().as_secs_f64())
+            crate::progress::format_duration(began.elapsed().as_secs_f64())
         );
     }
     let scores = sums.into_iter().map(|(k, v)| (k, v / done.max(1) as f64)).collect();

@@ -111,6 +111,20 @@ pub fn sample(
     rng: &mut StdRng,
     record: Record,
 ) -> Result<Sampled> {
+    sample_with_progress(model, settings, x, given, rng, record, &mut |_, _| {})
+}
+
+/// [`sample`], calling `on_step(calls, budget)` after every denoiser call (`budget` = the schedule's
+/// largest number of steps; a schedule that skips steps finishes below it).
+pub fn sample_with_progress(
+    model: &Model,
+    settings: &SamplerSettings,
+    x: &Tensor,
+    given: &Tensor,
+    rng: &mut StdRng,
+    record: Record,
+    on_step: &mut dyn FnMut(usize, usize),
+) -> Result<Sampled> {
     let (b, v, f) = x.dims3()?;
     let dev = &model.device;
     let given_host: Vec<f32> = given.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?;
@@ -198,6 +212,7 @@ pub fn sample(
                 t[i] = step.t_next[i].min(t[i]);
             }
         }
+        on_step(schedule.calls(), schedule.max_steps());
         if record.frames > 0 {
             let n = record.frames.min(b);
             let host: Vec<f32> = z[..n * v * f].iter().map(|x| *x as f32).collect();

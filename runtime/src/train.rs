@@ -26,6 +26,7 @@ use crate::error::{Result, RuntimeError};
 use crate::model::{node, Model};
 use crate::optim::{build_optimizer, clip_grad_norm, named_vars, Ema, LrSchedule, Optimizer};
 use crate::param::{solve, Parameterization};
+use crate::progress::{ProgressBar, ProgressMode};
 
 /// The non-component keys of the `train` block, with the catalogue defaults already filled in.
 #[derive(Debug, Clone, PartialEq)]
@@ -423,7 +424,8 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
     let mut losses = Vec::new();
     // Sum and count of the losses since the last log line.
     let mut interval = (0.0, 0usize);
-    let mut progress = Progress::new(options.progress, start, settings.steps);
+    let mode = if options.progress { ProgressMode::Live } else { ProgressMode::Log(10.0) };
+    let mut progress = ProgressBar::new("train", start, settings.steps, mode);
     let rng_state = serde_json::json!({"scheme": "per-step", "seed": plan.seed});
     // A checkpoint taken after step s is written once step s + 1 has shown that its weights give a
     // finite loss and gradient, so a diverging run never leaves a bad checkpoint as `latest`.
@@ -463,7 +465,7 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
                 .write_all(format!("{line}\n").as_bytes())
                 .map_err(|e| RuntimeError::io(&metrics_path, e))?;
         }
-        progress.update(done, stats.loss, began.elapsed().as_secs_f64());
+        progress.update(done, &format!("loss {:.4} {:.1} steps/s", stats.loss, progress.rate(done)));
         let at_checkpoint = settings.checkpoint_every > 0 && done % settings.checkpoint_every == 0;
         if at_checkpoint || done == settings.steps {
             let ck = Checkpoint::capture(
@@ -557,58 +559,4 @@ fn read_losses(path: &Path) -> Option<Vec<f64>> {
         .filter_map(|j| j.get("loss").and_then(|x| x.as_f64()))
         .collect();
     (!v.is_empty()).then_some(v)
-}
-
-/// A progress line: step, loss, steps/s and ETA.
-struct Progress {
-    live: bool,
-    start: u64,
-    total: u64,
-    last_print: Instant,
-}
-
-impl Progress {
-    fn new(live: bool, start: u64, total: u64) -> Self {
-        Progress { live, start, total, last_print: Instant::now() }
-    }
-
-    fn update(&mut self, step: u64, loss: f64, seconds: f64) {
-        let every = if self.live { 0.2 } else { 10.0 };
-        if self.last_print.elapsed().as_secs_f64() < every && step != self.total {
-            return;
-        }
-        self.last_print = Instant::now();
-        let rate = (step - self.start) as f64 / seconds.max(1e-9);
-        let eta = (self.total - step) as f64 / rate.max(1e-9);
-        let width = 24;
-        let filled = (width as f64 * step as f64 / self.total.max(1) as f64) as usize;
-        let bar: String = "█".repeat(filled) + &"░".repeat(width - filled.min(width));
-        let line = format!(
-            "train {bar} {step}/{} loss {loss:.4} {rate:.1} steps/s ETA {}",
-            self.total,
-            format_duration(eta)
-        );
-        let mut err = std::io::stderr().lock();
-        if self.live {
-            let _ = write!(err, "\r{line}\x1b[K");
-        } else {
-            let _ = writeln!(err, "{line}");
-        }
-    }
-
-    fn finish(&self) {
-        if self.live {
-            eprintln!();
-        }
-    }
-}
-
-/// `75` → `1m15s`.
-pub fn format_duration(seconds: f64) -> String {
-    let s = seconds.max(0.0).round() as u64;
-    match s {
-        0..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
-        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
-    }
 }
