@@ -141,3 +141,43 @@ fn check_trace(sampler: &str, steps: &serde_json::Value, givens: &[Vec<bool>]) {
     assert!(last.iter().flatten().all(|&x| x == 0.0), "{sampler}: the trace does not end with every t = 0");
     assert!(givens.iter().flatten().any(|g| !g), "the test puzzles have unknown cells");
 }
+
+/// Image Sudoku: `sr run` reads the cells with the trained digit classifier and reports its accuracy
+/// after the table, in results.md and in results.json.
+#[test]
+fn image_sudoku_reports_the_digit_classifier() {
+    let dir = fresh_dir("end-to-end-image");
+    write(
+        &dir,
+        "image.srx",
+        r#"use std.samplers.fixed_sampler
+
+experiment image {
+  seed = 3
+  data train = sudoku_image { split = "train", givens = 40..81 }
+  data test = sudoku_image { split = "test", givens = 40..60, count = 2 }
+  mapper = grid_cells
+  flow = rectified { predict = velocity }
+  denoiser = transformer { width = 16, depth = 1, heads = 2 }
+  train {
+    steps = 2
+    batch = 2
+    optimizer = adamw { lr = 1e-3 }
+  }
+  sampler fixed = fixed_sampler { schedule.steps = 2 }
+  evaluate sudoku_accuracy on test with fixed
+}
+"#,
+    );
+    let out = run_ok(&dir, &["run", "image.srx", "--out", "run"]);
+    let run = dir.join("run");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap();
+    let classifier = &results["digit_classifier"];
+    assert!(classifier["accuracy"].as_f64().is_some_and(|a| a >= 0.99), "{classifier}");
+    assert_eq!(classifier["held_out"], 5000);
+    let table = std::fs::read_to_string(run.join("results.md")).unwrap();
+    let line = table.lines().last().unwrap_or_default();
+    assert!(line.starts_with("digit classifier: ") && line.contains(" % on 5,000 held-out cells"), "{table}");
+    assert!(text(&out).0.contains(line), "sr run prints the classifier's accuracy");
+}

@@ -15,7 +15,7 @@ use crate::checkpoint::write_atomic;
 use crate::data::{make_batch, Dataset};
 use crate::error::{Result, RuntimeError};
 use crate::image_io::{render_sudoku, write_gif, write_image_grid, GridOptions};
-use crate::metric::compute_metric;
+use crate::metric::{compute_metric, uses_digit_classifier, ClassifierReport, DigitClassifier};
 use crate::model::{device, Model};
 use crate::optim::Ema;
 use crate::sample::{sample as sample_batch, Record, SamplerSettings};
@@ -62,6 +62,9 @@ pub struct Results {
     pub final_loss: Option<f64>,
     pub parameters: usize,
     pub rows: Vec<ResultRow>,
+    /// The held-out accuracy of the digit classifier, when a metric read image-Sudoku cells with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digit_classifier: Option<ClassifierReport>,
 }
 
 /// What `run` returns: the results and their table in Markdown.
@@ -101,6 +104,13 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary> {
     }
     if options.evaluate {
         results.rows = evaluate(plan, &model, ema.as_mut(), options.eval_limit, options.progress)?;
+        let read_cells = results
+            .rows
+            .iter()
+            .any(|r| model.dataset(&r.split).is_ok_and(|d| uses_digit_classifier(&r.metric, &d.raw_shape())));
+        if read_cells {
+            results.digit_classifier = Some(DigitClassifier::shared()?.report());
+        }
     }
     let table = table(&results);
     let json = serde_json::to_string_pretty(&results).map_err(|e| RuntimeError::Config(e.to_string()))?;
@@ -278,6 +288,27 @@ pub fn table(results: &Results) -> String {
         let mean = steps.iter().sum::<f64>() / steps.len().max(1) as f64;
         out += &format!(" {mean:.0} |\n");
     }
+    if let Some(c) = &results.digit_classifier {
+        out += &format!(
+            "\ndigit classifier: {:.2} % on {} held-out cells (digits and empty), trained in {:.1} s\n",
+            100.0 * c.accuracy,
+            thousands(c.held_out),
+            c.seconds
+        );
+    }
+    out
+}
+
+/// `n` with commas between groups of three digits.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
     out
 }
 
@@ -394,5 +425,43 @@ fn write_picture(path: &Path, raw: &Tensor, given: Option<&Tensor>) -> Result<()
     match picture(raw, given)? {
         Some(p) => write_image_grid(path, &p, GridOptions { columns: None, padding: 2, scale: 2 }),
         None => Err(RuntimeError::Unsupported(format!("no picture for samples of shape {:?}", raw.dims()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_reports_the_digit_classifier() {
+        let row = ResultRow {
+            sampler: "fixed".into(),
+            metric: "sudoku_accuracy".into(),
+            split: "test".into(),
+            scores: [("accuracy".to_string(), 0.5)].into(),
+            samples: 4,
+            steps: 10.0,
+            seconds: 1.0,
+        };
+        let mut results = Results { experiment: "x".into(), rows: vec![row], ..Default::default() };
+        let plain = table(&results);
+        assert!(!plain.contains("digit classifier"), "{plain}");
+        assert!(!serde_json::to_string(&results).unwrap().contains("digit_classifier"));
+        results.digit_classifier = Some(ClassifierReport { accuracy: 0.9976, held_out: 5000, seconds: 2.04 });
+        let with = table(&results);
+        assert!(with.starts_with(&plain), "{with}");
+        assert!(
+            with.ends_with(
+                "\ndigit classifier: 99.76 % on 5,000 held-out cells (digits and empty), trained in 2.0 s\n"
+            ),
+            "{with}"
+        );
+        let json: serde_json::Value = serde_json::to_value(&results).unwrap();
+        assert_eq!(json["digit_classifier"]["held_out"], 5000);
+        assert_eq!(json["digit_classifier"]["accuracy"], 0.9976);
+        assert_eq!(
+            [0, 999, 1000, 1_234_567].map(thousands),
+            ["0", "999", "1,000", "1,234,567"].map(String::from)
+        );
     }
 }

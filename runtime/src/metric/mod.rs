@@ -1,7 +1,11 @@
 //! Evaluation metrics on raw samples: Sudoku validity, even-pixels balance, counting consistency, frame
 //! consistency and MSE to data. Each returns named `f64` values averaged over the batch.
 
-use crate::data::glyphs::{render_digit, GlyphStyle, GLYPH};
+pub mod digits;
+
+pub use digits::{ClassifierReport, DigitClassifier};
+
+use crate::data::glyphs::GLYPH;
 use crate::data::rgb_to_hsv;
 use crate::error::{Result, RuntimeError};
 use candle_core::{DType, Tensor, D};
@@ -38,6 +42,15 @@ pub fn compute_metric(name: &str, samples: &Tensor, reference: Option<&Tensor>) 
     }
 }
 
+/// Side of a Sudoku image: 9 cells of 28 pixels.
+const SIDE: usize = 9 * GLYPH;
+
+/// Whether `metric` on raw samples of `raw_shape` reads digits with the [`DigitClassifier`] (Sudoku
+/// images), so that its accuracy belongs with the results.
+pub fn uses_digit_classifier(metric: &str, raw_shape: &[usize]) -> bool {
+    metric == "sudoku_accuracy" && raw_shape == [1, SIDE, SIDE]
+}
+
 fn host(t: &Tensor) -> Result<Vec<f32>> {
     Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
 }
@@ -68,7 +81,8 @@ pub fn sudoku_distance(grid: &[u8]) -> u32 {
 }
 
 /// Row-major digit grids from a batch: `[B, 9, 9]` digits (rounded), `[B, 81, 9]` one-hot scores
-/// (argmax), or `[B, 1, 252, 252]` Sudoku images (each cell classified against the built-in glyphs).
+/// (argmax), or `[B, 1, 252, 252]` Sudoku images in [-1, 1] (each 28×28 cell read by the trained
+/// [`DigitClassifier`]; 0 for a cell read as empty).
 pub fn sudoku_grids(samples: &Tensor) -> Result<Vec<[u8; 81]>> {
     let to_grids = |v: Vec<f32>| -> Vec<[u8; 81]> {
         v.chunks(81).map(|c| std::array::from_fn(|i| c[i].round().clamp(0.0, 10.0) as u8)).collect()
@@ -79,23 +93,23 @@ pub fn sudoku_grids(samples: &Tensor) -> Result<Vec<[u8; 81]>> {
             let idx = samples.to_dtype(DType::F32)?.argmax(D::Minus1)?.to_dtype(DType::F32)?;
             Ok(to_grids(host(&idx)?.into_iter().map(|d| d + 1.0).collect()))
         }
-        [_, 1, 252, 252] => {
-            let classifier = DigitClassifier::new();
+        [b, 1, SIDE, SIDE] => {
+            // Cells one after another, ink in [0, 1].
             let v = host(samples)?;
-            Ok(v.chunks(252 * 252)
-                .map(|img| {
-                    let mut cell = [0f32; GLYPH * GLYPH];
-                    std::array::from_fn(|k| {
-                        let (r0, c0) = ((k / 9) * GLYPH, (k % 9) * GLYPH);
-                        for y in 0..GLYPH {
-                            for x in 0..GLYPH {
-                                cell[y * GLYPH + x] = (img[(r0 + y) * 252 + c0 + x] + 1.0) / 2.0;
-                            }
+            let mut cells = vec![0f32; b * 81 * GLYPH * GLYPH];
+            for (img, grid) in v.chunks(SIDE * SIDE).zip(cells.chunks_mut(81 * GLYPH * GLYPH)) {
+                for (k, cell) in grid.chunks_mut(GLYPH * GLYPH).enumerate() {
+                    let (r0, c0) = ((k / 9) * GLYPH, (k % 9) * GLYPH);
+                    for (y, row) in cell.chunks_mut(GLYPH).enumerate() {
+                        let at = (r0 + y) * SIDE + c0;
+                        for (o, &p) in row.iter_mut().zip(&img[at..at + GLYPH]) {
+                            *o = (p + 1.0) / 2.0;
                         }
-                        classifier.classify(&cell)
-                    })
-                })
-                .collect())
+                    }
+                }
+            }
+            let read = DigitClassifier::shared()?.classify(&cells)?;
+            Ok(read.chunks(81).map(|g| std::array::from_fn(|i| g[i])).collect())
         }
         dims => Err(RuntimeError::Shape(format!(
             "sudoku_accuracy needs [B, 9, 9] digits, [B, 81, 9] cells or [B, 1, 252, 252] images, got {dims:?}"
@@ -112,80 +126,6 @@ fn sudoku_scores(samples: &Tensor) -> Result<Scores> {
         ("distance".to_string(), dist.iter().map(|&d| d as f64).sum::<f64>() / n),
     ]
     .into())
-}
-
-/// Nearest-template classifier of 28×28 digit cells (ink in [0, 1]) against several built-in glyph
-/// styles, after aligning ink centroids.
-pub struct DigitClassifier {
-    /// (digit, ink, centroid) per template.
-    templates: Vec<(u8, Vec<f32>, (f32, f32))>,
-}
-
-fn centroid(ink: &[f32]) -> Option<(f32, f32)> {
-    let (mut s, mut sx, mut sy) = (0.0, 0.0, 0.0);
-    for (i, &v) in ink.iter().enumerate() {
-        s += v;
-        sx += v * (i % GLYPH) as f32;
-        sy += v * (i / GLYPH) as f32;
-    }
-    (s > 1e-3).then(|| (sx / s, sy / s))
-}
-
-impl Default for DigitClassifier {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl DigitClassifier {
-    /// Templates of digits 1..9 in 8 styles (two thicknesses, slants and scales).
-    pub fn new() -> Self {
-        let mut templates = Vec::new();
-        for d in 1..=9u8 {
-            for &thickness in &[2.0f32, 3.0] {
-                for &slant in &[-0.12f32, 0.12] {
-                    for &scale in &[0.88f32, 1.02] {
-                        let mut ink = vec![0.0; GLYPH * GLYPH];
-                        let style = GlyphStyle { thickness, slant, scale, dx: 0.0, dy: 0.0 };
-                        render_digit(d, &style, &mut ink);
-                        let c = centroid(&ink).unwrap_or((14.0, 14.0));
-                        templates.push((d, ink, c));
-                    }
-                }
-            }
-        }
-        DigitClassifier { templates }
-    }
-
-    /// The digit 1..9 whose template correlates best with `cell`; 0 for an empty cell.
-    pub fn classify(&self, cell: &[f32]) -> u8 {
-        let Some((cx, cy)) = centroid(cell) else { return 0 };
-        let mut best = (f32::MIN, 0u8);
-        for (d, t, (tx, ty)) in &self.templates {
-            let (dx, dy) = ((cx - tx).round() as i64, (cy - ty).round() as i64);
-            let (mut dot, mut nt, mut nc) = (0.0f32, 0.0f32, 0.0f32);
-            for y in 0..GLYPH as i64 {
-                let sy = y + dy;
-                for x in 0..GLYPH as i64 {
-                    let sx = x + dx;
-                    let tv = t[(y * GLYPH as i64 + x) as usize];
-                    let cv = if (0..GLYPH as i64).contains(&sx) && (0..GLYPH as i64).contains(&sy) {
-                        cell[(sy * GLYPH as i64 + sx) as usize]
-                    } else {
-                        0.0
-                    };
-                    dot += tv * cv;
-                    nt += tv * tv;
-                    nc += cv * cv;
-                }
-            }
-            let score = dot / (nt.sqrt() * nc.sqrt()).max(1e-6);
-            if score > best.0 {
-                best = (score, *d);
-            }
-        }
-        best.1
-    }
 }
 
 fn image_dims(name: &str, samples: &Tensor) -> Result<(usize, usize, usize, usize)> {
@@ -462,6 +402,9 @@ mod tests {
     use super::*;
     use crate::data::{build_dataset, make_batch, Label};
     use candle_core::Device;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+    use rand_distr::{Distribution, StandardNormal};
     use sr_compiler::plan::PValue;
 
     fn batch(name: &str, params: &[(&str, PValue)], n: u64) -> crate::data::Batch {
@@ -493,18 +436,54 @@ mod tests {
     }
 
     #[test]
-    fn sudoku_from_one_hot_and_images() {
+    fn sudoku_from_one_hot() {
         let b = batch("sudoku", &[], 4);
         let m = crate::mapper::build_mapper("grid_cells", &BTreeMap::new(), &[9, 9]).unwrap();
         let x = m.to_variables(&b.data).unwrap();
         assert_eq!(compute_metric("sudoku_accuracy", &x, None).unwrap()["accuracy"], 1.0);
-        let img = batch("sudoku_image", &[], 4);
-        let grids = sudoku_grids(&img.data).unwrap();
-        let truth = sudoku_grids(&b.data).unwrap();
-        let wrong: usize =
-            grids.iter().zip(&truth).map(|(a, t)| a.iter().zip(t).filter(|(x, y)| x != y).count()).sum();
-        assert_eq!(wrong, 0, "{wrong} of 324 cells misread");
-        assert_eq!(compute_metric("sudoku_accuracy", &img.data, None).unwrap()["accuracy"], 1.0);
+    }
+
+    #[test]
+    fn sudoku_images_are_read_by_the_classifier() {
+        const N: usize = 16;
+        let truth = sudoku_grids(&batch("sudoku", &[], N as u64).data).unwrap();
+        for jitter in [2, 6] {
+            // The dataset's own solved grids, as drawn (same seed and stream as the symbolic ones).
+            let img = batch("sudoku_image", &[("jitter", PValue::Int(jitter))], N as u64).data;
+            let grids = sudoku_grids(&img).unwrap();
+            let wrong: usize =
+                grids.iter().zip(&truth).map(|(a, t)| a.iter().zip(t).filter(|(x, y)| x != y).count()).sum();
+            assert_eq!(wrong, 0, "jitter {jitter}: {wrong} of {} cells misread", N * 81);
+            let s = compute_metric("sudoku_accuracy", &img, None).unwrap();
+            assert_eq!((s["accuracy"], s["distance"]), (1.0, 0.0), "jitter {jitter}");
+        }
+        let img = batch("sudoku_image", &[], N as u64).data;
+        let mut v = host(&img).unwrap();
+        // Noise like a generated sample's leaves every grid readable and valid.
+        let mut rng = StdRng::seed_from_u64(4);
+        let noisy: Vec<f32> = v
+            .iter()
+            .map(|&p| p + 0.2 * <StandardNormal as Distribution<f32>>::sample(&StandardNormal, &mut rng))
+            .collect();
+        let noisy = Tensor::from_vec(noisy, img.dims(), &Device::Cpu).unwrap();
+        assert_eq!(sudoku_grids(&noisy).unwrap(), truth);
+        // Copying cell (0, 1) of the first grid over cell (0, 0): row 0, column 0 and box 0 each have
+        // one digit twice and one missing.
+        for y in 0..GLYPH {
+            for x in 0..GLYPH {
+                v[y * SIDE + x] = v[y * SIDE + GLYPH + x];
+            }
+        }
+        let broken = Tensor::from_vec(v, img.dims(), &Device::Cpu).unwrap();
+        let s = compute_metric("sudoku_accuracy", &broken, None).unwrap();
+        assert_eq!((s["accuracy"], s["distance"]), ((N - 1) as f64 / N as f64, 6.0 / N as f64));
+        // A blank image reads as 81 empty cells: every digit is missing from every unit.
+        let blank = Tensor::full(-1f32, (2, 1, SIDE, SIDE), &Device::Cpu).unwrap();
+        assert_eq!(sudoku_grids(&blank).unwrap(), vec![[0u8; 81]; 2]);
+        let s = compute_metric("sudoku_accuracy", &blank, None).unwrap();
+        assert_eq!((s["accuracy"], s["distance"]), (0.0, 27.0 * 9.0));
+        assert!(uses_digit_classifier("sudoku_accuracy", &[1, SIDE, SIDE]));
+        assert!(!uses_digit_classifier("sudoku_accuracy", &[9, 9]));
     }
 
     #[test]
