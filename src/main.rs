@@ -228,6 +228,7 @@ fn dispatch(command: Command) -> miette::Result<ExitCode> {
                 out: out.clone(),
                 trace,
                 device,
+                progress: std::io::stderr().is_terminal(),
             };
             let written = sr_runtime::run::sample(plan, &options).map_err(miette::Report::new)?;
             for path in written {

@@ -40,6 +40,11 @@ impl ProgressBar {
         }
     }
 
+    /// Changes the amount of work (when it is known only once work has begun).
+    pub fn set_total(&mut self, total: u64) {
+        self.total = total;
+    }
+
     /// Seconds since the bar was created.
     pub fn elapsed(&self) -> f64 {
         self.began.elapsed().as_secs_f64()

@@ -18,7 +18,8 @@ use crate::image_io::{render_sudoku, write_gif, write_image_grid, GridOptions};
 use crate::metric::{compute_metric, uses_digit_classifier, ClassifierReport, DigitClassifier};
 use crate::model::{device, Model};
 use crate::optim::Ema;
-use crate::sample::{sample as sample_batch, Record, SamplerSettings};
+use crate::progress::{format_duration, ProgressBar, ProgressMode};
+use crate::sample::{sample_with_progress, Record, SamplerSettings};
 use crate::train::{load_weights, step_seed, train, RunPaths, TrainOptions};
 
 /// Samples used to evaluate on an endless data split (one without `count`).
@@ -189,6 +190,9 @@ fn evaluate_one(
     progress: bool,
 ) -> Result<ResultRow> {
     let began = Instant::now();
+    let mode = if progress { ProgressMode::Live } else { ProgressMode::Off };
+    let mut bar =
+        ProgressBar::new(format!("evaluate {metric} on {split} with {}", settings.name), 0, count, mode);
     let mut sums: BTreeMap<String, f64> = BTreeMap::new();
     let mut done = 0usize;
     let mut steps = 0usize;
@@ -201,7 +205,13 @@ fn evaluate_one(
         let (x, given) = model.variables(&batch.data, batch.mask.as_ref())?;
         // The same noise for every sampler: batch k of a split always starts from the same draw.
         let mut rng = StdRng::seed_from_u64(step_seed(seed ^ 0x5EED_5A4D, start));
-        let out = sample_batch(model, settings, &x, &given, &mut rng, Record::default())?;
+        let n = indices.len() as u64;
+        let out =
+            sample_with_progress(model, settings, &x, &given, &mut rng, Record::default(), &mut |c, max| {
+                // Within a batch, progress moves with the denoiser calls.
+                let within = (n as f64 * c.min(max) as f64 / max.max(1) as f64) as u64;
+                bar.update(start + within.min(n.saturating_sub(1)), &format!("step {c}/{max}"));
+            })?;
         let raw = model.mapper.to_raw(&out.x)?;
         let scores = compute_metric(metric, &raw, Some(&batch.data))?;
         for (k, v) in scores {
@@ -210,18 +220,15 @@ fn evaluate_one(
         done += indices.len();
         steps += out.steps;
         batches += 1;
-        if progress {
-            eprint!("\revaluate {metric} on {split} with {}: {done}/{count}\x1b[K", settings.name);
-        }
+        bar.update(done as u64, "");
         start = end;
     }
-    if progress {
-        eprintln!();
-    } else {
+    bar.finish();
+    if !progress {
         eprintln!(
             "evaluate {metric} on {split} with {}: {done} samples in {}",
             settings.name,
-            crate::progress::format_duration(began.elapsed().as_secs_f64())
+            format_duration(began.elapsed().as_secs_f64())
         );
     }
     let scores = sums.into_iter().map(|(k, v)| (k, v / done.max(1) as f64)).collect();
@@ -323,6 +330,8 @@ pub struct SampleOptions {
     pub out: PathBuf,
     pub trace: bool,
     pub device: Option<String>,
+    /// Draw a live progress bar (terminals).
+    pub progress: bool,
 }
 
 /// Samples `n` items from a trained checkpoint; writes `samples.png`, `denoising.gif` and, with
@@ -355,14 +364,14 @@ pub fn sample(plan: &Plan, options: &SampleOptions) -> Result<Vec<PathBuf>> {
     let batch = make_batch(dataset, &indices, &model.device)?;
     let (x, given) = model.variables(&batch.data, batch.mask.as_ref())?;
     let mut rng = StdRng::seed_from_u64(step_seed(plan.seed ^ 0x5EED_5A4D, 0));
-    let out = sample_batch(
-        &model,
-        &settings,
-        &x,
-        &given,
-        &mut rng,
-        Record { trace: options.trace, frames: options.n },
-    )?;
+    let mode = if options.progress { ProgressMode::Live } else { ProgressMode::Off };
+    let mut bar = ProgressBar::new(format!("sample {} with {name}", options.n), 0, 0, mode);
+    let record = Record { trace: options.trace, frames: options.n };
+    let out = sample_with_progress(&model, &settings, &x, &given, &mut rng, record, &mut |c, max| {
+        bar.set_total(max as u64);
+        bar.update(c as u64, "steps");
+    })?;
+    bar.finish();
     std::fs::create_dir_all(&options.out).map_err(|e| RuntimeError::io(&options.out, e))?;
     let mut written = Vec::new();
     let raw = model.mapper.to_raw(&out.x)?;

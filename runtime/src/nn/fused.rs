@@ -87,6 +87,37 @@ macro_rules! dispatch {
     };
 }
 
+/// Implements `CustomOp2` (forward only) for a kernel over two contiguous tensors of one shape, such as
+/// the backward of a fused op: `|op, a, b, layout| -> Result<Vec<T>>` with `T` = f32 or f64, the output
+/// shaped like `a`.
+macro_rules! grad_op {
+    ($ty:ident, $name:literal, |$op:ident, $a:ident, $b:ident, $l:ident| $body:expr) => {
+        impl CustomOp2 for $ty {
+            fn name(&self) -> &'static str {
+                $name
+            }
+
+            fn cpu_fwd(
+                &self,
+                s1: &CpuStorage,
+                l1: &Layout,
+                s2: &CpuStorage,
+                l2: &Layout,
+            ) -> Result<(CpuStorage, Shape)> {
+                let n = self.name();
+                check_same(n, l1, l2)?;
+                let ($op, $l) = (self, l1);
+                let out = dispatch!(s1, n, |T| {
+                    let ($a, $b): (&[T], &[T]) = (slice(s1, l1, n)?, slice(s2, l2, n)?);
+                    let out: Result<Vec<T>> = $body;
+                    out?
+                });
+                Ok((out, l1.shape().clone()))
+            }
+        }
+    };
+}
+
 const GELU_K: f64 = 0.797_884_560_802_865_4; // sqrt(2/π)
 const GELU_C: f64 = 0.044_715;
 
@@ -127,23 +158,7 @@ impl CustomOp1 for Gelu {
     }
 }
 
-impl CustomOp2 for GeluGrad {
-    fn name(&self) -> &'static str {
-        "sr-gelu-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let n = self.name();
-        let out = dispatch!(s1, n, |T| gelu_bwd::<T>(slice(s1, l1, n)?, slice(s2, l2, n)?));
-        Ok((out, l1.shape().clone()))
-    }
-}
+grad_op!(GeluGrad, "sr-gelu-grad", |_op, x, g, _l| Ok(gelu_bwd(x, g)));
 
 fn rows<'a, T>(x: &'a [T], l: &Layout) -> Result<std::slice::ChunksExact<'a, T>> {
     let d = l.shape().dims().last().copied().unwrap_or(1);
@@ -200,23 +215,7 @@ impl CustomOp1 for Softmax {
     }
 }
 
-impl CustomOp2 for SoftmaxGrad {
-    fn name(&self) -> &'static str {
-        "sr-softmax-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let n = self.name();
-        let out = dispatch!(s1, n, |T| softmax_bwd::<T>(slice(s1, l1, n)?, slice(s2, l2, n)?, l1)?);
-        Ok((out, l1.shape().clone()))
-    }
-}
+grad_op!(SoftmaxGrad, "sr-softmax-grad", |_op, y, g, l| softmax_bwd(y, g, l));
 
 fn masked_softmax_fwd<T: Real>(x: &[T], mask: &[T], l: &Layout) -> Result<Vec<T>> {
     let d = l.shape().dims().last().copied().unwrap_or(1);
@@ -339,24 +338,7 @@ impl CustomOp1 for LayerNormOp {
     }
 }
 
-impl CustomOp2 for LayerNormGrad {
-    fn name(&self) -> &'static str {
-        "sr-layer-norm-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let n = self.name();
-        let out =
-            dispatch!(s1, n, |T| layer_norm_bwd::<T>(slice(s1, l1, n)?, slice(s2, l2, n)?, l1, self.0)?);
-        Ok((out, l1.shape().clone()))
-    }
-}
+grad_op!(LayerNormGrad, "sr-layer-norm-grad", |op, x, g, l| layer_norm_bwd(x, g, l, op.0));
 
 /// `x [..., O] + b [O]`. Its backward passes the gradient of `x` through untouched and reduces the
 /// gradient of `b` in one pass (candle's broadcast backward is a slow strided reduction).
@@ -480,27 +462,10 @@ impl CustomOp3 for Fma {
     }
 }
 
-impl CustomOp2 for MulShift {
-    fn name(&self) -> &'static str {
-        "sr-mul-shift"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let n = self.name();
-        check_same(n, l1, l2)?;
-        fn mul<T: Real>(g: &[T], b: &[T], k: T) -> Vec<T> {
-            g.iter().zip(b).map(|(&g, &b)| g * (b + k)).collect()
-        }
-        let out = dispatch!(s1, n, |T| mul::<T>(slice(s1, l1, n)?, slice(s2, l2, n)?, T::of(self.0)));
-        Ok((out, l1.shape().clone()))
-    }
-}
+grad_op!(MulShift, "sr-mul-shift", |op, g, b, _l| {
+    let k = T::of(op.0);
+    Ok(g.iter().zip(b).map(|(&g, &b)| g * (b + k)).collect())
+});
 
 /// Group normalisation of `[B, C, ...]` with per-channel affine parameters, `(x, weight [C], bias [C])`.
 /// Its backward produces all three gradients in one pass (candle's broadcast backward would reduce the
