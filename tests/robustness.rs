@@ -1,4 +1,5 @@
-//! A diverging run stops with R0401 and leaves its last good checkpoint intact and usable.
+//! A diverging run stops with R0401 and leaves its last good checkpoint intact and usable; pruning keeps
+//! only the newest checkpoints.
 
 mod common;
 
@@ -59,6 +60,30 @@ fn divergence_stops_with_r0401_and_keeps_the_last_good_checkpoint() {
     run_ok(&dir, &args("healthy", &["--steps", &good]));
     let healthy = latest_checkpoint(&dir.join("healthy")).unwrap();
     assert_same_tensors(&latest.join("model.safetensors"), &healthy.join("model.safetensors"));
+
+    // `keep_checkpoints` leaves only the newest ones on disk, `latest` among them.
+    let keep = [
+        "run",
+        "tiny.srx",
+        "--no-eval",
+        "--out",
+        "pruned",
+        "--steps",
+        "5",
+        "--set",
+        "train.checkpoint_every=1",
+        "--set",
+        "train.keep_checkpoints=2",
+    ];
+    run_ok(&dir, &keep);
+    let mut kept: Vec<String> = std::fs::read_dir(dir.join("pruned/checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("step-"))
+        .collect();
+    kept.sort();
+    assert_eq!(kept, ["step-00000004", "step-00000005"]);
+    assert_eq!(step_of(&latest_checkpoint(&dir.join("pruned")).unwrap()), 5);
 
     // The commands that read checkpoints accept it.
     run_ok(

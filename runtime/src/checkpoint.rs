@@ -234,6 +234,42 @@ pub fn save(dir: &Path, ckpt: &Checkpoint) -> Result<PathBuf> {
     Ok(step_dir)
 }
 
+/// Removes all but the `keep` newest complete checkpoints under `dir` (by step), never the one `latest`
+/// points to; `keep = 0` keeps every checkpoint. Incomplete directories (no `state.json`) newer than the
+/// kept ones are left alone: a later save of that step completes them. Returns the removed directories.
+pub fn prune(dir: &Path, keep: usize) -> Result<Vec<PathBuf>> {
+    if keep == 0 {
+        return Ok(Vec::new());
+    }
+    let current = latest(dir)?;
+    let entries = fs::read_dir(dir).map_err(io(dir))?;
+    let mut complete: Vec<(u64, PathBuf)> = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(io(dir))?.path();
+        let step = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("step-"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(step) = step {
+            if path.join(STATE).is_file() {
+                complete.push((step, path));
+            }
+        }
+    }
+    complete.sort();
+    let excess = complete.len().saturating_sub(keep);
+    let mut removed = Vec::new();
+    for (_, path) in complete.into_iter().take(excess) {
+        if Some(&path) == current.as_ref() {
+            continue;
+        }
+        fs::remove_dir_all(&path).map_err(io(&path))?;
+        removed.push(path);
+    }
+    Ok(removed)
+}
+
 /// The step directory `latest` points to, or `None` when `dir` has no checkpoint yet.
 pub fn latest(dir: &Path) -> Result<Option<PathBuf>> {
     let pointer = dir.join(LATEST);
@@ -467,6 +503,41 @@ mod tests {
         let again =
             save(&dir, &Checkpoint::capture(20, &vm, None, None, serde_json::Value::Null).unwrap()).unwrap();
         assert_eq!(latest(&dir).unwrap(), Some(again));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn prune_keeps_the_newest_and_latest() {
+        let dir = tmpdir("prune");
+        let vm = model();
+        let save_at =
+            |step| save(&dir, &Checkpoint::capture(step, &vm, None, None, serde_json::Value::Null).unwrap());
+        for step in [10, 20, 30, 40] {
+            save_at(step).unwrap();
+        }
+        let steps = |dir: &Path| {
+            let mut v: Vec<String> = fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("step-"))
+                .collect();
+            v.sort();
+            v
+        };
+        assert!(prune(&dir, 0).unwrap().is_empty(), "0 keeps everything");
+        assert_eq!(prune(&dir, 2).unwrap().len(), 2);
+        assert_eq!(steps(&dir), [step_dir_name(30), step_dir_name(40)]);
+        // `latest` is never removed, even when it is not among the newest (a resumed, shorter run).
+        fs::write(dir.join(LATEST), format!("{}\n", step_dir_name(30))).unwrap();
+        save_at(50).unwrap();
+        fs::write(dir.join(LATEST), format!("{}\n", step_dir_name(30))).unwrap();
+        prune(&dir, 1).unwrap();
+        assert_eq!(steps(&dir), [step_dir_name(30), step_dir_name(50)]);
+        assert_eq!(load_latest(&dir, &Device::Cpu).unwrap().unwrap().step, 30);
+        // An incomplete directory is not counted and not removed.
+        fs::create_dir_all(dir.join(step_dir_name(5))).unwrap();
+        prune(&dir, 1).unwrap();
+        assert!(dir.join(step_dir_name(5)).is_dir());
         fs::remove_dir_all(&dir).unwrap();
     }
 }

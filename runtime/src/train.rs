@@ -40,6 +40,8 @@ pub struct TrainSettings {
     pub clip: f64,
     pub accumulate: usize,
     pub checkpoint_every: u64,
+    /// Newest checkpoints kept on disk; 0 = all.
+    pub keep_checkpoints: usize,
     pub log_every: u64,
 }
 
@@ -69,6 +71,7 @@ impl TrainSettings {
             clip: float("clip", 1.0)?,
             accumulate: int("accumulate", 1)?.max(1) as usize,
             checkpoint_every: int("checkpoint_every", 500)?,
+            keep_checkpoints: int("keep_checkpoints", 0)? as usize,
             log_every: int("log_every", 50)?.max(1),
         };
         if s.batch == 0 {
@@ -439,7 +442,7 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
         let StepOutcome { stats, grad_norm, lr } = trainer.step(model, step, &batches)?;
         // The weights of the pending checkpoint gave a finite loss and gradient: it is a good one.
         if let Some(ck) = pending.take() {
-            checkpoint::save(&ckpt_dir, &ck)?;
+            save_and_prune(&ckpt_dir, &ck, settings.keep_checkpoints)?;
         }
         losses.push(stats.loss);
         interval.0 += stats.loss;
@@ -476,7 +479,7 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
                 rng_state.clone(),
             )?;
             if done == settings.steps {
-                checkpoint::save(&ckpt_dir, &ck)?;
+                save_and_prune(&ckpt_dir, &ck, settings.keep_checkpoints)?;
             } else {
                 pending = Some(ck);
             }
@@ -547,6 +550,13 @@ fn truncate_log(path: &Path, step: u64) -> Result<()> {
     if kept.len() != text.len() {
         checkpoint::write_atomic(path, kept.as_bytes())?;
     }
+    Ok(())
+}
+
+/// Saves `ck` and then removes the checkpoints beyond the newest `keep` (0 = keep all).
+fn save_and_prune(dir: &Path, ck: &Checkpoint, keep: usize) -> Result<()> {
+    checkpoint::save(dir, ck)?;
+    checkpoint::prune(dir, keep)?;
     Ok(())
 }
 

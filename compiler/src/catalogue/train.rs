@@ -15,6 +15,7 @@ const KEYS: &[Param] = &[
     component("time", Kind::TimeSampler, "mean_beta", "the training time sampler"),
     Param::new("loss", Ty::Mixture(Kind::Loss), Some(Default::Word("mse")), "weighted sum of loss terms"),
     int("checkpoint_every", 500, "steps between checkpoints (0 = only at the end)").min(0.0),
+    int("keep_checkpoints", 0, "newest checkpoints kept on disk (0 = all)").min(0.0),
     int("log_every", 50, "steps between log lines").min(1.0),
 ];
 
