@@ -526,21 +526,7 @@ fn lex(text: &str) -> Vec<Tok<'_>> {
             i = text[i..].find('\n').map_or(b.len(), |n| i + n);
             TokKind::LineComment
         } else if text[i..].starts_with("/*") {
-            let mut depth = 0usize;
-            while i < b.len() {
-                if text[i..].starts_with("/*") {
-                    depth += 1;
-                    i += 2;
-                } else if text[i..].starts_with("*/") {
-                    depth -= 1;
-                    i += 2;
-                    if depth == 0 {
-                        break;
-                    }
-                } else {
-                    i += 1;
-                }
-            }
+            i = crate::syntax::block_comment_end(text, i);
             TokKind::BlockComment
         } else if c == b'"' {
             i += 1;

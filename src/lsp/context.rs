@@ -50,21 +50,7 @@ fn lex(text: &str) -> Vec<Tok> {
             i = text[i..].find('\n').map_or(b.len(), |n| i + n);
             continue;
         } else if b[i..].starts_with(b"/*") {
-            let mut depth = 0usize;
-            while i < b.len() {
-                if b[i..].starts_with(b"/*") {
-                    depth += 1;
-                    i += 2;
-                } else if b[i..].starts_with(b"*/") {
-                    depth -= 1;
-                    i += 2;
-                    if depth == 0 {
-                        break;
-                    }
-                } else {
-                    i += 1;
-                }
-            }
+            i = sr_compiler::syntax::block_comment_end(text, i);
             continue;
         } else if c == b'"' {
             i += 1;

@@ -11,7 +11,7 @@ use candle_nn::VarBuilder;
 
 use super::linear::{linear, Linear};
 
-use super::linear::linear_zero;
+use super::linear::{linear_zero, Heads};
 use super::ops::{self, LayerNorm};
 use super::{check_input, Denoiser, Geometry, Params, Prediction, TimeEmbedding};
 use crate::error::{Result, RuntimeError};
@@ -170,8 +170,7 @@ pub struct Dit {
     final_shift: Linear,
     final_scale: Linear,
     final_norm: LayerNorm,
-    head: Linear,
-    var_head: Option<Linear>,
+    heads: Heads,
     mask: Option<Tensor>,
 }
 
@@ -197,8 +196,7 @@ impl Dit {
             final_shift: linear_zero(w, w, vb.pp("final.shift"))?,
             final_scale: linear_zero(w, w, vb.pp("final.scale"))?,
             final_norm: LayerNorm::new(w, false, 1e-6, vb.pp("final.norm"))?,
-            head: linear_zero(w, f, vb.pp("final.head"))?,
-            var_head: if cfg.uncertainty { Some(linear_zero(w, 1, vb.pp("final.var_head"))?) } else { None },
+            heads: Heads::new(w, f, cfg.uncertainty, true, vb.pp("final"))?,
             mask,
         })
     }
@@ -245,16 +243,13 @@ impl Denoiser for Dit {
         }
         let (shift, scale) = (self.final_shift.forward(&c)?, self.final_scale.forward(&c)?);
         let h = ops::modulate(&self.final_norm.forward(&x)?, &shift, &scale)?;
-        let out = self.head.forward(&h)?;
-        let log_var = match &self.var_head {
-            Some(head) => Some(head.forward(&h)?.reshape((b, self.geometry.variables))?),
-            None => None,
-        };
+        let (out, log_var) = self.heads.forward(&h)?;
+        let log_var = log_var.map(|l| l.reshape((b, self.geometry.variables))).transpose()?;
         Ok(Prediction { out, log_var })
     }
 
     fn has_uncertainty(&self) -> bool {
-        self.var_head.is_some()
+        self.heads.has_uncertainty()
     }
 }
 

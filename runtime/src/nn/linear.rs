@@ -54,6 +54,36 @@ pub fn linear_zero(i: usize, o: usize, vb: VarBuilder) -> Result<Linear> {
     Ok(Linear::new(w, Some(b)))
 }
 
+/// The output layers of a token denoiser: `head` predicts the `features` of each token and, with an
+/// uncertainty head, `var_head` one log-variance per token. `zero` initialises both to zero (adaLN-Zero).
+#[derive(Debug)]
+pub struct Heads {
+    head: Linear,
+    var_head: Option<Linear>,
+}
+
+impl Heads {
+    /// The heads under `vb` (`head`, `var_head`) from hidden states of `width`.
+    pub fn new(width: usize, features: usize, uncertainty: bool, zero: bool, vb: VarBuilder) -> Result<Self> {
+        let make = if zero { linear_zero } else { linear };
+        Ok(Heads {
+            head: make(width, features, vb.pp("head"))?,
+            var_head: if uncertainty { Some(make(width, 1, vb.pp("var_head"))?) } else { None },
+        })
+    }
+
+    /// The prediction `[..., features]` and, with an uncertainty head, the log-variances `[..., 1]`.
+    pub fn forward(&self, h: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+        let log_var = self.var_head.as_ref().map(|v| v.forward(h)).transpose()?;
+        Ok((self.head.forward(h)?, log_var))
+    }
+
+    /// Whether there is an uncertainty head.
+    pub fn has_uncertainty(&self) -> bool {
+        self.var_head.is_some()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 
-use super::linear::{linear, Linear};
+use super::linear::{linear, Heads, Linear};
 
 use super::ops::{self, LayerNorm};
 use super::{check_input, Denoiser, Geometry, Params, Prediction, TimeEmbedding};
@@ -86,8 +86,7 @@ pub struct Mlp {
     time: TimeEmbedding,
     blocks: Vec<MixerBlock>,
     norm: LayerNorm,
-    head: Linear,
-    var_head: Option<Linear>,
+    heads: Heads,
 }
 
 impl Mlp {
@@ -103,8 +102,7 @@ impl Mlp {
                 .map(|i| MixerBlock::new(v, w, vb.pp(format!("blocks.{i}"))))
                 .collect::<candle_core::Result<_>>()?,
             norm: LayerNorm::new(w, true, 1e-6, vb.pp("norm"))?,
-            head: linear(w, f, vb.pp("head"))?,
-            var_head: if cfg.uncertainty { Some(linear(w, 1, vb.pp("var_head"))?) } else { None },
+            heads: Heads::new(w, f, cfg.uncertainty, false, vb.clone())?,
         })
     }
 }
@@ -117,16 +115,13 @@ impl Denoiser for Mlp {
             x = block.forward(&x)?;
         }
         let h = self.norm.forward(&x)?;
-        let out = self.head.forward(&h)?;
-        let log_var = match &self.var_head {
-            Some(head) => Some(head.forward(&h)?.reshape((b, self.geometry.variables))?),
-            None => None,
-        };
+        let (out, log_var) = self.heads.forward(&h)?;
+        let log_var = log_var.map(|l| l.reshape((b, self.geometry.variables))).transpose()?;
         Ok(Prediction { out, log_var })
     }
 
     fn has_uncertainty(&self) -> bool {
-        self.var_head.is_some()
+        self.heads.has_uncertainty()
     }
 }
 

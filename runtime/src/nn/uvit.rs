@@ -11,7 +11,7 @@
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 
-use super::linear::{linear, Linear};
+use super::linear::{linear, Heads, Linear};
 
 use super::dit::{FeedForward, SelfAttention};
 use super::ops::LayerNorm;
@@ -90,8 +90,7 @@ pub struct UViT {
     mid: Block,
     out_blocks: Vec<Block>,
     norm: LayerNorm,
-    head: Linear,
-    var_head: Option<Linear>,
+    heads: Heads,
 }
 
 impl UViT {
@@ -132,8 +131,7 @@ impl UViT {
                 .map(|i| Block::new(width, cfg.heads, true, vb.pp(format!("out.{i}"))))
                 .collect::<candle_core::Result<_>>()?,
             norm: LayerNorm::new(width, true, 1e-6, vb.pp("norm"))?,
-            head: linear(width, f, vb.pp("head"))?,
-            var_head: if cfg.uncertainty { Some(linear(width, 1, vb.pp("var_head"))?) } else { None },
+            heads: Heads::new(width, f, cfg.uncertainty, false, vb.clone())?,
         })
     }
 }
@@ -155,18 +153,17 @@ impl Denoiser for UViT {
             x = block.forward(&x, Some(&s))?;
         }
         let h = self.norm.forward(&x)?;
-        let out = tokenizer::tokens_to_frames(&self.head.forward(&h)?, &self.geometry, self.patch)?;
-        let log_var = match &self.var_head {
-            Some(head) => Some(
-                head.forward(&h)?.reshape((b, self.geometry.variables, self.tokens_per_frame))?.mean(2)?,
-            ),
-            None => None,
-        };
+        let (out, log_var) = self.heads.forward(&h)?;
+        let out = tokenizer::tokens_to_frames(&out, &self.geometry, self.patch)?;
+        // One log-variance per frame: the mean over its tokens.
+        let log_var = log_var
+            .map(|l| l.reshape((b, self.geometry.variables, self.tokens_per_frame))?.mean(2))
+            .transpose()?;
         Ok(Prediction { out, log_var })
     }
 
     fn has_uncertainty(&self) -> bool {
-        self.var_head.is_some()
+        self.heads.has_uncertainty()
     }
 }
 

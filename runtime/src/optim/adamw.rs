@@ -10,6 +10,7 @@
 use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, DType, InplaceOp2, Layout, Tensor, Var};
 
+use super::kernel::float_kernel;
 use super::{own_copy, Optimizer, OptimizerState};
 use crate::error::{Result, RuntimeError};
 
@@ -90,37 +91,6 @@ struct ParamUpdate {
     step_size: f64,
     inv_sqrt_bc2: f64,
     eps: f64,
-}
-
-fn contiguous<'a, T: candle_core::WithDType>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
-        None => candle_core::bail!("adamw: non-contiguous operand"),
-    }
-}
-
-macro_rules! float_kernel {
-    ($name:expr, $dst:expr, $dl:expr, $src:expr, $sl:expr, |$d:ident, $s:ident, $t:ident| $body:block) => {{
-        let (a, b) = $dl
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg(format!("{}: non-contiguous", $name)))?;
-        match $dst {
-            CpuStorage::F32(v) => {
-                type $t = f32;
-                let $d = &mut v[a..b];
-                let $s = contiguous::<f32>($src, $sl)?;
-                $body
-            }
-            CpuStorage::F64(v) => {
-                type $t = f64;
-                let $d = &mut v[a..b];
-                let $s = contiguous::<f64>($src, $sl)?;
-                $body
-            }
-            _ => candle_core::bail!("{}: unsupported dtype", $name),
-        }
-        Ok(())
-    }};
 }
 
 impl InplaceOp2 for MomentUpdate {

@@ -3,6 +3,7 @@
 
 use candle_core::{CpuStorage, DType, InplaceOp2, Layout, Tensor, Var};
 
+use super::kernel::float_kernel;
 use crate::error::{Result, RuntimeError};
 
 /// EMA copies of named variables.
@@ -28,22 +29,13 @@ impl InplaceOp2 for Lerp {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<()> {
-        let ((a, b), (c, d)) = match (l1.contiguous_offsets(), l2.contiguous_offsets()) {
-            (Some(x), Some(y)) if x.1 - x.0 == y.1 - y.0 => (x, y),
-            _ => candle_core::bail!("ema-update: operands must be contiguous and of equal size"),
-        };
-        match (s1, s2) {
-            (CpuStorage::F32(s), CpuStorage::F32(p)) => {
-                let (k, j) = (self.0 as f32, 1.0 - self.0 as f32);
-                s[a..b].iter_mut().zip(&p[c..d]).for_each(|(s, &p)| *s = k * *s + j * p);
+        float_kernel!(self.name(), s1, l1, s2, l2, |s, p, T| {
+            if s.len() != p.len() {
+                candle_core::bail!("ema-update: {} averaged values for {} parameters", s.len(), p.len())
             }
-            (CpuStorage::F64(s), CpuStorage::F64(p)) => {
-                let (k, j) = (self.0, 1.0 - self.0);
-                s[a..b].iter_mut().zip(&p[c..d]).for_each(|(s, &p)| *s = k * *s + j * p);
-            }
-            _ => candle_core::bail!("ema-update: unsupported dtype"),
-        }
-        Ok(())
+            let (k, j) = (self.0 as T, (1.0 - self.0) as T);
+            s.iter_mut().zip(p).for_each(|(s, &p)| *s = k * *s + j * p);
+        })
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod adamw;
 pub mod clip;
 pub mod ema;
+mod kernel;
 pub mod schedule;
 pub mod sgd;
 
