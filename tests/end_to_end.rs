@@ -181,3 +181,21 @@ experiment image {
     assert!(line.starts_with("digit classifier: ") && line.contains(" % on 5,000 held-out cells"), "{table}");
     assert!(text(&out).0.contains(line), "sr run prints the classifier's accuracy");
 }
+
+/// The smoke run: `sr run examples/sudoku.srx` with a short step count prints the table with all
+/// four samplers on the three difficulties.
+#[test]
+fn sudoku_example_prints_all_four_samplers() {
+    let dir = fresh_dir("end-to-end-sudoku-example");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sudoku.srx");
+    let example = example.to_str().expect("a UTF-8 path");
+    let o = run_ok(&dir, &["run", example, "--steps", "2", "--eval-samples", "2", "--out", "run"]);
+    let (out, _) = text(&o);
+    for column in ["accuracy (easy)", "accuracy (medium)", "accuracy (hard)"] {
+        assert!(out.contains(column), "{column}:\n{out}");
+    }
+    for sampler in ["parallel", "random", "graph", "adaptive"] {
+        assert!(out.lines().any(|l| l.starts_with(&format!("| {sampler} |"))), "{sampler}:\n{out}");
+    }
+    assert!(dir.join("run/results.md").is_file() && dir.join("run/results.json").is_file());
+}

@@ -11,6 +11,14 @@ const SPLIT: Param = Param::new(
 );
 const COUNT: Param = int("count", 0, "number of samples (0 = an endless stream)").min(0.0);
 const SEED: Param = int("seed", 0, "split-specific offset of the random stream").min(0.0);
+const GIVENS: Param = Param::new(
+    "givens",
+    Ty::Range,
+    Some(Default::Range(0, 81)),
+    "number of given cells, drawn uniformly per puzzle",
+)
+.min(0.0)
+.max(81.0);
 
 const SUDOKU_METRICS: &[&str] = &["sudoku_accuracy", "mse_to_data"];
 const ANY_METRICS: &[&str] = &["mse_to_data"];
@@ -86,19 +94,7 @@ pub(super) const COMPONENTS: &[Component] = &[
         kind: Kind::Dataset,
         name: "sudoku",
         doc: "symbolic Sudoku puzzles; one sample is a [9, 9] grid of digits 1..9",
-        params: &[
-            SPLIT,
-            Param::new(
-                "givens",
-                Ty::Range,
-                Some(Default::Range(0, 81)),
-                "number of given cells, drawn uniformly per puzzle",
-            )
-            .min(0.0)
-            .max(81.0),
-            COUNT,
-            SEED,
-        ],
+        params: &[SPLIT, GIVENS, COUNT, SEED],
         rules: Rules::Dataset { shape: sudoku_shape, metrics: SUDOKU_METRICS },
     },
     Component {
@@ -107,14 +103,7 @@ pub(super) const COMPONENTS: &[Component] = &[
         doc: "Sudoku puzzles drawn as 28×28 digit glyphs; one sample is a [1, 252, 252] image",
         params: &[
             SPLIT,
-            Param::new(
-                "givens",
-                Ty::Range,
-                Some(Default::Range(0, 81)),
-                "number of given cells, drawn uniformly per puzzle",
-            )
-            .min(0.0)
-            .max(81.0),
+            GIVENS,
             COUNT,
             SEED,
             optional(
