@@ -79,6 +79,11 @@ impl BlockDims {
     }
 }
 
+/// Attention visits only the allowed keys when at most one pair in this many is allowed; above that,
+/// dense products with the masked exponentials skipped are faster (gemm runs an order of magnitude more
+/// operations per second than per-key dot products): the Sudoku mask (21 of 81 keys) stays dense.
+const SPARSE_BELOW: usize = 16;
+
 /// Which keys each query may attend to: an additive mask `[V, V]` (0 where allowed, −∞ where not) and,
 /// when the allowed keys are few, their lists, so attention skips the rest.
 #[derive(Debug)]
@@ -86,7 +91,7 @@ pub struct KeyMask {
     v: usize,
     additive: Vec<f32>,
     /// Allowed keys per query with their offsets into a compact `[Σ keys]` row, when every entry is 0
-    /// or −∞ and at most half are allowed.
+    /// or −∞ and at most one in [`SPARSE_BELOW`] is allowed.
     sparse: Option<Sparse>,
 }
 
@@ -104,7 +109,7 @@ impl KeyMask {
         }
         let pattern = additive.iter().all(|&m| m == 0.0 || m == f32::NEG_INFINITY);
         let allowed = additive.iter().filter(|&&m| m == 0.0).count();
-        let sparse = (pattern && 2 * allowed <= v * v).then(|| {
+        let sparse = (pattern && SPARSE_BELOW * allowed <= v * v).then(|| {
             let mut keys = Vec::with_capacity(allowed);
             let mut start = Vec::with_capacity(v + 1);
             for row in additive.chunks_exact(v) {
@@ -125,6 +130,11 @@ impl KeyMask {
         }
         let values = mask.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
         Self::new(v, values)
+    }
+
+    /// Whether attention visits only the allowed keys (else dense products).
+    pub fn is_sparse(&self) -> bool {
+        self.sparse.is_some()
     }
 
     /// Probability slots per (batch, head): `V·V` dense, or the number of allowed pairs.
@@ -229,13 +239,15 @@ fn softmax_row(row: &mut [f32]) {
     row.iter_mut().for_each(|e| *e *= inv);
 }
 
-/// Attention of every (batch, head): reads q, k, v from `qkv [N, 3W]`, writes the probabilities to
-/// `probs` and the output to `att [N, W]`.
-fn attention_forward(c: Call, mask: Option<&KeyMask>, qkv: &[f32], probs: &mut [f32], att: &mut [f32]) {
+/// Attention of every (batch, head): reads q, k, v from `qkv [N, 3W]`; returns the probabilities (per
+/// unit, `slots` each) and the output `att [N, W]`.
+fn attention_forward(c: Call, mask: Option<&KeyMask>, qkv: &[f32]) -> (Vec<f32>, Vec<f32>) {
     let (w, v, dh, heads) = (c.d.width, c.tokens, c.head_dim(), c.d.heads);
     let scale = 1.0 / (dh as f32).sqrt();
     let slots = mask.map_or(v * v, KeyMask::slots);
-    let (po, ao) = (Out::new(probs), Out::new(att));
+    let units = c.batch * heads;
+    let (mut probs, mut att) = (Vec::with_capacity(units * slots), Vec::with_capacity(c.n() * w));
+    let (po, ao) = (Out::spare(&mut probs, units * slots), Out::spare(&mut att, c.n() * w));
     for_units(c.batch * heads, v * v * dh, |u| {
         let (b, hd) = (u / heads, u % heads);
         let base = b * v * 3 * w + hd * dh;
@@ -288,6 +300,13 @@ fn attention_forward(c: Call, mask: Option<&KeyMask>, qkv: &[f32], probs: &mut [
             }
         }
     });
+    // SAFETY: every unit wrote all of its probability slots (scores, then softmax in place) and every
+    // element of its head's columns of `att` (the dense product, or one row of `dh` values per query).
+    unsafe {
+        probs.set_len(units * slots);
+        att.set_len(c.n() * w);
+    }
+    (probs, att)
 }
 
 /// Gradients of [`attention_forward`]: from `datt [N, W]` writes `dqkv [N, 3W]` (zero-initialised).
@@ -400,27 +419,20 @@ fn forward(
 ) -> (Vec<f32>, Option<Saved>) {
     let (n, w, hd) = (c.n(), c.d.width, c.d.hidden);
     let k = c.p;
-    let mut modv = vec![0.0; n * 6 * w];
-    par::linear(&mut modv, cond, n, w, &p[k.mod_w..k.mod_b], &p[k.mod_b..k.mod_b + 6 * w]);
+    let modv = par::linear(cond, n, w, &p[k.mod_w..k.mod_b], &p[k.mod_b..k.mod_b + 6 * w]);
 
     let (mut xhat1, mut rstd1, mut h1) = (vec![0.0; n * w], vec![0.0; n], vec![0.0; n * w]);
     norm_modulate(c, x, &modv, 0, &mut xhat1, &mut rstd1, &mut h1);
-    let mut qkv = vec![0.0; n * 3 * w];
-    par::linear(&mut qkv, &h1, n, w, &p[k.qkv_w..k.qkv_b], &p[k.qkv_b..k.qkv_b + 3 * w]);
-    let slots = mask.map_or(c.tokens * c.tokens, KeyMask::slots);
-    let mut probs = vec![0.0; c.batch * c.d.heads * slots];
-    let mut att = vec![0.0; n * w];
-    attention_forward(c, mask, &qkv, &mut probs, &mut att);
-    let mut o = vec![0.0; n * w];
-    par::linear(&mut o, &att, n, w, &p[k.proj_w..k.proj_b], &p[k.proj_b..k.proj_b + w]);
+    let qkv = par::linear(&h1, n, w, &p[k.qkv_w..k.qkv_b], &p[k.qkv_b..k.qkv_b + 3 * w]);
+    let (probs, att) = attention_forward(c, mask, &qkv);
+    let o = par::linear(&att, n, w, &p[k.proj_w..k.proj_b], &p[k.proj_b..k.proj_b + w]);
 
     // x1 = x + gate1 · o, kept in `y`; then the MLP half adds onto it.
     let mut y = x.to_vec();
     gated_add(c, &mut y, &modv, 2 * w, &o);
     let (mut xhat2, mut rstd2, mut h2) = (vec![0.0; n * w], vec![0.0; n], vec![0.0; n * w]);
     norm_modulate(c, &y, &modv, 3 * w, &mut xhat2, &mut rstd2, &mut h2);
-    let mut a = vec![0.0; n * hd];
-    par::linear(&mut a, &h2, n, w, &p[k.fc1_w..k.fc1_b], &p[k.fc1_b..k.fc1_b + hd]);
+    let a = par::linear(&h2, n, w, &p[k.fc1_w..k.fc1_b], &p[k.fc1_b..k.fc1_b + hd]);
     let mut g = vec![0.0; n * hd];
     let go = Out::new(&mut g);
     for_rows(n, 24 * hd, |lo, hi| {
@@ -428,8 +440,7 @@ fn forward(
         let out = unsafe { go.slice(lo * hd, hi * hd) };
         out.iter_mut().zip(&a[lo * hd..hi * hd]).for_each(|(g, &a)| *g = gelu_value(a));
     });
-    let mut m = vec![0.0; n * w];
-    par::linear(&mut m, &g, n, hd, &p[k.fc2_w..k.fc2_b], &p[k.fc2_b..k.fc2_b + w]);
+    let m = par::linear(&g, n, hd, &p[k.fc2_w..k.fc2_b], &p[k.fc2_b..k.fc2_b + w]);
     gated_add(c, &mut y, &modv, 5 * w, &m);
     let saved =
         save.then_some(Saved { modv, xhat1, rstd1, h1, qkv, probs, att, o, xhat2, rstd2, h2, a, g, m });
@@ -498,16 +509,14 @@ fn backward(
             }
         }
     });
-    let mut dg = vec![0.0; n * hd];
-    par::linear_backward(&dm, &s.g, &p[k.fc2_w..k.fc2_b], n, hd, w, dfc2_w, dfc2_b, Some(&mut dg));
+    let mut dg = par::linear_backward(&dm, &s.g, &p[k.fc2_w..k.fc2_b], n, hd, w, dfc2_w, dfc2_b);
     let dgo = Out::new(&mut dg);
     for_rows(n, 24 * hd, |lo, hi| {
         // SAFETY: disjoint row ranges.
         let d = unsafe { dgo.slice(lo * hd, hi * hd) };
         d.iter_mut().zip(&s.a[lo * hd..hi * hd]).for_each(|(d, &a)| *d *= gelu_derivative(a));
     });
-    let mut dh = vec![0.0; n * w];
-    par::linear_backward(&dg, &s.h2, &p[k.fc1_w..k.fc1_b], n, w, hd, dfc1_w, dfc1_b, Some(&mut dh));
+    let dh = par::linear_backward(&dg, &s.h2, &p[k.fc1_w..k.fc1_b], n, w, hd, dfc1_w, dfc1_b);
     drop(dg);
 
     // Second norm and the attention residual: x1 = x + gate1 · o.
@@ -533,16 +542,14 @@ fn backward(
             }
         }
     });
-    let mut datt = vec![0.0; n * w];
-    par::linear_backward(&dout, &s.att, &p[k.proj_w..k.proj_b], n, w, w, dproj_w, dproj_b, Some(&mut datt));
+    let datt = par::linear_backward(&dout, &s.att, &p[k.proj_w..k.proj_b], n, w, w, dproj_w, dproj_b);
     let mut dqkv = vec![0.0; n * 3 * w];
     attention_backward(c, mask, &s.qkv, &s.probs, &datt, &mut dqkv);
-    par::linear_backward(&dqkv, &s.h1, &p[k.qkv_w..k.qkv_b], n, w, 3 * w, dqkv_w, dqkv_b, Some(&mut dh));
+    let dh = par::linear_backward(&dqkv, &s.h1, &p[k.qkv_w..k.qkv_b], n, w, 3 * w, dqkv_w, dqkv_b);
     let dx1 = dx.clone();
     norm_backward(c, &dh, &s.xhat1, &s.rstd1, &s.modv, 0, &dx1, &mut dmod, &mut dx);
 
-    let mut dc = vec![0.0; n * w];
-    par::linear_backward(&dmod, cond, &p[k.mod_w..k.mod_b], n, w, 6 * w, dmod_w, dmod_b, Some(&mut dc));
+    let dc = par::linear_backward(&dmod, cond, &p[k.mod_w..k.mod_b], n, w, 6 * w, dmod_w, dmod_b);
     (dx, dc, dp)
 }
 

@@ -514,44 +514,44 @@ mod fused_block_tests {
         d.to_scalar::<f32>().unwrap() / scale.max(0.1)
     }
 
-    /// Banded (sparse path, with one query that may attend to nothing), block-causal (dense path with an
-    /// additive mask) and no mask (dense path).
-    fn masks(v: usize) -> Vec<Option<Tensor>> {
-        let banded: Vec<f32> = (0..v * v)
-            .map(|k| {
-                let (i, j) = (k / v, k % v);
-                if i != 0 && i.abs_diff(j) <= 1 {
-                    0.0
-                } else {
-                    f32::NEG_INFINITY
-                }
-            })
-            .collect();
+    /// Token counts and masks: a sparse one (each query attends to itself and one other token, query 0
+    /// to nothing: the per-key path), a banded and a block-causal one (dense products with an additive
+    /// mask) and none.
+    fn masks() -> Vec<(usize, Option<Tensor>)> {
         let dev = Device::Cpu;
+        let pattern = |v: usize, allowed: &dyn Fn(usize, usize) -> bool| {
+            let m: Vec<f32> =
+                (0..v * v).map(|k| if allowed(k / v, k % v) { 0.0 } else { f32::NEG_INFINITY }).collect();
+            Some(Tensor::from_vec(m, (v, v), &dev).unwrap())
+        };
+        let sparse = |i: usize, j: usize| i != 0 && (j == i || j == (i * 7 + 3) % 40);
+        let banded = |i: usize, j: usize| i != 0 && i.abs_diff(j) <= 1;
         vec![
-            Some(Tensor::from_vec(banded, (v, v), &dev).unwrap()),
-            Some(ops::block_causal_mask(v, 2, DType::F32, &dev).unwrap()),
-            None,
+            (40, pattern(40, &sparse)),
+            (7, pattern(7, &banded)),
+            (7, Some(ops::block_causal_mask(7, 2, DType::F32, &dev).unwrap())),
+            (7, None),
         ]
     }
 
     #[test]
     fn fused_block_matches_composite_values_and_every_gradient() {
         let dev = Device::Cpu;
-        let (b, v) = (3, 7);
+        let b = 3;
         for (heads, width, ratio) in [(2, 16, 2.0), (3, 12, 1.5)] {
             let cfg = DitConfig { width, heads, mlp_ratio: ratio, ..DitConfig::default() };
-            for mask in masks(v) {
+            for (v, mask) in masks() {
                 let vm = VarMap::new();
                 let block = DitBlock::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
                 perturb(&vm, 0.2);
                 let key_mask = mask.as_ref().map(|m| Arc::new(KeyMask::from_tensor(m).unwrap()));
+                assert_eq!(key_mask.as_ref().is_some_and(|m| m.is_sparse()), v == 40);
                 let x = Var::randn(0f32, 1., (b, v, width), &dev).unwrap();
                 let c = Var::randn(0f32, 1., (b, v, width), &dev).unwrap();
                 let r = Tensor::randn(0f32, 1., (b, v, width), &dev).unwrap();
                 let fused = block.forward(&x, &c, mask.as_ref(), key_mask.as_ref()).unwrap();
                 let composite = block.forward_composite(&x, &c, mask.as_ref()).unwrap();
-                let what = format!("heads {heads}, width {width}, mask {}", mask.is_some());
+                let what = format!("heads {heads}, width {width}, {v} tokens, mask {}", mask.is_some());
                 assert!(max_rel_diff(&fused, &composite) < 1e-5, "{what}: values");
                 let gf = (&fused * &r).unwrap().sum_all().unwrap().backward().unwrap();
                 let gc = (&composite * &r).unwrap().sum_all().unwrap().backward().unwrap();

@@ -57,6 +57,13 @@ impl Out {
         Out(buf.as_mut_ptr(), buf.len())
     }
 
+    /// The spare capacity of `buf` for its first `len` elements, which the caller writes completely
+    /// before `set_len(len)`.
+    pub fn spare(buf: &mut Vec<f32>, len: usize) -> Self {
+        assert!(buf.capacity() >= len, "Out::spare: capacity {} for {len}", buf.capacity());
+        Out(buf.as_mut_ptr(), len)
+    }
+
     /// Elements `lo..hi` as a mutable slice.
     ///
     /// # Safety
@@ -168,22 +175,36 @@ pub unsafe fn matmul_ptr(
     );
 }
 
-/// Writes `dst[m, n] = src[m, k] · w[n, k]ᵀ + bias[n]` (a linear layer), all row-major and dense.
-pub fn linear(dst: &mut [f32], src: &[f32], m: usize, k: usize, w: &[f32], bias: &[f32]) {
+/// `scale · a[m, k] · b[k, n]` into a new row-major `[m, n]` buffer, which the product fills without a
+/// zero-fill first.
+pub fn matmul_new(m: usize, n: usize, k: usize, a: Mat, b: Mat, scale: f32, threads: usize) -> Vec<f32> {
+    if m == 0 || n == 0 || k == 0 {
+        return vec![0.0; m * n];
+    }
+    let mut out = Vec::with_capacity(m * n);
+    // SAFETY: with `accumulate` false the product writes every element of the m×n block without reading
+    // it, so all `m·n` elements are initialised before `set_len`.
+    unsafe {
+        matmul_ptr(out.as_mut_ptr(), n, m, n, k, a, b, scale, false, threads);
+        out.set_len(m * n);
+    }
+    out
+}
+
+/// `src[m, k] · w[n, k]ᵀ + bias[n]` (a linear layer), all row-major and dense.
+pub fn linear(src: &[f32], m: usize, k: usize, w: &[f32], bias: &[f32]) -> Vec<f32> {
     let n = bias.len();
     debug_assert_eq!(w.len(), n * k);
     debug_assert_eq!(src.len(), m * k);
-    let out = Out::new(&mut dst[..m * n]);
-    for_rows(m, n, |lo, hi| {
-        // SAFETY: the row ranges of `for_rows` are disjoint.
-        for row in unsafe { out.slice(lo * n, hi * n) }.chunks_exact_mut(n) {
-            row.copy_from_slice(bias);
-        }
-    });
-    matmul(dst, n, m, n, k, Mat::rows(src, k), Mat::trans(w, k), 1.0, true, threads());
+    let mut dst = Vec::with_capacity(m * n);
+    for _ in 0..m {
+        dst.extend_from_slice(bias);
+    }
+    matmul(&mut dst, n, m, n, k, Mat::rows(src, k), Mat::trans(w, k), 1.0, true, threads());
+    dst
 }
 
-/// Gradients of [`linear`]: `dw[n, k] = dyᵀ · src`, `db[n] = Σ_rows dy` and, if `dsrc` is given,
+/// Gradients of [`linear`]: writes `dw[n, k] = dyᵀ · src` and `db[n] = Σ_rows dy`, and returns
 /// `dsrc[m, k] = dy · w`.
 #[allow(clippy::too_many_arguments)]
 pub fn linear_backward(
@@ -195,14 +216,11 @@ pub fn linear_backward(
     n: usize,
     dw: &mut [f32],
     db: &mut [f32],
-    dsrc: Option<&mut [f32]>,
-) {
+) -> Vec<f32> {
     let t = threads();
     matmul(dw, k, n, k, m, Mat::trans(dy, n), Mat::rows(src, k), 1.0, false, t);
     column_sums(dy, n, db);
-    if let Some(dsrc) = dsrc {
-        matmul(dsrc, k, m, k, n, Mat::rows(dy, n), Mat::rows(w, k), 1.0, false, t);
-    }
+    matmul_new(m, k, n, Mat::rows(dy, n), Mat::rows(w, k), 1.0, t)
 }
 
 /// `out[j] = Σ_i x[i, j]` for a row-major `x` with `n` columns.
@@ -281,14 +299,13 @@ mod tests {
     fn linear_and_its_gradients_match_naive_products() {
         let (m, k, n) = (37, 13, 9);
         let (x, w, b, dy) = (data(m * k, 1), data(n * k, 2), data(n, 3), data(m * n, 4));
-        let mut y = vec![0.0; m * n];
-        linear(&mut y, &x, m, k, &w, &b);
+        let y = linear(&x, m, k, &w, &b);
         let wt: Vec<f32> = (0..k * n).map(|i| w[(i % n) * k + i / n]).collect();
         let want: Vec<f32> = naive(&x, &wt, m, k, n).iter().enumerate().map(|(i, v)| v + b[i % n]).collect();
         assert!(y.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-4));
 
-        let (mut dw, mut db, mut dx) = (vec![0.0; n * k], vec![0.0; n], vec![0.0; m * k]);
-        linear_backward(&dy, &x, &w, m, k, n, &mut dw, &mut db, Some(&mut dx));
+        let (mut dw, mut db) = (vec![0.0; n * k], vec![0.0; n]);
+        let dx = linear_backward(&dy, &x, &w, m, k, n, &mut dw, &mut db);
         let dyt: Vec<f32> = (0..m * n).map(|i| dy[(i % m) * n + i / m]).collect();
         assert!(dw.iter().zip(naive(&dyt, &x, n, m, k)).all(|(a, b)| (a - b).abs() < 1e-3));
         assert!(dx.iter().zip(naive(&dy, &w, m, n, k)).all(|(a, b)| (a - b).abs() < 1e-4));
