@@ -506,8 +506,7 @@ mod fused_block_tests {
     use candle_core::{DType, Device, Var};
     use candle_nn::VarMap;
 
-    /// Largest difference relative to the largest expected value (floored at 0.1: the gradient of the
-    /// key bias is zero in exact arithmetic, as softmax ignores a shift shared by a row's scores).
+    /// Largest difference relative to the largest expected value (floored at 0.1).
     fn max_rel_diff(a: &Tensor, b: &Tensor) -> f32 {
         let d = (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
         let scale = b.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
@@ -566,6 +565,14 @@ mod fused_block_tests {
                 vars.push(("c".into(), c.as_tensor().clone()));
                 for (name, t) in vars {
                     let (a, e) = (gf.get(&t).unwrap(), gc.get(&t).unwrap());
+                    if name == "attn.k.bias" {
+                        // Zero in exact arithmetic (softmax ignores a shift shared by a row's scores):
+                        // both sides hold rounding noise only.
+                        let largest =
+                            |g: &Tensor| g.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                        assert!(largest(a) < 1e-3 && largest(e) < 1e-3, "{what}: key-bias gradient not ~0");
+                        continue;
+                    }
                     assert!(max_rel_diff(a, e) < 1e-4, "{what}: gradient of {name}: {}", max_rel_diff(a, e));
                 }
             }
