@@ -39,7 +39,7 @@ pub fn for_units(units: usize, cost: usize, f: impl Fn(usize) + Sync) {
         (0..units).for_each(f);
         return;
     }
-    (0..units).into_par_iter().for_each(|i| f(i));
+    (0..units).into_par_iter().for_each(&f);
 }
 
 /// A raw pointer to an output buffer that several threads write in disjoint parts.
