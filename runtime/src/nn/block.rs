@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
 
-use super::fused::{gelu_derivative, gelu_value};
+use super::fused::{gelu_derivative, gelu_value, moments, slice};
 use super::par::{self, for_rows, for_units, Mat, Out};
 
 /// Layer-norm epsilon of the DiT blocks.
@@ -183,14 +183,6 @@ impl Call {
     }
 }
 
-/// Mean and 1/σ of one row, as the fused layer norm computes them.
-fn moments(row: &[f32]) -> (f32, f32) {
-    let n = row.len() as f32;
-    let mean = row.iter().sum::<f32>() / n;
-    let var = row.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / n;
-    (mean, 1.0 / (var + EPS).sqrt())
-}
-
 /// Layer norm of `x` rows then adaLN modulation: writes `xhat`, `rstd` and `h = xhat·(1 + scale) + shift`,
 /// with `shift`/`scale` at column offsets `shift_at`/`shift_at + W` of `modv`.
 fn norm_modulate(
@@ -209,7 +201,7 @@ fn norm_modulate(
         let (xh, rs, hh) = unsafe { (xo.slice(lo * w, hi * w), ro.slice(lo, hi), ho.slice(lo * w, hi * w)) };
         for (i, n) in (lo..hi).enumerate() {
             let row = &x[n * w..(n + 1) * w];
-            let (mean, inv) = moments(row);
+            let (mean, inv) = moments(row, EPS);
             rs[i] = inv;
             let m = &modv[n * 6 * w + shift_at..];
             let (shift, scale) = (&m[..w], &m[w..2 * w]);
@@ -628,19 +620,12 @@ impl BlockOp {
     }
 }
 
-fn f32s<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
-        _ => candle_core::bail!("fused block: {what} must be a contiguous f32 tensor"),
-    }
-}
-
 /// Runs `f` on the host values of a CPU f32 tensor.
 fn with_host<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
     let t = t.contiguous()?;
     let (storage, layout) = t.storage_and_layout();
     match &*storage {
-        Storage::Cpu(s) => f(f32s(s, layout, "a gradient input")?),
+        Storage::Cpu(s) => f(slice::<f32>(s, layout, "fused block: a gradient input")?),
         _ => candle_core::bail!("fused block: tensors must be on the CPU"),
     }
 }
@@ -660,7 +645,8 @@ impl CustomOp3 for BlockOp {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let c = self.call(l1.shape())?;
-        let (x, cond, p) = (f32s(s1, l1, "x")?, f32s(s2, l2, "c")?, f32s(s3, l3, "the weights")?);
+        let n = self.name();
+        let (x, cond, p) = (slice::<f32>(s1, l1, n)?, slice::<f32>(s2, l2, n)?, slice::<f32>(s3, l3, n)?);
         if cond.len() != x.len() || p.len() != c.p.len {
             candle_core::bail!(
                 "fused block: {} conditioning values for {}, {} weights for {}",
