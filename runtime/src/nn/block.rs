@@ -143,27 +143,63 @@ impl KeyMask {
     }
 }
 
-/// What the forward keeps for the backward (all row-major over the `N = B·V` tokens).
+/// Activations of the forward that the backward reads, in this order; [`Saved`] keeps each as one
+/// region of a single buffer, row-major over the tokens.
+const ACTS: usize = 14;
+
+/// What the forward keeps for the backward: per region, in [`ACTS`] order, the modulation `[N, 6W]`,
+/// `x̂₁`, `1/σ₁` `[N]`, `h₁`, q/k/v `[N, 3W]`, the attention probabilities (per batch and head), the
+/// attention output, its projection `o`, `x̂₂`, `1/σ₂`, `h₂`, the MLP pre-activation `[N, H]`, its GELU
+/// and the MLP output, over `N = B·V` tokens.
 struct Saved {
-    /// Modulation `[N, 6W]`.
-    modv: Vec<f32>,
-    xhat1: Vec<f32>,
-    rstd1: Vec<f32>,
-    h1: Vec<f32>,
-    /// q, k, v `[N, 3W]`.
-    qkv: Vec<f32>,
-    /// Attention probabilities per (batch, head).
-    probs: Vec<f32>,
-    att: Vec<f32>,
-    o: Vec<f32>,
-    xhat2: Vec<f32>,
-    rstd2: Vec<f32>,
-    h2: Vec<f32>,
-    /// Pre-activation of the MLP `[N, H]` and its GELU.
-    a: Vec<f32>,
-    g: Vec<f32>,
-    m: Vec<f32>,
+    buf: Vec<f32>,
+    batch: usize,
+    sizes: [usize; ACTS],
 }
+
+impl Saved {
+    /// Values per sample of each region.
+    fn sizes(c: &Call, mask: Option<&KeyMask>) -> [usize; ACTS] {
+        let (w, h, v) = (c.d.width, c.d.hidden, c.tokens);
+        let probs = c.d.heads * mask.map_or(v * v, KeyMask::slots);
+        let [modv, xhat1, rstd1, h1, qkv, att, o, xhat2, rstd2, h2, a, g, m] =
+            [6 * w, w, 1, w, 3 * w, w, w, w, 1, w, h, h, w].map(|per_row| per_row * v);
+        [modv, xhat1, rstd1, h1, qkv, probs, att, o, xhat2, rstd2, h2, a, g, m]
+    }
+
+    /// Samples `b0..b1` of each region.
+    fn tile(&self, b0: usize, b1: usize) -> [&[f32]; ACTS] {
+        let mut at = 0;
+        self.sizes.map(|size| {
+            let region = at;
+            at += size * self.batch;
+            &self.buf[region + b0 * size..region + b1 * size]
+        })
+    }
+}
+
+/// Samples `b0..b1` of each region of a [`Saved`]-shaped buffer of `batch` samples at `out`.
+///
+/// # Safety
+/// The buffer must hold `batch · Σ sizes` values, and no two live results may share a sample.
+unsafe fn tile_parts<'a>(
+    out: Out,
+    batch: usize,
+    sizes: &[usize; ACTS],
+    b0: usize,
+    b1: usize,
+) -> [&'a mut [f32]; ACTS] {
+    let mut at = 0;
+    sizes.map(|size| {
+        let region = at;
+        at += size * batch;
+        std::slice::from_raw_parts_mut(out.ptr().add(region + b0 * size), (b1 - b0) * size)
+    })
+}
+
+/// Rows per tile the forward aims for: a tile's activations (about 7 KB per row at width 64) stay in a
+/// core's 2 MB L2 cache from the first product to the last.
+const TILE_ROWS: usize = 256;
 
 /// Geometry of one call.
 #[derive(Clone, Copy)]
@@ -231,15 +267,14 @@ fn softmax_row(row: &mut [f32]) {
     row.iter_mut().for_each(|e| *e *= inv);
 }
 
-/// Attention of every (batch, head): reads q, k, v from `qkv [N, 3W]`; returns the probabilities (per
+/// Attention of every (batch, head): reads q, k, v from `qkv [N, 3W]`; writes the probabilities (per
 /// unit, `slots` each) and the output `att [N, W]`.
-fn attention_forward(c: Call, mask: Option<&KeyMask>, qkv: &[f32]) -> (Vec<f32>, Vec<f32>) {
+fn attention_forward(c: Call, mask: Option<&KeyMask>, qkv: &[f32], probs: &mut [f32], att: &mut [f32]) {
     let (w, v, dh, heads) = (c.d.width, c.tokens, c.head_dim(), c.d.heads);
     let scale = 1.0 / (dh as f32).sqrt();
     let slots = mask.map_or(v * v, KeyMask::slots);
-    let units = c.batch * heads;
-    let (mut probs, mut att) = (Vec::with_capacity(units * slots), Vec::with_capacity(c.n() * w));
-    let (po, ao) = (Out::spare(&mut probs, units * slots), Out::spare(&mut att, c.n() * w));
+    assert!(probs.len() == c.batch * heads * slots && att.len() == c.n() * w, "attention: buffer sizes");
+    let (po, ao) = (Out::new(probs), Out::new(att));
     for_units(c.batch * heads, v * v * dh, |u| {
         let (b, hd) = (u / heads, u % heads);
         let base = b * v * 3 * w + hd * dh;
@@ -292,13 +327,8 @@ fn attention_forward(c: Call, mask: Option<&KeyMask>, qkv: &[f32]) -> (Vec<f32>,
             }
         }
     });
-    // SAFETY: every unit wrote all of its probability slots (scores, then softmax in place) and every
-    // element of its head's columns of `att` (the dense product, or one row of `dh` values per query).
-    unsafe {
-        probs.set_len(units * slots);
-        att.set_len(c.n() * w);
-    }
-    (probs, att)
+    // Every unit writes all of its probability slots (scores, then softmax in place) and every element of
+    // its head's columns of `att` (the dense product, or one row of `dh` values per query).
 }
 
 /// Gradients of [`attention_forward`]: from `datt [N, W]` writes `dqkv [N, 3W]` (zero-initialised).
@@ -400,7 +430,25 @@ fn attention_backward(
     });
 }
 
+/// Samples per tile, and whether to tile at all: only when every compute thread gets two tiles or more
+/// (else one tile of the whole batch, whose products and passes use all threads), unless `tile_rows`
+/// forces tiles of about that many rows.
+fn tiling(c: &Call, tile_rows: Option<usize>) -> (usize, bool) {
+    let per = (tile_rows.unwrap_or(TILE_ROWS) / c.tokens.max(1)).max(1);
+    let tiled = if tile_rows.is_some() { c.batch > per } else { c.batch >= 2 * per * par::threads() };
+    if tiled {
+        (per, true)
+    } else {
+        (c.batch.max(1), false)
+    }
+}
+
 /// The forward of one block: `y [N, W]` and, with `save`, what the backward needs.
+///
+/// With enough samples, the batch is cut into tiles of whole samples (about [`TILE_ROWS`] rows) and each
+/// tile runs the whole block on one thread: its intermediates stay in cache and no thread waits for
+/// another between the dozen passes of a block. Every row goes through the same operations either way;
+/// only `gemm`'s choice of kernels for a shorter product can move a last bit.
 fn forward(
     c: Call,
     mask: Option<&KeyMask>,
@@ -408,35 +456,90 @@ fn forward(
     cond: &[f32],
     p: &[f32],
     save: bool,
+    tile_rows: Option<usize>,
 ) -> (Vec<f32>, Option<Saved>) {
+    let (n, w) = (c.n(), c.d.width);
+    let sizes = Saved::sizes(&c, mask);
+    let total: usize = sizes.iter().sum();
+    let mut y = Vec::with_capacity(n * w);
+    let mut saved = save.then(|| Vec::with_capacity(c.batch * total));
+    let yo = Out::spare(&mut y, n * w);
+    let so = saved.as_mut().map(|b| Out::spare(b, c.batch * total));
+    let (per, tiled) = tiling(&c, tile_rows);
+    let tiles = c.batch.div_ceil(per);
+    let run = |t: usize| {
+        let (b0, b1) = (t * per, ((t + 1) * per).min(c.batch));
+        let (r0, r1) = (b0 * c.tokens, b1 * c.tokens);
+        let tile = Call { batch: b1 - b0, ..c };
+        let mut scratch = Vec::new();
+        // SAFETY: tiles own disjoint samples of `y` and of the saved regions; both buffers were allocated
+        // above for every sample.
+        let acts = unsafe {
+            match so {
+                Some(o) => tile_parts(o, c.batch, &sizes, b0, b1),
+                None => {
+                    scratch.reserve_exact(tile.batch * total);
+                    tile_parts(
+                        Out::spare(&mut scratch, tile.batch * total),
+                        tile.batch,
+                        &sizes,
+                        0,
+                        tile.batch,
+                    )
+                }
+            }
+        };
+        let yt = unsafe { yo.slice(r0 * w, r1 * w) };
+        forward_tile(tile, mask, &x[r0 * w..r1 * w], &cond[r0 * w..r1 * w], p, yt, acts);
+    };
+    if tiled {
+        for_units(tiles, usize::MAX, |t| par::serial(|| run(t)));
+    } else {
+        run(0);
+    }
+    // SAFETY: the tiles cover every sample, and `forward_tile` writes every element of `y` and of its
+    // activations.
+    unsafe {
+        y.set_len(n * w);
+        if let Some(b) = saved.as_mut() {
+            b.set_len(c.batch * total);
+        }
+    }
+    (y, saved.map(|buf| Saved { buf, batch: c.batch, sizes }))
+}
+
+/// The block over the samples of `c`, writing `y` and every activation.
+fn forward_tile(
+    c: Call,
+    mask: Option<&KeyMask>,
+    x: &[f32],
+    cond: &[f32],
+    p: &[f32],
+    y: &mut [f32],
+    acts: [&mut [f32]; ACTS],
+) {
     let (n, w, hd) = (c.n(), c.d.width, c.d.hidden);
     let k = c.p;
-    let modv = par::linear(cond, n, w, &p[k.mod_w..k.mod_b], &p[k.mod_b..k.mod_b + 6 * w]);
-
-    let (mut xhat1, mut rstd1, mut h1) = (vec![0.0; n * w], vec![0.0; n], vec![0.0; n * w]);
-    norm_modulate(c, x, &modv, 0, &mut xhat1, &mut rstd1, &mut h1);
-    let qkv = par::linear(&h1, n, w, &p[k.qkv_w..k.qkv_b], &p[k.qkv_b..k.qkv_b + 3 * w]);
-    let (probs, att) = attention_forward(c, mask, &qkv);
-    let o = par::linear(&att, n, w, &p[k.proj_w..k.proj_b], &p[k.proj_b..k.proj_b + w]);
+    let [modv, xhat1, rstd1, h1, qkv, probs, att, o, xhat2, rstd2, h2, a, g, m] = acts;
+    par::linear_into(modv, cond, n, w, &p[k.mod_w..k.mod_b], &p[k.mod_b..k.mod_b + 6 * w]);
+    norm_modulate(c, x, modv, 0, xhat1, rstd1, h1);
+    par::linear_into(qkv, h1, n, w, &p[k.qkv_w..k.qkv_b], &p[k.qkv_b..k.qkv_b + 3 * w]);
+    attention_forward(c, mask, qkv, probs, att);
+    par::linear_into(o, att, n, w, &p[k.proj_w..k.proj_b], &p[k.proj_b..k.proj_b + w]);
 
     // x1 = x + gate1 · o, kept in `y`; then the MLP half adds onto it.
-    let mut y = x.to_vec();
-    gated_add(c, &mut y, &modv, 2 * w, &o);
-    let (mut xhat2, mut rstd2, mut h2) = (vec![0.0; n * w], vec![0.0; n], vec![0.0; n * w]);
-    norm_modulate(c, &y, &modv, 3 * w, &mut xhat2, &mut rstd2, &mut h2);
-    let a = par::linear(&h2, n, w, &p[k.fc1_w..k.fc1_b], &p[k.fc1_b..k.fc1_b + hd]);
-    let mut g = vec![0.0; n * hd];
-    let go = Out::new(&mut g);
+    y.copy_from_slice(x);
+    gated_add(c, y, modv, 2 * w, o);
+    norm_modulate(c, y, modv, 3 * w, xhat2, rstd2, h2);
+    par::linear_into(a, h2, n, w, &p[k.fc1_w..k.fc1_b], &p[k.fc1_b..k.fc1_b + hd]);
+    let (ao, go) = (&*a, Out::new(g));
     for_rows(n, 24 * hd, |lo, hi| {
         // SAFETY: disjoint row ranges.
         let out = unsafe { go.slice(lo * hd, hi * hd) };
-        out.iter_mut().zip(&a[lo * hd..hi * hd]).for_each(|(g, &a)| *g = gelu_value(a));
+        out.iter_mut().zip(&ao[lo * hd..hi * hd]).for_each(|(g, &a)| *g = gelu_value(a));
     });
-    let m = par::linear(&g, n, hd, &p[k.fc2_w..k.fc2_b], &p[k.fc2_b..k.fc2_b + w]);
-    gated_add(c, &mut y, &modv, 5 * w, &m);
-    let saved =
-        save.then_some(Saved { modv, xhat1, rstd1, h1, qkv, probs, att, o, xhat2, rstd2, h2, a, g, m });
-    (y, saved)
+    par::linear_into(m, g, n, hd, &p[k.fc2_w..k.fc2_b], &p[k.fc2_b..k.fc2_b + w]);
+    gated_add(c, y, modv, 5 * w, m);
 }
 
 /// `dst += gate · h`, with `gate` at column offset `gate_at` of `modv`.
@@ -467,6 +570,10 @@ fn split_parts<'a>(mut buf: &'a mut [f32], lens: &[usize]) -> Vec<&'a mut [f32]>
 }
 
 /// The backward of one block: gradients of `x`, of the conditioning and of the packed weights.
+///
+/// Tiled like [`forward`]: the tiles are split into one contiguous group per compute thread, each group
+/// runs its tiles in order on one thread and adds their weight gradients into its own buffer, and the
+/// group buffers are summed in order at the end, so the result does not depend on scheduling.
 fn backward(
     c: Call,
     mask: Option<&KeyMask>,
@@ -474,12 +581,64 @@ fn backward(
     cond: &[f32],
     p: &[f32],
     dy: &[f32],
+    tile_rows: Option<usize>,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (n, w, len) = (c.n(), c.d.width, c.p.len);
+    let (per, tiled) = tiling(&c, tile_rows);
+    let tiles = c.batch.div_ceil(per);
+    let groups = if tiled { par::threads().min(tiles) } else { 1 };
+    let (mut dx, mut dc) = (Vec::with_capacity(n * w), Vec::with_capacity(n * w));
+    let (dxo, dco) = (Out::spare(&mut dx, n * w), Out::spare(&mut dc, n * w));
+    let mut dps = vec![0.0f32; groups * len];
+    let dpo = Out::new(&mut dps);
+    let run = |g: usize| {
+        // SAFETY: each group owns its weight-gradient buffer and the rows of its tiles.
+        let dp = unsafe { dpo.slice(g * len, (g + 1) * len) };
+        for t in (g * tiles / groups)..((g + 1) * tiles / groups) {
+            let (b0, b1) = (t * per, ((t + 1) * per).min(c.batch));
+            let (r0, r1) = (b0 * c.tokens * w, b1 * c.tokens * w);
+            let tile = Call { batch: b1 - b0, ..c };
+            let (dxt, dct) = unsafe { (dxo.slice(r0, r1), dco.slice(r0, r1)) };
+            let acts = s.tile(b0, b1);
+            backward_tile(tile, mask, acts, &cond[r0..r1], p, &dy[r0..r1], dxt, dct, dp);
+        }
+    };
+    if tiled {
+        for_units(groups, usize::MAX, |g| par::serial(|| run(g)));
+    } else {
+        run(0);
+    }
+    // SAFETY: the groups cover every tile, and `backward_tile` writes all of its rows of `dx` and `dc`.
+    unsafe {
+        dx.set_len(n * w);
+        dc.set_len(n * w);
+    }
+    let (first, rest) = dps.split_at_mut(len);
+    for part in rest.chunks_exact(len) {
+        first.iter_mut().zip(part).for_each(|(a, b)| *a += b);
+    }
+    dps.truncate(len);
+    (dx, dc, dps)
+}
+
+/// The backward over the samples of `c`: writes `dx` and `dc`, and adds the weight gradients to `dp`.
+#[allow(clippy::too_many_arguments)]
+fn backward_tile(
+    c: Call,
+    mask: Option<&KeyMask>,
+    acts: [&[f32]; ACTS],
+    cond: &[f32],
+    p: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    dc: &mut [f32],
+    dp: &mut [f32],
+) {
     let (n, w, hd) = (c.n(), c.d.width, c.d.hidden);
     let k = c.p;
-    let mut dp = vec![0.0; k.len];
+    let [modv, xhat1, rstd1, h1, qkv, probs, att, o, xhat2, rstd2, h2, a, g, m] = acts;
     let [dmod_w, dmod_b, dqkv_w, dqkv_b, dproj_w, dproj_b, dfc1_w, dfc1_b, dfc2_w, dfc2_b]: [&mut [f32]; 10] =
-        split_parts(&mut dp, &[6 * w * w, 6 * w, 3 * w * w, 3 * w, w * w, w, hd * w, hd, w * hd, w])
+        split_parts(dp, &[6 * w * w, 6 * w, 3 * w * w, 3 * w, w * w, w, hd * w, hd, w * hd, w])
             .try_into()
             .unwrap_or_else(|_| unreachable!("ten parts"));
     let mut dmod = vec![0.0; n * 6 * w];
@@ -493,29 +652,30 @@ fn backward(
             // SAFETY: row r of dmod and dm belongs to this range only.
             let (dmr, dmm) =
                 unsafe { (dmo.slice(r * 6 * w, (r + 1) * 6 * w), dmo2.slice(r * w, (r + 1) * w)) };
-            let gate = &s.modv[r * 6 * w + 5 * w..][..w];
+            let gate = &modv[r * 6 * w + 5 * w..][..w];
             for j in 0..w {
                 let g = dy[r * w + j];
-                dmr[5 * w + j] = g * s.m[r * w + j];
+                dmr[5 * w + j] = g * m[r * w + j];
                 dmm[j] = g * gate[j];
             }
         }
     });
-    let mut dg = par::linear_backward(&dm, &s.g, &p[k.fc2_w..k.fc2_b], n, hd, w, dfc2_w, dfc2_b);
+    let mut dg = vec![0.0; n * hd];
+    par::linear_backward(&dm, g, &p[k.fc2_w..k.fc2_b], n, hd, w, dfc2_w, dfc2_b, true, &mut dg);
     let dgo = Out::new(&mut dg);
     for_rows(n, 24 * hd, |lo, hi| {
         // SAFETY: disjoint row ranges.
         let d = unsafe { dgo.slice(lo * hd, hi * hd) };
-        d.iter_mut().zip(&s.a[lo * hd..hi * hd]).for_each(|(d, &a)| *d *= gelu_derivative(a));
+        d.iter_mut().zip(&a[lo * hd..hi * hd]).for_each(|(d, &a)| *d *= gelu_derivative(a));
     });
-    let dh = par::linear_backward(&dg, &s.h2, &p[k.fc1_w..k.fc1_b], n, w, hd, dfc1_w, dfc1_b);
+    let mut dh = vec![0.0; n * w];
+    par::linear_backward(&dg, h2, &p[k.fc1_w..k.fc1_b], n, w, hd, dfc1_w, dfc1_b, true, &mut dh);
     drop(dg);
 
     // Second norm and the attention residual: x1 = x + gate1 · o.
-    let mut dx = vec![0.0; n * w];
     let mut dout = dm;
-    norm_backward(c, &dh, &s.xhat2, &s.rstd2, &s.modv, 3 * w, dy, &mut dmod, &mut dx);
-    let (dxo, doo) = (Out::new(&mut dx), Out::new(&mut dout));
+    norm_backward(c, &dh, xhat2, rstd2, modv, 3 * w, dy, &mut dmod, dx);
+    let (dxo, doo) = (Out::new(dx), Out::new(&mut dout));
     let dmo = Out::new(&mut dmod);
     for_rows(n, 3 * w, |lo, hi| {
         for r in lo..hi {
@@ -527,22 +687,21 @@ fn backward(
                     doo.slice(r * w, (r + 1) * w),
                 )
             };
-            let gate = &s.modv[r * 6 * w + 2 * w..][..w];
+            let gate = &modv[r * 6 * w + 2 * w..][..w];
             for j in 0..w {
-                dmr[2 * w + j] = dx1[j] * s.o[r * w + j];
+                dmr[2 * w + j] = dx1[j] * o[r * w + j];
                 dor[j] = dx1[j] * gate[j];
             }
         }
     });
-    let datt = par::linear_backward(&dout, &s.att, &p[k.proj_w..k.proj_b], n, w, w, dproj_w, dproj_b);
+    let mut datt = vec![0.0; n * w];
+    par::linear_backward(&dout, att, &p[k.proj_w..k.proj_b], n, w, w, dproj_w, dproj_b, true, &mut datt);
     let mut dqkv = vec![0.0; n * 3 * w];
-    attention_backward(c, mask, &s.qkv, &s.probs, &datt, &mut dqkv);
-    let dh = par::linear_backward(&dqkv, &s.h1, &p[k.qkv_w..k.qkv_b], n, w, 3 * w, dqkv_w, dqkv_b);
-    let dx1 = dx.clone();
-    norm_backward(c, &dh, &s.xhat1, &s.rstd1, &s.modv, 0, &dx1, &mut dmod, &mut dx);
-
-    let dc = par::linear_backward(&dmod, cond, &p[k.mod_w..k.mod_b], n, w, 6 * w, dmod_w, dmod_b);
-    (dx, dc, dp)
+    attention_backward(c, mask, qkv, probs, &datt, &mut dqkv);
+    par::linear_backward(&dqkv, h1, &p[k.qkv_w..k.qkv_b], n, w, 3 * w, dqkv_w, dqkv_b, true, &mut dh);
+    let dx1 = dx.to_vec();
+    norm_backward(c, &dh, xhat1, rstd1, modv, 0, &dx1, &mut dmod, dx);
+    par::linear_backward(&dmod, cond, &p[k.mod_w..k.mod_b], n, w, 6 * w, dmod_w, dmod_b, true, dc);
 }
 
 /// Backward of `h = LN(x)·(1 + scale) + shift` given `dh`: writes d shift and d scale into `dmod` (at
@@ -592,13 +751,21 @@ pub struct BlockOp {
     dims: BlockDims,
     mask: Option<Arc<KeyMask>>,
     save: bool,
+    tile_rows: Option<usize>,
     saved: Mutex<Option<Saved>>,
 }
 
 impl BlockOp {
     /// An op for blocks of `dims` under `mask`; `save` keeps activations for a backward pass.
     pub fn new(dims: BlockDims, mask: Option<Arc<KeyMask>>, save: bool) -> Self {
-        BlockOp { dims, mask, save, saved: Mutex::new(None) }
+        BlockOp { dims, mask, save, tile_rows: None, saved: Mutex::new(None) }
+    }
+
+    /// Always runs the forward in tiles of about `rows` rows (at least one sample), whatever the batch
+    /// and thread count: for tests of the tiled path.
+    pub fn with_tile_rows(mut self, rows: usize) -> Self {
+        self.tile_rows = Some(rows);
+        self
     }
 
     fn call(&self, shape: &Shape) -> Result<Call> {
@@ -656,7 +823,7 @@ impl CustomOp3 for BlockOp {
                 c.p.len
             )
         }
-        let (y, saved) = forward(c, self.mask.as_deref(), x, cond, p, self.save);
+        let (y, saved) = forward(c, self.mask.as_deref(), x, cond, p, self.save, self.tile_rows);
         if self.save {
             *self
                 .saved
@@ -684,7 +851,9 @@ impl CustomOp3 for BlockOp {
                 candle_core::Error::Msg("fused block: backward without saved activations".into())
             })?;
         let (dx, dc, dp) = with_host(cond, |cv| {
-            with_host(p, |pv| with_host(grad, |g| Ok(backward(c, self.mask.as_deref(), &saved, cv, pv, g))))
+            with_host(p, |pv| {
+                with_host(grad, |g| Ok(backward(c, self.mask.as_deref(), &saved, cv, pv, g, self.tile_rows)))
+            })
         })?;
         let dev = x.device();
         Ok((

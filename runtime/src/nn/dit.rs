@@ -548,32 +548,42 @@ mod fused_block_tests {
                 let x = Var::randn(0f32, 1., (b, v, width), &dev).unwrap();
                 let c = Var::randn(0f32, 1., (b, v, width), &dev).unwrap();
                 let r = Tensor::randn(0f32, 1., (b, v, width), &dev).unwrap();
-                let fused = block.forward(&x, &c, mask.as_ref(), key_mask.as_ref()).unwrap();
                 let composite = block.forward_composite(&x, &c, mask.as_ref()).unwrap();
-                let what = format!("heads {heads}, width {width}, {v} tokens, mask {}", mask.is_some());
-                assert!(max_rel_diff(&fused, &composite) < 1e-5, "{what}: values");
-                let gf = (&fused * &r).unwrap().sum_all().unwrap().backward().unwrap();
                 let gc = (&composite * &r).unwrap().sum_all().unwrap().backward().unwrap();
-                let mut vars: Vec<(String, Tensor)> = vm
-                    .data()
-                    .lock()
-                    .unwrap()
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
-                    .collect();
-                vars.push(("x".into(), x.as_tensor().clone()));
-                vars.push(("c".into(), c.as_tensor().clone()));
-                for (name, t) in vars {
-                    let (a, e) = (gf.get(&t).unwrap(), gc.get(&t).unwrap());
-                    if name == "attn.k.bias" {
-                        // Zero in exact arithmetic (softmax ignores a shift shared by a row's scores):
-                        // both sides hold rounding noise only.
-                        let largest =
-                            |g: &Tensor| g.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-                        assert!(largest(a) < 1e-3 && largest(e) < 1e-3, "{what}: key-bias gradient not ~0");
-                        continue;
+                // The op as the model runs it, then forced into tiles of one sample each.
+                let tiled = BlockOp::new(block.dims, key_mask.clone(), true).with_tile_rows(1);
+                let tiled = x.apply_op3(&c, &block.packed().unwrap(), tiled).unwrap();
+                let fused = block.forward(&x, &c, mask.as_ref(), key_mask.as_ref()).unwrap();
+                for (path, fused) in [("untiled", fused), ("tiled", tiled)] {
+                    let what =
+                        format!("{path}, heads {heads}, width {width}, {v} tokens, mask {}", mask.is_some());
+                    assert!(max_rel_diff(&fused, &composite) < 1e-5, "{what}: values");
+                    let gf = (&fused * &r).unwrap().sum_all().unwrap().backward().unwrap();
+                    let mut vars: Vec<(String, Tensor)> = vm
+                        .data()
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+                        .collect();
+                    vars.push(("x".into(), x.as_tensor().clone()));
+                    vars.push(("c".into(), c.as_tensor().clone()));
+                    for (name, t) in vars {
+                        let (a, e) = (gf.get(&t).unwrap(), gc.get(&t).unwrap());
+                        if name == "attn.k.bias" {
+                            // Zero in exact arithmetic (softmax ignores a shift shared by a row's scores):
+                            // both sides hold rounding noise only.
+                            let largest =
+                                |g: &Tensor| g.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                            assert!(
+                                largest(a) < 1e-3 && largest(e) < 1e-3,
+                                "{what}: key-bias gradient not ~0"
+                            );
+                            continue;
+                        }
+                        let d = max_rel_diff(a, e);
+                        assert!(d < 1e-4, "{what}: gradient of {name}: {d}");
                     }
-                    assert!(max_rel_diff(a, e) < 1e-4, "{what}: gradient of {name}: {}", max_rel_diff(a, e));
                 }
             }
         }
@@ -592,6 +602,9 @@ mod fused_block_tests {
         let y = x.apply_op3(&c, &p, BlockOp::new(block.dims, None, false)).unwrap();
         let want = block.forward_composite(&x, &c, None).unwrap();
         assert!(max_rel_diff(&y, &want) < 1e-5);
+        // Tiles of one sample each: the same function; gemm may order a short product's sums differently.
+        let tiled = x.apply_op3(&c, &p, BlockOp::new(block.dims, None, false).with_tile_rows(1)).unwrap();
+        assert!(max_rel_diff(&tiled, &y) < 1e-6, "tiling changed the values");
     }
 }
 
