@@ -197,6 +197,27 @@ unsafe fn tile_parts<'a>(
     })
 }
 
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on this thread's scratch buffer of `len` values (contents unspecified). The buffer is kept
+/// between calls: freed and re-allocated per tile, the memory went back to the kernel each time and
+/// every first touch page-faulted (a fifth of the sampling time). Its size is bounded by a tile's, or by
+/// an untiled batch of fewer than two tiles per thread.
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < len {
+                buf.resize(len, 0.0);
+            }
+            f(&mut buf[..len])
+        }
+        // Nested use on one thread (not done today): a buffer of its own.
+        Err(_) => f(&mut vec![0.0; len]),
+    })
+}
+
 /// Rows per tile the forward aims for: a tile's activations (about 7 KB per row at width 64) stay in a
 /// core's 2 MB L2 cache from the first product to the last.
 const TILE_ROWS: usize = 256;
@@ -471,26 +492,20 @@ fn forward(
         let (b0, b1) = (t * per, ((t + 1) * per).min(c.batch));
         let (r0, r1) = (b0 * c.tokens, b1 * c.tokens);
         let tile = Call { batch: b1 - b0, ..c };
-        let mut scratch = Vec::new();
-        // SAFETY: tiles own disjoint samples of `y` and of the saved regions; both buffers were allocated
-        // above for every sample.
-        let acts = unsafe {
-            match so {
-                Some(o) => tile_parts(o, c.batch, &sizes, b0, b1),
-                None => {
-                    scratch.reserve_exact(tile.batch * total);
-                    tile_parts(
-                        Out::spare(&mut scratch, tile.batch * total),
-                        tile.batch,
-                        &sizes,
-                        0,
-                        tile.batch,
-                    )
-                }
-            }
-        };
         let yt = unsafe { yo.slice(r0 * w, r1 * w) };
-        forward_tile(tile, mask, &x[r0 * w..r1 * w], &cond[r0 * w..r1 * w], p, yt, acts);
+        let (x, cond) = (&x[r0 * w..r1 * w], &cond[r0 * w..r1 * w]);
+        match so {
+            // SAFETY: tiles own disjoint samples of `y` and of the saved regions, both allocated above for
+            // every sample.
+            Some(o) => {
+                forward_tile(tile, mask, x, cond, p, yt, unsafe { tile_parts(o, c.batch, &sizes, b0, b1) })
+            }
+            None => with_scratch(tile.batch * total, |buf| {
+                // SAFETY: the scratch buffer holds the tile's regions and nothing else uses it meanwhile.
+                let acts = unsafe { tile_parts(Out::new(buf), tile.batch, &sizes, 0, tile.batch) };
+                forward_tile(tile, mask, x, cond, p, yt, acts)
+            }),
+        }
     };
     if tiled {
         for_units(tiles, usize::MAX, |t| par::serial(|| run(t)));
@@ -635,18 +650,46 @@ fn backward_tile(
     dp: &mut [f32],
 ) {
     let (n, w, hd) = (c.n(), c.d.width, c.d.hidden);
+    with_scratch(n * (12 * w + hd), |buf| {
+        let work: [&mut [f32]; 6] = split_parts(buf, &[n * 6 * w, n * w, n * hd, n * w, n * w, n * 3 * w])
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("six parts"));
+        backward_rows(c, mask, acts, cond, p, dy, dx, dc, dp_parts(c, dp), work);
+    });
+}
+
+/// The ten weight and bias parts of a packed gradient, in [`Packing`] order.
+fn dp_parts(c: Call, dp: &mut [f32]) -> [&mut [f32]; 10] {
+    let (w, hd) = (c.d.width, c.d.hidden);
+    split_parts(dp, &[6 * w * w, 6 * w, 3 * w * w, 3 * w, w * w, w, hd * w, hd, w * hd, w])
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("ten parts"))
+}
+
+/// [`backward_tile`] with its weight-gradient parts and its six work buffers (contents unspecified):
+/// d modulation `[N, 6W]`, d MLP output, d GELU `[N, H]`, d norm output, d attention output, d q/k/v.
+#[allow(clippy::too_many_arguments)]
+fn backward_rows(
+    c: Call,
+    mask: Option<&KeyMask>,
+    acts: [&[f32]; ACTS],
+    cond: &[f32],
+    p: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    dc: &mut [f32],
+    dp: [&mut [f32]; 10],
+    work: [&mut [f32]; 6],
+) {
+    let (n, w, hd) = (c.n(), c.d.width, c.d.hidden);
     let k = c.p;
     let [modv, xhat1, rstd1, h1, qkv, probs, att, o, xhat2, rstd2, h2, a, g, m] = acts;
-    let [dmod_w, dmod_b, dqkv_w, dqkv_b, dproj_w, dproj_b, dfc1_w, dfc1_b, dfc2_w, dfc2_b]: [&mut [f32]; 10] =
-        split_parts(dp, &[6 * w * w, 6 * w, 3 * w * w, 3 * w, w * w, w, hd * w, hd, w * hd, w])
-            .try_into()
-            .unwrap_or_else(|_| unreachable!("ten parts"));
-    let mut dmod = vec![0.0; n * 6 * w];
-    let dmo = Out::new(&mut dmod);
+    let [dmod_w, dmod_b, dqkv_w, dqkv_b, dproj_w, dproj_b, dfc1_w, dfc1_b, dfc2_w, dfc2_b] = dp;
+    let [dmod, dm, dg, dh, datt, dqkv] = work;
+    let dmo = Out::new(dmod);
 
     // MLP half: y = x1 + gate2 · m.
-    let mut dm = vec![0.0; n * w];
-    let dmo2 = Out::new(&mut dm);
+    let dmo2 = Out::new(dm);
     for_rows(n, 3 * w, |lo, hi| {
         for r in lo..hi {
             // SAFETY: row r of dmod and dm belongs to this range only.
@@ -660,23 +703,20 @@ fn backward_tile(
             }
         }
     });
-    let mut dg = vec![0.0; n * hd];
-    par::linear_backward(&dm, g, &p[k.fc2_w..k.fc2_b], n, hd, w, dfc2_w, dfc2_b, true, &mut dg);
-    let dgo = Out::new(&mut dg);
+    par::linear_backward(dm, g, &p[k.fc2_w..k.fc2_b], n, hd, w, dfc2_w, dfc2_b, true, dg);
+    let dgo = Out::new(dg);
     for_rows(n, 24 * hd, |lo, hi| {
         // SAFETY: disjoint row ranges.
         let d = unsafe { dgo.slice(lo * hd, hi * hd) };
         d.iter_mut().zip(&a[lo * hd..hi * hd]).for_each(|(d, &a)| *d *= gelu_derivative(a));
     });
-    let mut dh = vec![0.0; n * w];
-    par::linear_backward(&dg, h2, &p[k.fc1_w..k.fc1_b], n, w, hd, dfc1_w, dfc1_b, true, &mut dh);
-    drop(dg);
+    par::linear_backward(dg, h2, &p[k.fc1_w..k.fc1_b], n, w, hd, dfc1_w, dfc1_b, true, dh);
 
     // Second norm and the attention residual: x1 = x + gate1 · o.
-    let mut dout = dm;
-    norm_backward(c, &dh, xhat2, rstd2, modv, 3 * w, dy, &mut dmod, dx);
-    let (dxo, doo) = (Out::new(dx), Out::new(&mut dout));
-    let dmo = Out::new(&mut dmod);
+    let dout = dm;
+    norm_backward(c, dh, xhat2, rstd2, modv, 3 * w, dy, dmod, dx);
+    let (dxo, doo) = (Out::new(dx), Out::new(dout));
+    let dmo = Out::new(dmod);
     for_rows(n, 3 * w, |lo, hi| {
         for r in lo..hi {
             // SAFETY: row r belongs to this range only.
@@ -694,14 +734,15 @@ fn backward_tile(
             }
         }
     });
-    let mut datt = vec![0.0; n * w];
-    par::linear_backward(&dout, att, &p[k.proj_w..k.proj_b], n, w, w, dproj_w, dproj_b, true, &mut datt);
-    let mut dqkv = vec![0.0; n * 3 * w];
-    attention_backward(c, mask, qkv, probs, &datt, &mut dqkv);
-    par::linear_backward(&dqkv, h1, &p[k.qkv_w..k.qkv_b], n, w, 3 * w, dqkv_w, dqkv_b, true, &mut dh);
-    let dx1 = dx.to_vec();
-    norm_backward(c, &dh, xhat1, rstd1, modv, 0, &dx1, &mut dmod, dx);
-    par::linear_backward(&dmod, cond, &p[k.mod_w..k.mod_b], n, w, 6 * w, dmod_w, dmod_b, true, dc);
+    par::linear_backward(dout, att, &p[k.proj_w..k.proj_b], n, w, w, dproj_w, dproj_b, true, datt);
+    dqkv.fill(0.0);
+    attention_backward(c, mask, qkv, probs, datt, dqkv);
+    par::linear_backward(dqkv, h1, &p[k.qkv_w..k.qkv_b], n, w, 3 * w, dqkv_w, dqkv_b, true, dh);
+    // dx holds d x1 here; the first norm's backward adds to it row by row, so it reads a copy.
+    let dx1 = dout;
+    dx1.copy_from_slice(dx);
+    norm_backward(c, dh, xhat1, rstd1, modv, 0, dx1, dmod, dx);
+    par::linear_backward(dmod, cond, &p[k.mod_w..k.mod_b], n, w, 6 * w, dmod_w, dmod_b, true, dc);
 }
 
 /// Backward of `h = LN(x)·(1 + scale) + shift` given `dh`: writes d shift and d scale into `dmod` (at

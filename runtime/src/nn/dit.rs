@@ -197,7 +197,9 @@ impl DitBlock {
         let fused = fused::supported(x) && x.dtype() == DType::F32 && c.dtype() == DType::F32;
         if fused && mask.is_some() == key_mask.is_some() {
             let p = self.packed()?;
-            let save = x.track_op() || c.track_op() || p.track_op();
+            let save = super::gradients_enabled() && (x.track_op() || c.track_op() || p.track_op());
+            let (x, c, p) =
+                if save { (x.clone(), c.clone(), p) } else { (x.detach(), c.detach(), p.detach()) };
             let op = BlockOp::new(self.dims, key_mask.cloned(), save);
             return x.contiguous()?.apply_op3(&c.contiguous()?, &p, op);
         }
