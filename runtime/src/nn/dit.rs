@@ -592,6 +592,23 @@ mod fused_block_tests {
     }
 
     #[test]
+    fn without_gradients_the_block_builds_no_graph_and_agrees() {
+        let dev = Device::Cpu;
+        let cfg = DitConfig { width: 8, heads: 2, mlp_ratio: 2.0, ..DitConfig::default() };
+        let vm = VarMap::new();
+        let block = DitBlock::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
+        perturb(&vm, 0.2);
+        let x = Tensor::randn(0f32, 1., (2, 5, 8), &dev).unwrap();
+        let c = Tensor::randn(0f32, 1., (2, 5, 8), &dev).unwrap();
+        let with = block.forward(&x, &c, None, None).unwrap();
+        assert!(with.track_op(), "trainable weights: the output is part of a graph");
+        let without = crate::nn::without_gradients(|| block.forward(&x, &c, None, None)).unwrap();
+        assert!(!without.track_op(), "no graph without gradients");
+        assert!(crate::nn::gradients_enabled(), "the flag is restored");
+        assert_eq!(max_rel_diff(&without, &with), 0.0);
+    }
+
+    #[test]
     fn fused_block_without_gradients_keeps_nothing_and_agrees() {
         let dev = Device::Cpu;
         let cfg = DitConfig { width: 8, heads: 2, mlp_ratio: 2.0, ..DitConfig::default() };
