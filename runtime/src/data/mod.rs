@@ -11,6 +11,8 @@ mod params;
 mod sudoku;
 mod synthetic;
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;
 
 use crate::error::{Result, RuntimeError};
