@@ -394,7 +394,8 @@ fn fmt(files: &[PathBuf], check: bool) -> miette::Result<ExitCode> {
 /// Replaces the contents of `file` atomically, keeping what the file system knows about it: a symbolic
 /// link stays a link (its target is rewritten) and the permissions stay as they were.
 fn rewrite(file: &Path, bytes: &[u8]) -> miette::Result<()> {
-    let cannot = |e: std::io::Error| miette::miette!(code = "C0007", "cannot rewrite {}: {e}", file.display());
+    let cannot =
+        |e: std::io::Error| miette::miette!(code = "C0007", "cannot rewrite {}: {e}", file.display());
     let target = std::fs::canonicalize(file).map_err(cannot)?;
     let permissions = std::fs::metadata(&target).map_err(cannot)?.permissions();
     sr_runtime::checkpoint::write_atomic(&target, bytes).map_err(miette::Report::new)?;

@@ -191,7 +191,11 @@ fn memory_estimates_are_shown_and_enforced() {
     let dir = fresh_dir("rel-memory");
     write(&dir, "tiny.srx", TINY);
     let o = run_ok(&dir, &["compile", "tiny.srx"]);
-    assert!(stderr(&o).contains("estimate: ") && stderr(&o).contains("parameters; memory ≈"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("estimate: ") && stderr(&o).contains("parameters; memory ≈"),
+        "{}",
+        stderr(&o)
+    );
     let o = sr(&dir).args(["check", "tiny.srx"]).env("SR_MEMORY_LIMIT", "100000").output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("E0511") && stderr(&o).contains("train.batch"), "{}", stderr(&o));

@@ -140,7 +140,8 @@ fn unet(plan: &Plan, c: f64, h: f64, w: f64) -> Network {
     // A residual block from `cin` to `cout` channels on `px` pixels: two 3×3 convolutions (their im2col
     // matrices kept), group norms and SiLUs.
     let res = |cin: f64, cout: f64, px: f64, parameters: &mut f64, train: &mut f64, peak: &mut f64| {
-        *parameters += 9.0 * cin * cout + 9.0 * cout * cout + emb * cout + if cin != cout { cin * cout } else { 0.0 };
+        *parameters +=
+            9.0 * cin * cout + 9.0 * cout * cout + emb * cout + if cin != cout { cin * cout } else { 0.0 };
         let kept = px * (9.0 * cin + 9.0 * cout + 8.0 * cout + cin);
         *train += kept;
         *peak = peak.max(px * (9.0 * cin + 2.0 * cout + cin));
@@ -303,6 +304,7 @@ pub fn machine_memory() -> Option<u64> {
         let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
         Some(kib * 1024)
     })?;
-    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max").ok().and_then(|s| s.trim().parse::<u64>().ok());
+    let cgroup =
+        std::fs::read_to_string("/sys/fs/cgroup/memory.max").ok().and_then(|s| s.trim().parse::<u64>().ok());
     Some(cgroup.map_or(total, |c| c.min(total)))
 }

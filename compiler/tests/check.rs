@@ -4,7 +4,9 @@
 use proptest::prelude::*;
 use sr_compiler::diagnostic::has_errors;
 use sr_compiler::resolve::stdlib;
-use sr_compiler::{check, check_within, parse, render, resolve, Experiment, FsLoader, SourceMap, Value, ValueKind};
+use sr_compiler::{
+    check, check_within, parse, render, resolve, Experiment, FsLoader, SourceMap, Value, ValueKind,
+};
 use std::time::{Duration, Instant};
 
 fn experiments(name: &str, text: &str) -> (Vec<Experiment>, SourceMap) {

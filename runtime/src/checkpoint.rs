@@ -84,7 +84,15 @@ impl PlanKeys {
         model.insert("shapes.raw".into(), json(&plan.shapes.raw));
         model.insert("shapes.variables".into(), json(&plan.shapes.variables));
         model.insert("shapes.features".into(), json(&plan.shapes.features));
-        for kind in [Kind::Mapper, Kind::Flow, Kind::Tokenizer, Kind::Denoiser, Kind::Loss, Kind::TimeSampler, Kind::Optimizer] {
+        for kind in [
+            Kind::Mapper,
+            Kind::Flow,
+            Kind::Tokenizer,
+            Kind::Denoiser,
+            Kind::Loss,
+            Kind::TimeSampler,
+            Kind::Optimizer,
+        ] {
             let map = if matches!(kind, Kind::Loss | Kind::TimeSampler | Kind::Optimizer) {
                 &mut objective
             } else {

@@ -89,7 +89,10 @@ pub fn prepare(root: &Path, plan: &Plan, start: Start) -> Result<u64> {
         Start::Resume => {
             let dir = root.join("checkpoints");
             let Some(step_dir) = checkpoint::latest(&dir)? else {
-                return Err(RuntimeError::Checkpoint { path: dir, reason: "no checkpoint to resume from".into() });
+                return Err(RuntimeError::Checkpoint {
+                    path: dir,
+                    reason: "no checkpoint to resume from".into(),
+                });
             };
             let (step, recorded) = checkpoint::verify(&step_dir)?;
             PlanKeys::check(recorded.as_ref(), plan, &step_dir, true)?;

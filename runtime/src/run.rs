@@ -399,7 +399,8 @@ pub fn sample(plan: &Plan, options: &SampleOptions) -> Result<Vec<PathBuf>> {
         let batch = make_batch(dataset, &indices, &model.device)?;
         let (x, given) = model.variables(&batch.data, batch.mask.as_ref())?;
         let mut rng = StdRng::seed_from_u64(step_seed(plan.seed ^ 0x5EED_5A4D, start as u64));
-        let record = if start == 0 { Record { trace: options.trace, frames: end } } else { Record::default() };
+        let record =
+            if start == 0 { Record { trace: options.trace, frames: end } } else { Record::default() };
         let out = sample_with_progress(&model, &settings, &x, &given, &mut rng, record, &mut |c, max| {
             bar.set_total(max as u64);
             bar.update(c as u64, &format!("steps, samples {start}..{end}"));

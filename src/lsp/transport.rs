@@ -95,7 +95,9 @@ fn parse_body(body: &[u8]) -> Frame {
         return Frame::Skipped { reason: "a body that is not a JSON object".into(), reply: None };
     }
     let id = match value.get("id") {
-        Some(serde_json::Value::Number(n)) => n.as_i64().and_then(|n| i32::try_from(n).ok()).map(RequestId::from),
+        Some(serde_json::Value::Number(n)) => {
+            n.as_i64().and_then(|n| i32::try_from(n).ok()).map(RequestId::from)
+        }
         Some(serde_json::Value::String(s)) => Some(RequestId::from(s.clone())),
         _ => None,
     };
@@ -122,7 +124,9 @@ mod tests {
                 Frame::Message(Message::Request(q)) => format!("request {}", q.method),
                 Frame::Message(Message::Notification(n)) => format!("notification {}", n.method),
                 Frame::Message(Message::Response(_)) => "response".into(),
-                Frame::Skipped { reply, .. } => format!("skipped{}", if reply.is_some() { " (answered)" } else { "" }),
+                Frame::Skipped { reply, .. } => {
+                    format!("skipped{}", if reply.is_some() { " (answered)" } else { "" })
+                }
             });
             assert!(out.len() <= input.len() + 1, "more frames than bytes");
         }

@@ -110,7 +110,8 @@ impl Loader for MemLoader {
 /// of the first bad byte). At most the limit plus one byte is read, whatever the metadata says.
 pub fn read_source(path: &Path) -> Result<String, Diagnostic> {
     let shown = path.display();
-    let cannot = |e: &std::io::Error| Diagnostic::bare("E0119", format!("cannot read `{shown}`: {}", io_reason(e)));
+    let cannot =
+        |e: &std::io::Error| Diagnostic::bare("E0119", format!("cannot read `{shown}`: {}", io_reason(e)));
     let meta = std::fs::metadata(path).map_err(|e| cannot(&e))?;
     if meta.is_dir() {
         return Err(Diagnostic::bare("E0119", format!("cannot read `{shown}`: it is a folder, not a file"))

@@ -35,12 +35,15 @@ pub(crate) fn read_sized(path: &Path, expected: impl FnOnce(&[u8], u64) -> Resul
     }
     let rest = usize::try_from(need - bytes.len() as u64)
         .map_err(|_| RuntimeError::data_file(path, format!("{need} bytes do not fit in memory")))?;
-    bytes.try_reserve_exact(rest).map_err(|_| {
-        RuntimeError::data_file(path, format!("{need} bytes do not fit in memory"))
-    })?;
+    bytes
+        .try_reserve_exact(rest)
+        .map_err(|_| RuntimeError::data_file(path, format!("{need} bytes do not fit in memory")))?;
     reader.read_to_end(&mut bytes).map_err(|e| RuntimeError::io(path, e))?;
     if bytes.len() as u64 != need {
-        return Err(RuntimeError::data_file(path, format!("truncated at byte {} while reading", bytes.len())));
+        return Err(RuntimeError::data_file(
+            path,
+            format!("truncated at byte {} while reading", bytes.len()),
+        ));
     }
     Ok(bytes)
 }
@@ -277,7 +280,11 @@ impl Dataset for CifarDataset {
 
 /// Collects the PNG and JPEG files under `dir`, following links to folders once each (a link loop is
 /// visited once) and skipping anything that is not a regular file.
-fn collect_images(dir: &Path, out: &mut Vec<PathBuf>, seen: &mut std::collections::HashSet<PathBuf>) -> Result<()> {
+fn collect_images(
+    dir: &Path,
+    out: &mut Vec<PathBuf>,
+    seen: &mut std::collections::HashSet<PathBuf>,
+) -> Result<()> {
     let real = std::fs::canonicalize(dir).map_err(|e| RuntimeError::io(dir, e))?;
     if !seen.insert(real) {
         return Ok(());
@@ -379,7 +386,10 @@ impl Dataset for ImageFolderDataset {
         })?;
         let (file, len) = open_regular(path)?;
         if len > MAX_IMAGE_FILE {
-            return Err(RuntimeError::data_file(path, format!("{len} bytes: images may be at most {MAX_IMAGE_FILE}")));
+            return Err(RuntimeError::data_file(
+                path,
+                format!("{len} bytes: images may be at most {MAX_IMAGE_FILE}"),
+            ));
         }
         let mut bytes = Vec::new();
         file.take(MAX_IMAGE_FILE).read_to_end(&mut bytes).map_err(|e| RuntimeError::io(path, e))?;
@@ -403,10 +413,12 @@ pub(crate) fn safetensors_size(head: &[u8], len: u64, path: &Path) -> Result<u64
     let err = |what: String| RuntimeError::data_file(path, format!("not a safetensors file: {what}"));
     let n = head.get(..8).ok_or_else(|| err(format!("{len} bytes, the header length needs 8")))?;
     let n = u64::from_le_bytes([n[0], n[1], n[2], n[3], n[4], n[5], n[6], n[7]]);
-    let end = n.checked_add(8).filter(|e| *e <= len).ok_or_else(|| {
-        err(format!("the header claims {n} bytes, the file has {len}"))
-    })?;
-    let header = head.get(8..end as usize).ok_or_else(|| err(format!("a header of {n} bytes is too long")))?;
+    let end = n
+        .checked_add(8)
+        .filter(|e| *e <= len)
+        .ok_or_else(|| err(format!("the header claims {n} bytes, the file has {len}")))?;
+    let header =
+        head.get(8..end as usize).ok_or_else(|| err(format!("a header of {n} bytes is too long")))?;
     let json: serde_json::Value =
         serde_json::from_slice(header).map_err(|e| err(format!("the header is not JSON ({e})")))?;
     let tensors = json.as_object().ok_or_else(|| err("the header is not a JSON object".into()))?;

@@ -31,7 +31,8 @@ fn idx_bytes(dims: &[u32], body: &[u8]) -> Vec<u8> {
 }
 
 fn safetensors_bytes() -> Vec<u8> {
-    let t = candle_core::Tensor::arange(0f32, 6.0, &candle_core::Device::Cpu).unwrap().reshape((2, 3)).unwrap();
+    let t =
+        candle_core::Tensor::arange(0f32, 6.0, &candle_core::Device::Cpu).unwrap().reshape((2, 3)).unwrap();
     safetensors::serialize([("x", &t)], None).unwrap()
 }
 

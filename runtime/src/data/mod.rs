@@ -5,13 +5,13 @@
 //! function of (dataset seed, split, index), so any batch can be regenerated from its indices.
 
 mod files;
+#[cfg(test)]
+mod fuzz;
 pub mod glyphs;
 mod npy;
 mod params;
 mod sudoku;
 mod synthetic;
-#[cfg(test)]
-mod fuzz;
 #[cfg(test)]
 mod tests;
 
