@@ -45,7 +45,10 @@ fn pipes_are_refused_not_waited_on() {
 
 /// A short training run of the tiny experiment into `out`, with `extra` arguments.
 fn train(dir: &std::path::Path, out: &str, extra: &[&str]) -> std::process::Output {
-    let mut args = vec!["run", "tiny.srx", "--no-eval", "--steps", "4", "--out", out];
+    let mut args = vec!["run", "tiny.srx", "--no-eval", "--out", out];
+    if !extra.contains(&"--steps") {
+        args.extend(["--steps", "4"]);
+    }
     args.extend(extra);
     run(dir, &args)
 }
