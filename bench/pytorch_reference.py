@@ -7,10 +7,13 @@ NLL, backward, global-norm clipping at 1.0, AdamW, EMA 0.999) and the same sampl
 and one Euler step per step, 100 steps for Sudoku and 50 for the image model).
 
 Models, as in the Rust benchmark:
-  sudoku  81 variables x 9 features, width 128, depth 6, 8 heads, batch 64
-  dit_s2  256 variables x 12 features (2x2 patches of 32x32x3), width 384, depth 12, 6 heads, batch 8
+  sudoku      81 variables x 9 features, width 128, depth 6, 8 heads, batch 64
+  dit_s2      256 variables x 12 features (2x2 patches of 32x32x3), width 384, depth 12, 6 heads, batch 8
+  sudoku_dep  the model of examples/sudoku.srx: width 64, depth 8, 4 heads, MLP ratio 2, time features 64,
+              each cell attending to its row, column and box (additive -inf mask), batch 64
 
-Usage:  python3 bench/pytorch_reference.py [--threads N] [--quick] [--only sudoku|dit_s2]
+Usage:  python3 bench/pytorch_reference.py [--threads N] [--quick] [--only NAME] [--compile]
+`--compile` wraps the model in torch.compile (CPU inductor) and labels the table so.
 Needs only `torch` (CPU build is enough): `pip install torch`.
 """
 
@@ -51,9 +54,10 @@ def zero_linear(i, o):
 class Block(nn.Module):
     """adaLN-Zero block with per-token conditioning, separate q/k/v and six modulation projections."""
 
-    def __init__(self, width, heads, mlp_ratio=4.0):
+    def __init__(self, width, heads, mlp_ratio=4.0, mask=None):
         super().__init__()
         self.heads = heads
+        self.mask = mask
         self.modulation = nn.ModuleList([zero_linear(width, width) for _ in range(6)])
         self.q = nn.Linear(width, width)
         self.k = nn.Linear(width, width)
@@ -72,6 +76,8 @@ class Block(nn.Module):
 
         q, k, v = split(self.q), split(self.k), split(self.v)
         scores = (q * (1.0 / math.sqrt(d))) @ k.transpose(-1, -2)
+        if self.mask is not None:
+            scores = scores + self.mask
         out = scores.softmax(dim=-1) @ v
         return self.proj(out.transpose(1, 2).reshape(b, n, w))
 
@@ -86,12 +92,12 @@ class Block(nn.Module):
 class Dit(nn.Module):
     """sr's `transformer` denoiser: z [B, V, F], t [B, V] -> (prediction [B, V, F], log-variance [B, V])."""
 
-    def __init__(self, variables, features, width, depth, heads, time_dim=256):
+    def __init__(self, variables, features, width, depth, heads, time_dim=256, mlp_ratio=4.0, mask=None):
         super().__init__()
         self.embed = nn.Linear(features, width)
         self.pos = nn.Parameter(torch.randn(1, variables, width) * 0.02)
         self.time = TimeEmbedding(time_dim, width)
-        self.blocks = nn.ModuleList([Block(width, heads) for _ in range(depth)])
+        self.blocks = nn.ModuleList([Block(width, heads, mlp_ratio, mask) for _ in range(depth)])
         self.final_shift = zero_linear(width, width)
         self.final_scale = zero_linear(width, width)
         self.head = zero_linear(width, features)
@@ -104,6 +110,15 @@ class Dit(nn.Module):
             x = block(x, c)
         h = F.layer_norm(x, x.shape[-1:], eps=1e-6) * (1 + self.final_scale(c)) + self.final_shift(c)
         return self.head(h), self.var_head(h).squeeze(-1)
+
+
+def sudoku_mask():
+    """Additive [81, 81] mask: 0 where cells share a row, column or box, -inf elsewhere."""
+    r = torch.arange(81)
+    row, col = r // 9, r % 9
+    box = (row // 3) * 3 + col // 3
+    same = (row[:, None] == row[None]) | (col[:, None] == col[None]) | (box[:, None] == box[None])
+    return torch.zeros(81, 81).masked_fill(~same, float("-inf"))
 
 
 def sample_times(b, v, known):
@@ -183,13 +198,18 @@ def measure(warmup, iters, fn):
     return median, times[0]
 
 
-def bench(name, variables, features, width, depth, heads, batch, lr, steps, givens, quick):
+def bench(name, variables, features, width, depth, heads, batch, lr, steps, givens, quick, compile_model=False,
+          **kw):
     torch.manual_seed(1)
-    model = Dit(variables, features, width, depth, heads)
+    model = Dit(variables, features, width, depth, heads, **kw)
     params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
     ema = [p.detach().clone() for p in model.parameters()]
+    if compile_model:
+        model = torch.compile(model)
     warmup, iters = (1, 3) if quick else (2, 8)
+    if compile_model:
+        warmup += 1  # the first calls compile
     data = [torch.randn(batch, variables, features).sign() for _ in range(warmup + iters)]
     knowns = [None] * len(data)
     if givens:
@@ -214,22 +234,28 @@ def main():
     parser.add_argument("--threads", type=int, default=int(os.environ.get("RAYON_NUM_THREADS", os.cpu_count())),
                         help="torch threads (default: RAYON_NUM_THREADS or the CPU count, as candle)")
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
-    parser.add_argument("--only", choices=["sudoku", "dit_s2"], help="run one model")
+    parser.add_argument("--only", choices=["sudoku", "dit_s2", "sudoku_dep"], help="run one model")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model (CPU inductor)")
     args = parser.parse_args()
     quick = args.quick or os.environ.get("SR_BENCH_QUICK", "0") not in ("", "0")
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
-    print(f"PyTorch {torch.__version__} eager CPU benchmark: {torch.get_num_threads()} threads"
+    mode = "torch.compile" if args.compile else "eager"
+    print(f"PyTorch {torch.__version__} {mode} CPU benchmark: {torch.get_num_threads()} threads"
           + (" (quick)" if quick else ""))
     rows = []
+    c = args.compile
     if args.only in (None, "sudoku"):
-        rows.append(bench("sudoku", 81, 9, 128, 6, 8, 64, 1e-3, 100, (30, 81), quick))
+        rows.append(bench("sudoku", 81, 9, 128, 6, 8, 64, 1e-3, 100, (30, 81), quick, c))
     if args.only in (None, "dit_s2"):
-        rows.append(bench("dit_s2", 256, 12, 384, 12, 6, 8, 1e-4, 50, None, quick))
-    print(f"{'model':<8} {'params':>9} {'batch':>6} {'steps/s':>13} {'best steps/s':>13} {'calls':>6}"
+        rows.append(bench("dit_s2", 256, 12, 384, 12, 6, 8, 1e-4, 50, None, quick, c))
+    if args.only in (None, "sudoku_dep"):
+        rows.append(bench("sudoku_dep", 81, 9, 64, 8, 4, 64, 2e-3, 100, (0, 81), quick, c, time_dim=64,
+                          mlp_ratio=2.0, mask=sudoku_mask()))
+    print(f"{'model':<10} {'params':>9} {'batch':>6} {'steps/s':>13} {'best steps/s':>13} {'calls':>6}"
           f" {'samples/s':>13} {'best samples/s':>13}")
     for name, params, batch, (t_med, t_min), steps, (s_med, s_min) in rows:
-        print(f"{name:<8} {params:>9} {batch:>6} {1 / t_med:>13.3f} {1 / t_min:>13.3f} {steps:>6}"
+        print(f"{name:<10} {params:>9} {batch:>6} {1 / t_med:>13.3f} {1 / t_min:>13.3f} {steps:>6}"
               f" {batch / s_med:>13.3f} {batch / s_min:>13.3f}")
 
 

@@ -4,14 +4,16 @@
 //!   `mean_beta` times, `mse + 0.01 * nll`, AdamW), batch 64, sampled with 100-step
 //!   `adaptive_sequential`;
 //! - a DiT-S/2-shaped image model (2×2 patches of 32×32×3 images: 256 variables × 12 features, width 384,
-//!   depth 12, 6 heads), batch 8, sampled with a 50-step `fixed` schedule.
+//!   depth 12, 6 heads), batch 8, sampled with a 50-step `fixed` schedule;
+//! - `sudoku_dep`: the model of `examples/sudoku.srx` itself (width 64, depth 8, attention following the
+//!   Sudoku constraints), batch 64, sampled on its `hard` split with its 100-step `adaptive` sampler.
 //!
 //! The models are compiled from `.srx` text and built exactly as `sr run` builds them; a training step is
 //! [`Trainer::step`], the step `sr run` takes (loss, backward, clipping, AdamW, EMA); sampling is
 //! [`sample`]. Batches are drawn before timing, so data generation is not measured.
 //!
 //! `cargo bench -p sr-runtime --bench train`; `SR_BENCH_QUICK=1` makes a short smoke run;
-//! `SR_BENCH_ONLY=sudoku` (or `dit`) runs one model.
+//! `SR_BENCH_ONLY=sudoku_dep` (a comma-separated list of `sudoku`, `dit_s2`, `sudoku_dep`) runs only those.
 
 use std::time::Instant;
 
@@ -105,7 +107,10 @@ struct Row {
     calls: usize,
 }
 
-fn bench(model_name: &'static str, text: &str, sampler: &str, quick: bool) -> Row {
+/// The experiment of `examples/sudoku.srx`, compiled from the file itself so the benchmark follows it.
+const SUDOKU_EXAMPLE: &str = include_str!("../../examples/sudoku.srx");
+
+fn bench(model_name: &'static str, text: &str, sampler: &str, split: &str, quick: bool) -> Row {
     let plan = plan_of(model_name, text);
     let model = Model::build(&plan, Device::Cpu).expect("model");
     let mut trainer = Trainer::from_plan(&plan, &model).expect("trainer");
@@ -127,7 +132,7 @@ fn bench(model_name: &'static str, text: &str, sampler: &str, quick: bool) -> Ro
 
     // Sample with the trained weights: the EMA copy is not swapped in, as it would not change the cost.
     let settings = SamplerSettings::from_plan(&plan, sampler).expect("sampler");
-    let test = model.dataset("test").expect("test data");
+    let test = model.dataset(split).expect("test data");
     let indices: Vec<u64> = (0..settings.batch as u64).collect();
     let cond = sr_runtime::data::make_batch(test, &indices, &model.device).expect("test batch");
     let (x, given) = model.variables(&cond.data, cond.mask.as_ref()).expect("variables");
@@ -156,8 +161,8 @@ fn main() {
     let quick = std::env::var("SR_BENCH_QUICK").is_ok_and(|v| v != "0" && !v.is_empty());
     let only = std::env::var("SR_BENCH_ONLY").ok();
     let wanted = |name: &str| {
-        only.as_deref().is_none_or(|o| name.contains(o))
-            && (filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))
+        only.as_deref().is_none_or(|o| o.split(',').any(|o| o.trim() == name))
+            && (filter.is_empty() || filter.iter().any(|f| f == name))
     };
     // As `sr` does at start-up; `SR_MALLOC_TUNING=0` measures without it.
     let tuned = sr_runtime::perf::tune_allocator();
@@ -169,18 +174,21 @@ fn main() {
     );
     let mut rows = Vec::new();
     if wanted("sudoku") {
-        rows.push(bench("sudoku", SUDOKU, "adaptive", quick));
+        rows.push(bench("sudoku", SUDOKU, "adaptive", "test", quick));
     }
     if wanted("dit_s2") {
-        rows.push(bench("dit_s2", DIT, "fixed", quick));
+        rows.push(bench("dit_s2", DIT, "fixed", "test", quick));
+    }
+    if wanted("sudoku_dep") {
+        rows.push(bench("sudoku_dep", SUDOKU_EXAMPLE, "adaptive", "hard", quick));
     }
     println!(
-        "{:<8} {:>9} {:>6} {:>13} {:>13} {:>6} {:>13} {:>13}",
+        "{:<10} {:>9} {:>6} {:>13} {:>13} {:>6} {:>13} {:>13}",
         "model", "params", "batch", "steps/s", "best steps/s", "calls", "samples/s", "best samples/s"
     );
     for r in &rows {
         println!(
-            "{:<8} {:>9} {:>6} {:>13.3} {:>13.3} {:>6} {:>13.3} {:>13.3}",
+            "{:<10} {:>9} {:>6} {:>13.3} {:>13.3} {:>6} {:>13.3} {:>13.3}",
             r.model,
             r.params,
             r.batch,

@@ -4,12 +4,14 @@
 //! Every denoiser is built by [`build_denoiser`] from its catalogue name, its catalogue parameters and a
 //! [`Geometry`], with its weights under a `candle_nn::VarBuilder` (normally backed by a `VarMap`).
 
+pub mod block;
 pub mod conv;
 pub mod dit;
 pub mod fused;
 pub mod linear;
 pub mod mlp;
 pub mod ops;
+pub mod par;
 pub mod tokenizer;
 pub mod unet;
 pub mod uvit;
