@@ -163,7 +163,7 @@ fn checkpoints_of_another_model_are_refused() {
 fn an_interrupted_run_saves_and_says_how_to_resume() {
     let dir = fresh_dir("rel-interrupt");
     write(&dir, "tiny.srx", TINY);
-    let mut child = sr(&dir)
+    let child = sr(&dir)
         .args(["run", "tiny.srx", "--no-eval", "--steps", "100000", "--out", "r"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

@@ -61,7 +61,7 @@ pub enum RuntimeError {
     Checkpoint { path: PathBuf, reason: String },
     /// A checkpoint was trained for another model or objective than this plan: `keys` lists the keys
     /// that differ, as `key: checkpoint value → plan value`.
-    #[error("checkpoint {}: trained for another experiment ({}); it differs in {}", path.display(), trained_for, keys.join("; "))]
+    #[error("checkpoint {}: trained for another model or objective (experiment {}); it differs in {}", path.display(), trained_for, keys.join("; "))]
     #[diagnostic(
         code(R0302),
         help("use the experiment and `--set` overrides the checkpoint was trained with, or train a new run")

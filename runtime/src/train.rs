@@ -490,7 +490,8 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
                 .map_err(|e| RuntimeError::io(&metrics_path, e))?;
         }
         progress.update(done, &format!("loss {:.4} {:.1} steps/s", stats.loss, progress.rate(done)));
-        if crate::interrupt::requested() && done < settings.steps {
+        // An interrupt at the last step also stops here, before evaluation.
+        if crate::interrupt::requested() {
             progress.finish();
             save_and_prune(&ckpt_dir, &capture(done, &trainer)?, settings.keep_checkpoints)?;
             return Err(RuntimeError::Interrupted { step: done, dir: ckpt_dir });

@@ -77,7 +77,8 @@ pub fn read_frame(r: &mut impl BufRead) -> io::Result<Option<Frame>> {
         }
         Some(Ok(n)) => n,
     };
-    let mut body = Vec::with_capacity(length as usize);
+    // Grown as the bytes arrive: a header's claim alone reserves nothing.
+    let mut body = Vec::new();
     r.take(length).read_to_end(&mut body)?;
     if (body.len() as u64) < length {
         return Ok(None);
@@ -101,13 +102,23 @@ fn parse_body(body: &[u8]) -> Frame {
         Some(serde_json::Value::String(s)) => Some(RequestId::from(s.clone())),
         _ => None,
     };
+    let invalid = |reason: String| {
+        let reply =
+            id.clone().map(|id| Response::new_err(id, ErrorCode::InvalidRequest as i32, reason.clone()));
+        Frame::Skipped { reason, reply }
+    };
+    // `Message` is untagged: anything with an `id` would pass as a response, so the kind is decided here.
+    match value.get("method") {
+        Some(serde_json::Value::String(_)) => {}
+        Some(_) => return invalid("not a JSON-RPC message (its `method` is not a string)".into()),
+        None if value.get("result").is_none() && value.get("error").is_none() => {
+            return invalid("not a JSON-RPC message (no `method`, `result` or `error`)".into())
+        }
+        None => {}
+    }
     match serde_json::from_value::<Message>(value) {
         Ok(m) => Frame::Message(m),
-        Err(e) => {
-            let reason = format!("not a JSON-RPC message ({e})");
-            let reply = id.map(|id| Response::new_err(id, ErrorCode::InvalidRequest as i32, reason.clone()));
-            Frame::Skipped { reason, reply }
-        }
+        Err(e) => invalid(format!("not a JSON-RPC message ({e})")),
     }
 }
 
@@ -144,6 +155,8 @@ mod tests {
             framed("{not json"),
             framed("[1, 2]"),
             framed(r#"{"jsonrpc":"2.0","id":3,"method":7}"#),
+            framed(r#"{"jsonrpc":"2.0","id":"a"}"#),
+            framed(r#"{"jsonrpc":"2.0","id":4,"result":null}"#),
             "X-Other: 1\r\n\r\n".to_string(),
             "Content-Length: 1000000000000\r\n\r\n".to_string(),
             "Content-Length: -4\r\n\r\n".to_string(),
@@ -159,6 +172,8 @@ mod tests {
                 "skipped",
                 "skipped",
                 "skipped (answered)",
+                "skipped (answered)",
+                "response",
                 "skipped",
                 "skipped",
                 "skipped",

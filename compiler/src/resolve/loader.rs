@@ -151,10 +151,22 @@ pub fn read_source(path: &Path) -> Result<String, Diagnostic> {
     })
 }
 
+/// The error number of a loop of symbolic links, where it is known.
+const ELOOP: Option<i32> = if cfg!(target_os = "linux") {
+    Some(40)
+} else if cfg!(any(target_os = "macos", target_os = "freebsd", target_os = "openbsd")) {
+    Some(62)
+} else {
+    None
+};
+
 fn io_reason(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::NotFound => "no such file".into(),
         std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ if ELOOP.is_some() && e.raw_os_error() == ELOOP => {
+            "a loop of symbolic links (too many levels of links)".into()
+        }
         _ => e.to_string(),
     }
 }
@@ -228,6 +240,14 @@ mod tests {
         assert!(has_errors(&c.diagnostics));
         assert!(c.diagnostics.iter().all(|d| d.code == "E0204"), "{:?}", c.diagnostics);
         assert!(c.diagnostics.len() <= 4, "{:?}", c.diagnostics);
+        // A link to itself cannot be resolved: a coded error, not a hang.
+        std::os::unix::fs::symlink("self.srx", dir.join("self.srx")).unwrap();
+        let d = read_source(&dir.join("self.srx")).unwrap_err();
+        assert_eq!(d.code, "E0119", "{}", d.message);
+        assert!(d.message.contains("symbolic links"), "{}", d.message);
+        std::fs::write(dir.join("uses_self.srx"), "use \"self.srx\"\nexperiment e {}\n").unwrap();
+        let c = compile_path(&dir.join("uses_self.srx"), &[]);
+        assert!(c.diagnostics.iter().any(|d| d.code == "E0203"), "{:?}", c.diagnostics);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -44,7 +44,7 @@ fn npy_header(bytes: &[u8], len: u64, path: &Path) -> Result<Header> {
         return Err(err(format!("bad magic number {:02x?} (expected \\x93NUMPY)", &bytes[..6])));
     }
     let major = bytes[6];
-    let (header_len, start) = match major {
+    let (header_len, start): (usize, usize) = match major {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
         2 | 3 => {
             if bytes.len() < 12 {
