@@ -4,7 +4,9 @@
 use proptest::prelude::*;
 use sr_compiler::diagnostic::has_errors;
 use sr_compiler::resolve::stdlib;
-use sr_compiler::{check, parse, render, resolve, Experiment, FsLoader, SourceMap, Value, ValueKind};
+use sr_compiler::{
+    check, check_within, parse, render, resolve, Experiment, FsLoader, SourceMap, Value, ValueKind,
+};
 use std::time::{Duration, Instant};
 
 fn experiments(name: &str, text: &str) -> (Vec<Experiment>, SourceMap) {
@@ -30,7 +32,9 @@ fn standard_library_and_good_files_check_cleanly() {
     for (name, text) in files {
         let (exps, sources) = experiments(&name, &text);
         for exp in &exps {
-            let (plan, diags) = check(exp);
+            // Without the machine's memory limit (E0511): the standard library's bases are sized for
+            // the machines they are meant for, and are checked against this one where they are used.
+            let (plan, diags) = check_within(exp, None);
             assert!(!has_errors(&diags), "{name}:\n{}", render(&diags, &sources, false));
             assert!(plan.is_some());
             checked += 1;
