@@ -4,9 +4,12 @@
 //! Every denoiser is built by [`build_denoiser`] from its catalogue name, its catalogue parameters and a
 //! [`Geometry`], with its weights under a `candle_nn::VarBuilder` (normally backed by a `VarMap`).
 
+#[cfg(test)]
+mod composite_tests;
 pub mod conv;
 pub mod dit;
 pub mod fused;
+pub mod kernels;
 pub mod linear;
 pub mod mlp;
 pub mod ops;
