@@ -43,7 +43,11 @@ fn composite_path_trains_samples_and_matches_the_fused_kernels() {
 fn bad_kernel_choice_is_a_coded_error() {
     let dir = fresh_dir("kernels-bad");
     write(&dir, "tiny.srx", TINY);
-    let o = sr(&dir).env("SR_KERNELS", "fast").args(["run", "tiny.srx", "--steps", "1", "--out", "r"]).output().unwrap();
+    let o = sr(&dir)
+        .env("SR_KERNELS", "fast")
+        .args(["run", "tiny.srx", "--steps", "1", "--out", "r"])
+        .output()
+        .unwrap();
     let (out, err) = text(&o);
     assert!(!o.status.success());
     assert!(err.contains("R0503") && err.contains("SR_KERNELS"), "stdout:\n{out}\nstderr:\n{err}");
@@ -56,7 +60,10 @@ fn bad_kernel_choice_is_a_coded_error() {
 fn cuda_device_runs_or_fails_with_a_code() {
     let dir = fresh_dir("kernels-cuda");
     write(&dir, "tiny.srx", TINY);
-    let o = run(&dir, &["run", "tiny.srx", "--steps", "2", "--eval-samples", "2", "--device", "cuda", "--out", "r"]);
+    let o = run(
+        &dir,
+        &["run", "tiny.srx", "--steps", "2", "--eval-samples", "2", "--device", "cuda", "--out", "r"],
+    );
     let (out, err) = text(&o);
     if o.status.success() {
         assert!(cfg!(feature = "cuda"), "a build without CUDA ran on `cuda`");

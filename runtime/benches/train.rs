@@ -122,7 +122,10 @@ fn measure(warmup: usize, iters: usize, mut f: impl FnMut(usize)) -> Timing {
 }
 
 fn plan_of(name: &str, text: &str, precision: &str) -> Plan {
-    let text = text.replace("loss = mse + 0.01 * nll\n", &format!("loss = mse + 0.01 * nll\n    precision = {precision}\n"));
+    let text = text.replace(
+        "loss = mse + 0.01 * nll\n",
+        &format!("loss = mse + 0.01 * nll\n    precision = {precision}\n"),
+    );
     let compiled = compile_text(name, &text, &MemLoader::new(), &[]);
     assert!(compiled.diagnostics.is_empty(), "{name}: {:?}", compiled.diagnostics);
     compiled.plans.into_iter().next().expect("one experiment")
@@ -139,7 +142,14 @@ struct Row {
     calls: usize,
 }
 
-fn bench(model_name: &'static str, text: &str, sampler: &str, quick: bool, device: &Device, precision: &str) -> Row {
+fn bench(
+    model_name: &'static str,
+    text: &str,
+    sampler: &str,
+    quick: bool,
+    device: &Device,
+    precision: &str,
+) -> Row {
     let plan = plan_of(model_name, text, precision);
     let model = Model::build(&plan, device.clone()).expect("model");
     // GPU work is asynchronous: every timed call ends when the device has finished it.

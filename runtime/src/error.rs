@@ -88,7 +88,9 @@ pub enum RuntimeError {
     #[error("{0}")]
     #[diagnostic(
         code(R0503),
-        help("unset SR_KERNELS, or set it to `fused` (the default) or `composite` (the code path a GPU runs)")
+        help(
+            "unset SR_KERNELS, or set it to `fused` (the default) or `composite` (the code path a GPU runs)"
+        )
     )]
     Kernels(String),
     /// An error raised by candle.

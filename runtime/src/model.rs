@@ -40,8 +40,12 @@ pub fn device(spec: &str) -> Result<Device> {
 /// GPU or cannot start (no device, no or an old driver, the link stub in place of the driver),
 /// [`RuntimeError::Device`] otherwise (a GPU index past the last GPU, out of memory, ...).
 fn cuda_error(spec: &str, ordinal: usize, message: &str) -> RuntimeError {
-    const NO_DRIVER: [&str; 4] =
-        ["CUDA_ERROR_NO_DEVICE", "CUDA_ERROR_INSUFFICIENT_DRIVER", "CUDA_ERROR_NOT_INITIALIZED", "CUDA_ERROR_STUB_LIBRARY"];
+    const NO_DRIVER: [&str; 4] = [
+        "CUDA_ERROR_NO_DEVICE",
+        "CUDA_ERROR_INSUFFICIENT_DRIVER",
+        "CUDA_ERROR_NOT_INITIALIZED",
+        "CUDA_ERROR_STUB_LIBRARY",
+    ];
     let device = spec.to_string();
     if NO_DRIVER.iter().any(|code| message.contains(code)) {
         let what = format!("no usable NVIDIA GPU or driver ({message})");

@@ -35,7 +35,9 @@ impl Precision {
                 "f32" => Ok(Precision::F32),
                 "bf16" => Ok(Precision::Bf16),
                 "f16" => Ok(Precision::F16),
-                other => Err(RuntimeError::param("train", "precision", format!("unknown precision `{other}`"))),
+                other => {
+                    Err(RuntimeError::param("train", "precision", format!("unknown precision `{other}`")))
+                }
             },
             Some(_) => Err(RuntimeError::param("train", "precision", "must be one of f32, bf16, f16")),
         }
@@ -84,7 +86,8 @@ impl LowPrecision {
         let working = VarMap::new();
         let mut pairs = Vec::new();
         {
-            let mut data = working.data().lock().map_err(|_| RuntimeError::Config("poisoned VarMap".into()))?;
+            let mut data =
+                working.data().lock().map_err(|_| RuntimeError::Config("poisoned VarMap".into()))?;
             for (path, master) in named_vars(masters) {
                 let copy = Var::from_tensor(&master.as_tensor().to_dtype(dtype)?)?;
                 data.insert(path, copy.clone());

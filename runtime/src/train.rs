@@ -337,7 +337,17 @@ impl Trainer {
         let ema = if settings.ema > 0.0 { Some(Ema::new(&named, settings.ema)?) } else { None };
         let vars = named.into_iter().map(|(_, v)| v).collect();
         let loss_scale = model.low.as_ref().map_or(1.0, |l| l.precision.initial_loss_scale());
-        Ok(Trainer { settings, terms, optimizer, schedule, ema, seed: plan.seed, vars, loss_scale, good_steps: 0 })
+        Ok(Trainer {
+            settings,
+            terms,
+            optimizer,
+            schedule,
+            ema,
+            seed: plan.seed,
+            vars,
+            loss_scale,
+            good_steps: 0,
+        })
     }
 
     /// Runs optimisation step `step` on `batches` (one per micro-batch, `settings.accumulate` of them):

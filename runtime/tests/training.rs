@@ -137,16 +137,22 @@ fn mixed_precision_loss_falls_and_stays_near_f32() {
         let last = mean(&trained.losses[trained.losses.len() - 30..]);
         assert!(last < 0.6 * first, "{precision}: the loss did not fall: first {first:.4}, last {last:.4}");
         let distance = (last - reference).abs() / reference;
-        assert!(distance <= 0.10, "{precision}: last-30 mean loss {last:.4} vs f32 {reference:.4} ({distance:.3})");
+        assert!(
+            distance <= 0.10,
+            "{precision}: last-30 mean loss {last:.4} vs f32 {reference:.4} ({distance:.3})"
+        );
         // Master weights and the checkpoint stay f32.
         assert!(!weight_bits(&model).is_empty());
-        let ckpt = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("training-prec-{precision}/checkpoints"));
+        let ckpt =
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("training-prec-{precision}/checkpoints"));
         let latest = std::fs::read_to_string(ckpt.join("latest")).expect("a checkpoint");
         let bytes = std::fs::read(ckpt.join(latest.trim()).join("model.safetensors")).expect("model weights");
         let st = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
         for (name, view) in st.tensors() {
             assert_eq!(view.dtype(), safetensors::Dtype::F32, "{precision}: checkpoint tensor {name}");
         }
-        eprintln!("{precision}: last-30 mean loss {last:.5}, f32 {reference:.5}, relative distance {distance:.4}");
+        eprintln!(
+            "{precision}: last-30 mean loss {last:.5}, f32 {reference:.5}, relative distance {distance:.4}"
+        );
     }
 }

@@ -253,7 +253,12 @@ fn optimizer_and_ema_updates() {
     let step = |kernels, dev: &Device| {
         with_kernels(kernels, || {
             let vars: Vec<(String, Var)> = (0..3)
-                .map(|i| (format!("p{i}"), Var::from_tensor(&tensor(&[4, 5], 10 + i, 1.0, DType::F32, dev)).unwrap()))
+                .map(|i| {
+                    (
+                        format!("p{i}"),
+                        Var::from_tensor(&tensor(&[4, 5], 10 + i, 1.0, DType::F32, dev)).unwrap(),
+                    )
+                })
                 .collect();
             let cfg = AdamWConfig { lr: 1e-2, weight_decay: 0.1, ..Default::default() };
             let mut opt = AdamW::new(vars.clone(), cfg).unwrap();
@@ -261,7 +266,9 @@ fn optimizer_and_ema_updates() {
             for k in 0..3 {
                 let loss = vars
                     .iter()
-                    .map(|(_, v)| (v.as_tensor().sqr().unwrap() * (k as f64 + 1.0)).unwrap().sum_all().unwrap())
+                    .map(|(_, v)| {
+                        (v.as_tensor().sqr().unwrap() * (k as f64 + 1.0)).unwrap().sum_all().unwrap()
+                    })
                     .reduce(|a, b| (a + b).unwrap())
                     .unwrap();
                 opt.step(&loss.backward().unwrap()).unwrap();
