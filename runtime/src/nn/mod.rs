@@ -5,9 +5,12 @@
 //! [`Geometry`], with its weights under a `candle_nn::VarBuilder` (normally backed by a `VarMap`).
 
 pub mod block;
+#[cfg(test)]
+mod composite_tests;
 pub mod conv;
 pub mod dit;
 pub mod fused;
+pub mod kernels;
 pub mod linear;
 pub mod mlp;
 pub mod ops;
