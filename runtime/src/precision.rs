@@ -115,10 +115,10 @@ impl LowPrecision {
         Ok(())
     }
 
-    /// The prediction of the low-precision denoiser, cast back to f32.
+    /// The prediction of the low-precision denoiser, cast back to f32. `z` is cast to the low
+    /// precision; the noise levels `t` stay f32 (the time embedding's sinusoids run in f32).
     pub fn forward(&self, z: &Tensor, t: &Tensor) -> Result<Prediction> {
-        let dtype = self.precision.dtype();
-        let p = self.denoiser.forward(&z.to_dtype(dtype)?, &t.to_dtype(dtype)?)?;
+        let p = self.denoiser.forward(&z.to_dtype(self.precision.dtype())?, t)?;
         let log_var = match p.log_var {
             Some(l) => Some(l.to_dtype(DType::F32)?),
             None => None,
