@@ -59,6 +59,22 @@ pub enum RuntimeError {
     #[error("checkpoint {}: {reason}", path.display())]
     #[diagnostic(code(R0301), help("delete or replace the file, or resume from an older checkpoint"))]
     Checkpoint { path: PathBuf, reason: String },
+    /// A checkpoint was trained for another model or objective than this plan: `keys` lists the keys
+    /// that differ, as `key: checkpoint value → plan value`.
+    #[error("checkpoint {}: trained for another model or objective (experiment {}); it differs in {}", path.display(), trained_for, keys.join("; "))]
+    #[diagnostic(
+        code(R0302),
+        help("use the experiment and `--set` overrides the checkpoint was trained with, or train a new run")
+    )]
+    PlanMismatch { path: PathBuf, trained_for: String, keys: Vec<String> },
+    /// The run folder is in use by another `sr run`, or holds another run's files.
+    #[error("run folder {}: {what}", path.display())]
+    #[diagnostic(code(R0105), help("{help}"))]
+    RunFolder { path: PathBuf, what: String, help: String },
+    /// Training was interrupted (SIGINT or SIGTERM) and stopped at a step boundary after saving.
+    #[error("interrupted after step {step}: the checkpoint of step {step} is saved in {}", dir.display())]
+    #[diagnostic(code(R0402), help("continue with the same `sr run` command plus `--resume`"))]
+    Interrupted { step: u64, dir: PathBuf },
     /// Training produced a non-finite loss or gradient at step `step` (counted from 1, as in the
     /// metrics log and checkpoint names).
     #[error("training diverged at step {step}: {what}")]

@@ -95,7 +95,17 @@ impl Model {
         let mut datasets = BTreeMap::new();
         for n in plan.nodes_of(Kind::Dataset) {
             let split = n.id.strip_prefix("data.").unwrap_or(&n.id).to_string();
-            datasets.insert(split, build_dataset(&n.component, &n.params, plan.seed)?);
+            let dataset = build_dataset(&n.component, &n.params, plan.seed)?;
+            // A loaded file decides its own shape: it must be the one the plan was checked with.
+            if dataset.raw_shape() != plan.shapes.raw {
+                return Err(RuntimeError::Shape(format!(
+                    "data split `{split}` ({}) yields samples of shape {:?}, the plan was checked for {:?}",
+                    n.component,
+                    dataset.raw_shape(),
+                    plan.shapes.raw
+                )));
+            }
+            datasets.insert(split, dataset);
         }
         let raw = plan.shapes.raw.clone();
         let mapper_node = node(plan, "mapper")?;

@@ -20,7 +20,7 @@ use rand_distr::{Distribution, StandardNormal};
 use sr_compiler::catalogue::Kind;
 use sr_compiler::plan::{PValue, Plan};
 
-use crate::checkpoint::{self, Checkpoint};
+use crate::checkpoint::{self, Checkpoint, PlanKeys};
 use crate::data::{build_dataset, Batch, Batcher};
 use crate::error::{Result, RuntimeError};
 use crate::model::{node, Model};
@@ -432,12 +432,21 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
         Batcher::new(build_dataset(&train_node.component, &train_node.params, plan.seed)?, plan.seed);
 
     let ckpt_dir = options.paths.checkpoints();
+    let keys = PlanKeys::of(plan);
     let mut start = 0;
     if options.resume {
         match checkpoint::load_latest(&ckpt_dir, &model.device)? {
             Some(ck) => {
+                PlanKeys::check(ck.plan.as_ref(), plan, &ckpt_dir, true)?;
                 ck.restore(&model.varmap, trainer.ema.as_mut(), Some(trainer.optimizer.as_mut()))?;
                 start = ck.step;
+                if start > settings.steps {
+                    eprintln!(
+                        "note: the checkpoint is at step {start}, past the {} steps asked for: nothing is \
+                         trained; the step-{start} weights are used",
+                        settings.steps
+                    );
+                }
             }
             None => {
                 return Err(RuntimeError::Checkpoint {
@@ -470,6 +479,18 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
     // A checkpoint taken after step s is written once step s + 1 has shown that its weights give a
     // finite loss and gradient, so a diverging run never leaves a bad checkpoint as `latest`.
     let mut pending: Option<Checkpoint> = None;
+    let capture = |done: u64, trainer: &Trainer| -> Result<Checkpoint> {
+        let mut ck = Checkpoint::capture(
+            done,
+            &model.varmap,
+            trainer.ema.as_ref(),
+            Some(trainer.optimizer.as_ref()),
+            rng_state.clone(),
+        )?;
+        ck.plan = Some(keys.clone());
+        Ok(ck)
+    };
+    let interrupts = crate::interrupt::Guard::install();
     for step in start..settings.steps {
         let batches = (0..settings.accumulate as u64)
             .map(|micro| {
@@ -506,15 +527,15 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
                 .map_err(|e| RuntimeError::io(&metrics_path, e))?;
         }
         progress.update(done, &format!("loss {:.4} {:.1} steps/s", stats.loss, progress.rate(done)));
+        // An interrupt at the last step also stops here, before evaluation.
+        if crate::interrupt::requested() {
+            progress.finish();
+            save_and_prune(&ckpt_dir, &capture(done, &trainer)?, settings.keep_checkpoints)?;
+            return Err(RuntimeError::Interrupted { step: done, dir: ckpt_dir });
+        }
         let at_checkpoint = settings.checkpoint_every > 0 && done % settings.checkpoint_every == 0;
         if at_checkpoint || done == settings.steps {
-            let ck = Checkpoint::capture(
-                done,
-                &model.varmap,
-                trainer.ema.as_ref(),
-                Some(trainer.optimizer.as_ref()),
-                rng_state.clone(),
-            )?;
+            let ck = capture(done, &trainer)?;
             if done == settings.steps {
                 save_and_prune(&ckpt_dir, &ck, settings.keep_checkpoints)?;
             } else {
@@ -522,6 +543,7 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
             }
         }
     }
+    drop(interrupts);
     progress.finish();
     let seconds = began.elapsed().as_secs_f64();
     if !losses.is_empty() {
@@ -536,8 +558,10 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
     Ok(Trained { ema: trainer.ema, step: settings.steps.max(start), start, losses, seconds })
 }
 
-/// Loads the EMA (or raw) weights of the latest checkpoint under `dir` into `model`.
-pub fn load_weights(model: &Model, dir: &Path, use_ema: bool) -> Result<u64> {
+/// Loads the EMA (or raw) weights of the latest checkpoint under `dir` into `model`, after checking that
+/// the checkpoint was trained for `plan`'s model (R0302 lists the keys that differ). Without EMA weights
+/// the raw weights are used, and said so.
+pub fn load_weights(plan: &Plan, model: &Model, dir: &Path, use_ema: bool) -> Result<u64> {
     let ck = match checkpoint::latest(dir)? {
         Some(_) => checkpoint::load_latest(dir, &model.device)?,
         None => Some(checkpoint::load(dir, &model.device)?),
@@ -546,8 +570,16 @@ pub fn load_weights(model: &Model, dir: &Path, use_ema: bool) -> Result<u64> {
         path: dir.to_path_buf(),
         reason: "no checkpoint found".into(),
     })?;
+    PlanKeys::check(ck.plan.as_ref(), plan, dir, false)?;
     let weights = match (&ck.ema, use_ema) {
         (Some(ema), true) => ema,
+        (None, true) => {
+            eprintln!(
+                "note: the checkpoint of step {} has no EMA weights; sampling with the trained weights",
+                ck.step
+            );
+            &ck.model
+        }
         _ => &ck.model,
     };
     for (name, var) in named_vars(&model.varmap) {

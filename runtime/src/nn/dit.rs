@@ -197,7 +197,9 @@ impl DitBlock {
         let fused = fused::supported(x) && x.dtype() == DType::F32 && c.dtype() == DType::F32;
         if fused && mask.is_some() == key_mask.is_some() {
             let p = self.packed()?;
-            let save = x.track_op() || c.track_op() || p.track_op();
+            let save = super::gradients_enabled() && (x.track_op() || c.track_op() || p.track_op());
+            let (x, c, p) =
+                if save { (x.clone(), c.clone(), p) } else { (x.detach(), c.detach(), p.detach()) };
             let op = BlockOp::new(self.dims, key_mask.cloned(), save);
             return x.contiguous()?.apply_op3(&c.contiguous()?, &p, op);
         }
@@ -548,35 +550,62 @@ mod fused_block_tests {
                 let x = Var::randn(0f32, 1., (b, v, width), &dev).unwrap();
                 let c = Var::randn(0f32, 1., (b, v, width), &dev).unwrap();
                 let r = Tensor::randn(0f32, 1., (b, v, width), &dev).unwrap();
-                let fused = block.forward(&x, &c, mask.as_ref(), key_mask.as_ref()).unwrap();
                 let composite = block.forward_composite(&x, &c, mask.as_ref()).unwrap();
-                let what = format!("heads {heads}, width {width}, {v} tokens, mask {}", mask.is_some());
-                assert!(max_rel_diff(&fused, &composite) < 1e-5, "{what}: values");
-                let gf = (&fused * &r).unwrap().sum_all().unwrap().backward().unwrap();
                 let gc = (&composite * &r).unwrap().sum_all().unwrap().backward().unwrap();
-                let mut vars: Vec<(String, Tensor)> = vm
-                    .data()
-                    .lock()
-                    .unwrap()
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
-                    .collect();
-                vars.push(("x".into(), x.as_tensor().clone()));
-                vars.push(("c".into(), c.as_tensor().clone()));
-                for (name, t) in vars {
-                    let (a, e) = (gf.get(&t).unwrap(), gc.get(&t).unwrap());
-                    if name == "attn.k.bias" {
-                        // Zero in exact arithmetic (softmax ignores a shift shared by a row's scores):
-                        // both sides hold rounding noise only.
-                        let largest =
-                            |g: &Tensor| g.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-                        assert!(largest(a) < 1e-3 && largest(e) < 1e-3, "{what}: key-bias gradient not ~0");
-                        continue;
+                // The op as the model runs it, then forced into tiles of one sample each.
+                let tiled = BlockOp::new(block.dims, key_mask.clone(), true).with_tile_rows(1);
+                let tiled = x.apply_op3(&c, &block.packed().unwrap(), tiled).unwrap();
+                let fused = block.forward(&x, &c, mask.as_ref(), key_mask.as_ref()).unwrap();
+                for (path, fused) in [("untiled", fused), ("tiled", tiled)] {
+                    let what =
+                        format!("{path}, heads {heads}, width {width}, {v} tokens, mask {}", mask.is_some());
+                    assert!(max_rel_diff(&fused, &composite) < 1e-5, "{what}: values");
+                    let gf = (&fused * &r).unwrap().sum_all().unwrap().backward().unwrap();
+                    let mut vars: Vec<(String, Tensor)> = vm
+                        .data()
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+                        .collect();
+                    vars.push(("x".into(), x.as_tensor().clone()));
+                    vars.push(("c".into(), c.as_tensor().clone()));
+                    for (name, t) in vars {
+                        let (a, e) = (gf.get(&t).unwrap(), gc.get(&t).unwrap());
+                        if name == "attn.k.bias" {
+                            // Zero in exact arithmetic (softmax ignores a shift shared by a row's scores):
+                            // both sides hold rounding noise only.
+                            let largest =
+                                |g: &Tensor| g.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                            assert!(
+                                largest(a) < 1e-3 && largest(e) < 1e-3,
+                                "{what}: key-bias gradient not ~0"
+                            );
+                            continue;
+                        }
+                        let d = max_rel_diff(a, e);
+                        assert!(d < 1e-4, "{what}: gradient of {name}: {d}");
                     }
-                    assert!(max_rel_diff(a, e) < 1e-4, "{what}: gradient of {name}: {}", max_rel_diff(a, e));
                 }
             }
         }
+    }
+
+    #[test]
+    fn without_gradients_the_block_builds_no_graph_and_agrees() {
+        let dev = Device::Cpu;
+        let cfg = DitConfig { width: 8, heads: 2, mlp_ratio: 2.0, ..DitConfig::default() };
+        let vm = VarMap::new();
+        let block = DitBlock::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
+        perturb(&vm, 0.2);
+        let x = Tensor::randn(0f32, 1., (2, 5, 8), &dev).unwrap();
+        let c = Tensor::randn(0f32, 1., (2, 5, 8), &dev).unwrap();
+        let with = block.forward(&x, &c, None, None).unwrap();
+        assert!(with.track_op(), "trainable weights: the output is part of a graph");
+        let without = crate::nn::without_gradients(|| block.forward(&x, &c, None, None)).unwrap();
+        assert!(!without.track_op(), "no graph without gradients");
+        assert!(crate::nn::gradients_enabled(), "the flag is restored");
+        assert_eq!(max_rel_diff(&without, &with), 0.0);
     }
 
     #[test]
@@ -592,6 +621,9 @@ mod fused_block_tests {
         let y = x.apply_op3(&c, &p, BlockOp::new(block.dims, None, false)).unwrap();
         let want = block.forward_composite(&x, &c, None).unwrap();
         assert!(max_rel_diff(&y, &want) < 1e-5);
+        // Tiles of one sample each: the same function; gemm may order a short product's sums differently.
+        let tiled = x.apply_op3(&c, &p, BlockOp::new(block.dims, None, false).with_tile_rows(1)).unwrap();
+        assert!(max_rel_diff(&tiled, &y) < 1e-6, "tiling changed the values");
     }
 }
 

@@ -63,7 +63,8 @@ impl Real for f64 {
     }
 }
 
-fn slice<'a, T: Real>(s: &'a CpuStorage, l: &Layout, name: &str) -> Result<&'a [T]> {
+/// The values of a contiguous CPU storage of `T` (an error names `name` otherwise).
+pub(super) fn slice<'a, T: Real>(s: &'a CpuStorage, l: &Layout, name: &str) -> Result<&'a [T]> {
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
         None => candle_core::bail!("{name}: input must be contiguous"),
@@ -291,7 +292,7 @@ impl CustomOp2 for MaskedSoftmax {
 }
 
 /// Mean and 1/σ of one row.
-fn moments<T: Real>(row: &[T], eps: T) -> (T, T) {
+pub(super) fn moments<T: Real>(row: &[T], eps: T) -> (T, T) {
     let n = T::of(row.len() as f64);
     let mean = row.iter().fold(T::zero(), |a, &b| a + b) / n;
     let var = row.iter().fold(T::zero(), |a, &b| a + (b - mean) * (b - mean)) / n;

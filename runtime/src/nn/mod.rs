@@ -19,6 +19,24 @@ pub mod tokenizer;
 pub mod unet;
 pub mod uvit;
 
+thread_local! {
+    static GRADIENTS: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+/// Runs `f` with gradients off on this thread (like `torch.no_grad`): denoisers may then skip keeping
+/// activations for a backward pass, even though their weights are trainable variables. For sampling.
+pub fn without_gradients<R>(f: impl FnOnce() -> R) -> R {
+    let before = GRADIENTS.with(|g| g.replace(false));
+    let out = f();
+    GRADIENTS.with(|g| g.set(before));
+    out
+}
+
+/// Whether a backward pass may follow the current forward (false inside [`without_gradients`]).
+pub fn gradients_enabled() -> bool {
+    GRADIENTS.with(|g| g.get())
+}
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

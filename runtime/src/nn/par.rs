@@ -5,9 +5,26 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-/// Compute threads, as candle counts them (`CANDLE_NUM_THREADS`, `RAYON_NUM_THREADS`, else the cores).
+thread_local! {
+    static SERIAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Compute threads, as candle counts them (`CANDLE_NUM_THREADS`, `RAYON_NUM_THREADS`, else the cores);
+/// 1 inside [`serial`].
 pub fn threads() -> usize {
+    if SERIAL.with(|s| s.get()) {
+        return 1;
+    }
     candle_core::utils::get_num_threads().max(1)
+}
+
+/// Runs `f` with every loop and product of this module on the calling thread only: for work that is
+/// already split across the compute threads at a coarser grain.
+pub fn serial<R>(f: impl FnOnce() -> R) -> R {
+    let before = SERIAL.with(|s| s.replace(true));
+    let out = f();
+    SERIAL.with(|s| s.set(before));
+    out
 }
 
 /// Below this many scalar operations a loop or product runs on one thread: waking a second thread costs
@@ -39,7 +56,7 @@ pub fn for_units(units: usize, cost: usize, f: impl Fn(usize) + Sync) {
         (0..units).for_each(f);
         return;
     }
-    (0..units).into_par_iter().for_each(|i| f(i));
+    (0..units).into_par_iter().for_each(&f);
 }
 
 /// A raw pointer to an output buffer that several threads write in disjoint parts.
@@ -193,19 +210,26 @@ pub fn matmul_new(m: usize, n: usize, k: usize, a: Mat, b: Mat, scale: f32, thre
 
 /// `src[m, k] · w[n, k]ᵀ + bias[n]` (a linear layer), all row-major and dense.
 pub fn linear(src: &[f32], m: usize, k: usize, w: &[f32], bias: &[f32]) -> Vec<f32> {
-    let n = bias.len();
-    debug_assert_eq!(w.len(), n * k);
-    debug_assert_eq!(src.len(), m * k);
-    let mut dst = Vec::with_capacity(m * n);
-    for _ in 0..m {
-        dst.extend_from_slice(bias);
-    }
-    matmul(&mut dst, n, m, n, k, Mat::rows(src, k), Mat::trans(w, k), 1.0, true, threads());
+    let mut dst = Vec::with_capacity(m * bias.len());
+    dst.extend(std::iter::repeat_n(bias, m).flatten());
+    matmul(&mut dst, bias.len(), m, bias.len(), k, Mat::rows(src, k), Mat::trans(w, k), 1.0, true, threads());
     dst
 }
 
-/// Gradients of [`linear`]: writes `dw[n, k] = dyᵀ · src` and `db[n] = Σ_rows dy`, and returns
-/// `dsrc[m, k] = dy · w`.
+/// [`linear`] into `dst [m, n]`, whose previous values are ignored.
+pub fn linear_into(dst: &mut [f32], src: &[f32], m: usize, k: usize, w: &[f32], bias: &[f32]) {
+    let n = bias.len();
+    debug_assert_eq!(w.len(), n * k);
+    debug_assert_eq!(src.len(), m * k);
+    assert_eq!(dst.len(), m * n, "linear: destination size");
+    for row in dst.chunks_exact_mut(n.max(1)) {
+        row.copy_from_slice(bias);
+    }
+    matmul(dst, n, m, n, k, Mat::rows(src, k), Mat::trans(w, k), 1.0, true, threads());
+}
+
+/// Gradients of [`linear`]: `dw[n, k] = dyᵀ · src` and `db[n] = Σ_rows dy` (added to their values with
+/// `accumulate`, else written), and `dsrc[m, k] = dy · w`.
 #[allow(clippy::too_many_arguments)]
 pub fn linear_backward(
     dy: &[f32],
@@ -216,15 +240,17 @@ pub fn linear_backward(
     n: usize,
     dw: &mut [f32],
     db: &mut [f32],
-) -> Vec<f32> {
+    accumulate: bool,
+    dsrc: &mut [f32],
+) {
     let t = threads();
-    matmul(dw, k, n, k, m, Mat::trans(dy, n), Mat::rows(src, k), 1.0, false, t);
-    column_sums(dy, n, db);
-    matmul_new(m, k, n, Mat::rows(dy, n), Mat::rows(w, k), 1.0, t)
+    matmul(dw, k, n, k, m, Mat::trans(dy, n), Mat::rows(src, k), 1.0, accumulate, t);
+    column_sums(dy, n, db, accumulate);
+    matmul(dsrc, k, m, k, n, Mat::rows(dy, n), Mat::rows(w, k), 1.0, false, t);
 }
 
-/// `out[j] = Σ_i x[i, j]` for a row-major `x` with `n` columns.
-pub fn column_sums(x: &[f32], n: usize, out: &mut [f32]) {
+/// `out[j] = Σ_i x[i, j]` (added to `out` with `accumulate`) for a row-major `x` with `n` columns.
+pub fn column_sums(x: &[f32], n: usize, out: &mut [f32], accumulate: bool) {
     let rows = x.len() / n.max(1);
     let parts = threads().min(rows.max(1));
     let chunk = rows.div_ceil(parts.max(1)).max(1);
@@ -233,7 +259,9 @@ pub fn column_sums(x: &[f32], n: usize, out: &mut [f32]) {
     } else {
         vec![sum_rows(x, n)]
     };
-    out.iter_mut().for_each(|o| *o = 0.0);
+    if !accumulate {
+        out.iter_mut().for_each(|o| *o = 0.0);
+    }
     for p in partial {
         out.iter_mut().zip(p).for_each(|(o, v)| *o += v);
     }
@@ -304,8 +332,8 @@ mod tests {
         let want: Vec<f32> = naive(&x, &wt, m, k, n).iter().enumerate().map(|(i, v)| v + b[i % n]).collect();
         assert!(y.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-4));
 
-        let (mut dw, mut db) = (vec![0.0; n * k], vec![0.0; n]);
-        let dx = linear_backward(&dy, &x, &w, m, k, n, &mut dw, &mut db);
+        let (mut dw, mut db, mut dx) = (vec![0.0; n * k], vec![0.0; n], vec![0.0; m * k]);
+        linear_backward(&dy, &x, &w, m, k, n, &mut dw, &mut db, false, &mut dx);
         let dyt: Vec<f32> = (0..m * n).map(|i| dy[(i % m) * n + i / m]).collect();
         assert!(dw.iter().zip(naive(&dyt, &x, n, m, k)).all(|(a, b)| (a - b).abs() < 1e-3));
         assert!(dx.iter().zip(naive(&dy, &w, m, n, k)).all(|(a, b)| (a - b).abs() < 1e-4));
@@ -313,6 +341,11 @@ mod tests {
             let s: f32 = (0..m).map(|i| dy[i * n + j]).sum();
             assert!((db[j] - s).abs() < 1e-4);
         }
+        // Accumulating adds the same gradients again.
+        let (dw1, db1) = (dw.clone(), db.clone());
+        linear_backward(&dy, &x, &w, m, k, n, &mut dw, &mut db, true, &mut dx);
+        assert!(dw.iter().zip(&dw1).all(|(a, b)| (a - 2.0 * b).abs() < 1e-3));
+        assert!(db.iter().zip(&db1).all(|(a, b)| (a - 2.0 * b).abs() < 1e-4));
     }
 
     #[test]
