@@ -90,6 +90,25 @@ pub enum RuntimeError {
         help("use `--device cpu`, or build with `--features cuda` on a machine with CUDA")
     )]
     Device { device: String, what: String },
+    /// No usable NVIDIA driver: `libcuda` is missing, is the link stub, or finds no GPU.
+    #[error("device `{device}`: {what}")]
+    #[diagnostic(
+        code(R0502),
+        help(
+            "install the NVIDIA driver (it provides libcuda.so.1) on a machine with a GPU, and check `nvidia-smi`; \
+             or run on `--device cpu`"
+        )
+    )]
+    NoDriver { device: String, what: String },
+    /// `SR_KERNELS` has a value other than `fused` or `composite`.
+    #[error("{0}")]
+    #[diagnostic(
+        code(R0503),
+        help(
+            "unset SR_KERNELS, or set it to `fused` (the default) or `composite` (the code path a GPU runs)"
+        )
+    )]
+    Kernels(String),
     /// An error raised by candle.
     #[error(transparent)]
     #[diagnostic(code(R0001))]

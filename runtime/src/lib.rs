@@ -18,6 +18,7 @@ pub mod optim;
 pub mod param;
 pub mod perf;
 pub mod plot;
+pub mod precision;
 pub mod progress;
 pub mod pvalue;
 pub mod run;

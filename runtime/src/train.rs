@@ -161,7 +161,7 @@ pub fn batch_loss(
     let setup = &model.flow;
     let z = setup.flow.noise(&x, &eps, &t)?;
     let target = setup.flow.target(setup.predict, &x, &eps, &t)?;
-    let pred = model.denoiser.forward(&z, &t)?;
+    let pred = model.train_forward(&z, &t)?;
     let err = (&pred.out - &target)?.sqr()?.mean(D::Minus1)?; // [B, V]
     let active = draw.weights.iter().filter(|w| **w > 0.0).count().max(1) as f64;
     let weighted_mean = |per_var: &Tensor| -> Result<Tensor> { Ok(((per_var * &w)?.sum_all()? / active)?) };
@@ -288,6 +288,9 @@ pub struct StepOutcome {
     pub grad_norm: f64,
     /// Learning rate of the step.
     pub lr: f64,
+    /// With `precision = f16`: the gradient overflowed at the current loss scale, so the weights were
+    /// not updated and the scale was halved.
+    pub skipped: bool,
 }
 
 /// The optimisation state of a training run: loss terms, optimizer, learning-rate schedule, gradient
@@ -300,6 +303,10 @@ pub struct Trainer {
     pub ema: Option<Ema>,
     seed: u64,
     vars: Vec<Var>,
+    /// The factor the loss is multiplied by before backward (1 except with `precision = f16`).
+    pub loss_scale: f64,
+    /// Steps in a row without an overflow at the current loss scale.
+    good_steps: u64,
 }
 
 impl Trainer {
@@ -329,7 +336,18 @@ impl Trainer {
         };
         let ema = if settings.ema > 0.0 { Some(Ema::new(&named, settings.ema)?) } else { None };
         let vars = named.into_iter().map(|(_, v)| v).collect();
-        Ok(Trainer { settings, terms, optimizer, schedule, ema, seed: plan.seed, vars })
+        let loss_scale = model.low.as_ref().map_or(1.0, |l| l.precision.initial_loss_scale());
+        Ok(Trainer {
+            settings,
+            terms,
+            optimizer,
+            schedule,
+            ema,
+            seed: plan.seed,
+            vars,
+            loss_scale,
+            good_steps: 0,
+        })
     }
 
     /// Runs optimisation step `step` on `batches` (one per micro-batch, `settings.accumulate` of them):
@@ -338,6 +356,9 @@ impl Trainer {
     pub fn step(&mut self, model: &Model, step: u64, batches: &[Batch]) -> Result<StepOutcome> {
         if batches.is_empty() {
             return Err(RuntimeError::Config("a training step needs at least one batch".into()));
+        }
+        if let Some(low) = &model.low {
+            low.refresh()?;
         }
         let mut rng = StdRng::seed_from_u64(step_seed(self.seed, step));
         let lr = self.schedule.lr(step);
@@ -370,8 +391,24 @@ impl Trainer {
                 what: format!("the loss is {}", stats.loss),
             });
         }
-        let mut grads = total.backward()?;
+        let scaled = self.loss_scale != 1.0;
+        let mut grads = if scaled { (total * self.loss_scale)?.backward()? } else { total.backward()? };
+        if let Some(low) = &model.low {
+            low.to_master_grads(&mut grads, self.loss_scale)?;
+        }
         let grad_norm = clip_grad_norm(&mut grads, &self.vars, self.settings.clip)?;
+        if scaled {
+            if !grad_norm.is_finite() {
+                self.loss_scale /= 2.0;
+                self.good_steps = 0;
+                return Ok(StepOutcome { stats, grad_norm, lr, skipped: true });
+            }
+            self.good_steps += 1;
+            if self.good_steps >= crate::precision::SCALE_GROWTH_INTERVAL {
+                self.loss_scale *= 2.0;
+                self.good_steps = 0;
+            }
+        }
         if !grad_norm.is_finite() {
             return Err(RuntimeError::Diverged {
                 step: step + 1,
@@ -382,7 +419,7 @@ impl Trainer {
         if let Some(e) = self.ema.as_mut() {
             e.update_at(step)?;
         }
-        Ok(StepOutcome { stats, grad_norm, lr })
+        Ok(StepOutcome { stats, grad_norm, lr, skipped: false })
     }
 }
 
@@ -460,7 +497,7 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
                 batcher.batch(step * settings.accumulate as u64 + micro, settings.batch, &model.device)
             })
             .collect::<Result<Vec<_>>>()?;
-        let StepOutcome { stats, grad_norm, lr } = trainer.step(model, step, &batches)?;
+        let StepOutcome { stats, grad_norm, lr, .. } = trainer.step(model, step, &batches)?;
         // The weights of the pending checkpoint gave a finite loss and gradient: it is a good one.
         if let Some(ck) = pending.take() {
             save_and_prune(&ckpt_dir, &ck, settings.keep_checkpoints)?;

@@ -8,9 +8,9 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 
-/// Whether the fused kernels handle `x`.
+/// Whether the fused kernels handle `x` (never while [`super::kernels`] forces the composite path).
 pub fn supported(x: &Tensor) -> bool {
-    x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64)
+    x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) && !super::kernels::composite()
 }
 
 pub(super) trait Real: candle_core::WithDType + Copy {
