@@ -689,8 +689,15 @@ fn backward(
             let (r0, r1) = (b0 * c.tokens * w, b1 * c.tokens * w);
             let tile = Call { batch: b1 - b0, ..c };
             let (dxt, dct) = unsafe { (dxo.slice(r0, r1), dco.slice(r0, r1)) };
-            let acts = s.tile(b0, b1);
-            backward_tile(tile, mask, acts, &cond[r0..r1], p, &dy[r0..r1], dxt, dct, dp);
+            let (n, hd) = (tile.n(), c.d.hidden);
+            with_scratch(n * (12 * w + hd), |buf| {
+                let work: [&mut [f32]; 6] =
+                    split_parts(buf, &[n * 6 * w, n * w, n * hd, n * w, n * w, n * 3 * w])
+                        .try_into()
+                        .unwrap_or_else(|_| unreachable!("six parts"));
+                let dp = dp_parts(c, &mut *dp);
+                backward_rows(tile, mask, s.tile(b0, b1), &cond[r0..r1], p, &dy[r0..r1], dxt, dct, dp, work);
+            });
         }
     };
     if tiled {
@@ -698,7 +705,7 @@ fn backward(
     } else {
         run(0);
     }
-    // SAFETY: the groups cover every tile, and `backward_tile` writes all of its rows of `dx` and `dc`.
+    // SAFETY: the groups cover every tile, and `backward_rows` writes all of its rows of `dx` and `dc`.
     unsafe {
         dx.set_len(n * w);
         dc.set_len(n * w);
@@ -711,28 +718,6 @@ fn backward(
     (dx, dc, dps)
 }
 
-/// The backward over the samples of `c`: writes `dx` and `dc`, and adds the weight gradients to `dp`.
-#[allow(clippy::too_many_arguments)]
-fn backward_tile(
-    c: Call,
-    mask: Option<&KeyMask>,
-    acts: [&[f32]; ACTS],
-    cond: &[f32],
-    p: &[f32],
-    dy: &[f32],
-    dx: &mut [f32],
-    dc: &mut [f32],
-    dp: &mut [f32],
-) {
-    let (n, w, hd) = (c.n(), c.d.width, c.d.hidden);
-    with_scratch(n * (12 * w + hd), |buf| {
-        let work: [&mut [f32]; 6] = split_parts(buf, &[n * 6 * w, n * w, n * hd, n * w, n * w, n * 3 * w])
-            .try_into()
-            .unwrap_or_else(|_| unreachable!("six parts"));
-        backward_rows(c, mask, acts, cond, p, dy, dx, dc, dp_parts(c, dp), work);
-    });
-}
-
 /// The ten weight and bias parts of a packed gradient, in [`Packing`] order.
 fn dp_parts(c: Call, dp: &mut [f32]) -> [&mut [f32]; 10] {
     let (w, hd) = (c.d.width, c.d.hidden);
@@ -741,8 +726,9 @@ fn dp_parts(c: Call, dp: &mut [f32]) -> [&mut [f32]; 10] {
         .unwrap_or_else(|_| unreachable!("ten parts"))
 }
 
-/// [`backward_tile`] with its weight-gradient parts and its six work buffers (contents unspecified):
-/// d modulation `[N, 6W]`, d MLP output, d GELU `[N, H]`, d norm output, d attention output, d q/k/v.
+/// The backward over the samples of `c`: writes `dx` and `dc`, and adds the weight gradients to the
+/// parts `dp`. `work` holds six buffers (contents unspecified): d modulation `[N, 6W]`, d MLP output,
+/// d GELU `[N, H]`, d norm output, d attention output, d q/k/v.
 #[allow(clippy::too_many_arguments)]
 fn backward_rows(
     c: Call,

@@ -591,8 +591,8 @@ mod fused_block_tests {
         }
     }
 
-    #[test]
-    fn without_gradients_the_block_builds_no_graph_and_agrees() {
+    /// A width-8, 2-head block with perturbed weights, and inputs `x`, `c` of 2 samples × 5 tokens.
+    fn small_block() -> (VarMap, DitBlock, Tensor, Tensor) {
         let dev = Device::Cpu;
         let cfg = DitConfig { width: 8, heads: 2, mlp_ratio: 2.0, ..DitConfig::default() };
         let vm = VarMap::new();
@@ -600,6 +600,12 @@ mod fused_block_tests {
         perturb(&vm, 0.2);
         let x = Tensor::randn(0f32, 1., (2, 5, 8), &dev).unwrap();
         let c = Tensor::randn(0f32, 1., (2, 5, 8), &dev).unwrap();
+        (vm, block, x, c)
+    }
+
+    #[test]
+    fn without_gradients_the_block_builds_no_graph_and_agrees() {
+        let (_vm, block, x, c) = small_block();
         let with = block.forward(&x, &c, None, None).unwrap();
         assert!(with.track_op(), "trainable weights: the output is part of a graph");
         let without = crate::nn::without_gradients(|| block.forward(&x, &c, None, None)).unwrap();
@@ -610,13 +616,7 @@ mod fused_block_tests {
 
     #[test]
     fn fused_block_without_gradients_keeps_nothing_and_agrees() {
-        let dev = Device::Cpu;
-        let cfg = DitConfig { width: 8, heads: 2, mlp_ratio: 2.0, ..DitConfig::default() };
-        let vm = VarMap::new();
-        let block = DitBlock::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
-        perturb(&vm, 0.2);
-        let x = Tensor::randn(0f32, 1., (2, 5, 8), &dev).unwrap();
-        let c = Tensor::randn(0f32, 1., (2, 5, 8), &dev).unwrap();
+        let (_vm, block, x, c) = small_block();
         let p = block.packed().unwrap().detach();
         let y = x.apply_op3(&c, &p, BlockOp::new(block.dims, None, false)).unwrap();
         let want = block.forward_composite(&x, &c, None).unwrap();

@@ -192,31 +192,8 @@ pub unsafe fn matmul_ptr(
     );
 }
 
-/// `scale · a[m, k] · b[k, n]` into a new row-major `[m, n]` buffer, which the product fills without a
-/// zero-fill first.
-pub fn matmul_new(m: usize, n: usize, k: usize, a: Mat, b: Mat, scale: f32, threads: usize) -> Vec<f32> {
-    if m == 0 || n == 0 || k == 0 {
-        return vec![0.0; m * n];
-    }
-    let mut out = Vec::with_capacity(m * n);
-    // SAFETY: with `accumulate` false the product writes every element of the m×n block without reading
-    // it, so all `m·n` elements are initialised before `set_len`.
-    unsafe {
-        matmul_ptr(out.as_mut_ptr(), n, m, n, k, a, b, scale, false, threads);
-        out.set_len(m * n);
-    }
-    out
-}
-
-/// `src[m, k] · w[n, k]ᵀ + bias[n]` (a linear layer), all row-major and dense.
-pub fn linear(src: &[f32], m: usize, k: usize, w: &[f32], bias: &[f32]) -> Vec<f32> {
-    let mut dst = Vec::with_capacity(m * bias.len());
-    dst.extend(std::iter::repeat_n(bias, m).flatten());
-    matmul(&mut dst, bias.len(), m, bias.len(), k, Mat::rows(src, k), Mat::trans(w, k), 1.0, true, threads());
-    dst
-}
-
-/// [`linear`] into `dst [m, n]`, whose previous values are ignored.
+/// `dst[m, n] = src[m, k] · w[n, k]ᵀ + bias[n]` (a linear layer), all row-major and dense; the previous
+/// values of `dst` are ignored.
 pub fn linear_into(dst: &mut [f32], src: &[f32], m: usize, k: usize, w: &[f32], bias: &[f32]) {
     let n = bias.len();
     debug_assert_eq!(w.len(), n * k);
@@ -228,7 +205,7 @@ pub fn linear_into(dst: &mut [f32], src: &[f32], m: usize, k: usize, w: &[f32], 
     matmul(dst, n, m, n, k, Mat::rows(src, k), Mat::trans(w, k), 1.0, true, threads());
 }
 
-/// Gradients of [`linear`]: `dw[n, k] = dyᵀ · src` and `db[n] = Σ_rows dy` (added to their values with
+/// Gradients of [`linear_into`]: `dw[n, k] = dyᵀ · src` and `db[n] = Σ_rows dy` (added to their values with
 /// `accumulate`, else written), and `dsrc[m, k] = dy · w`.
 #[allow(clippy::too_many_arguments)]
 pub fn linear_backward(
@@ -327,7 +304,8 @@ mod tests {
     fn linear_and_its_gradients_match_naive_products() {
         let (m, k, n) = (37, 13, 9);
         let (x, w, b, dy) = (data(m * k, 1), data(n * k, 2), data(n, 3), data(m * n, 4));
-        let y = linear(&x, m, k, &w, &b);
+        let mut y = vec![f32::NAN; m * n];
+        linear_into(&mut y, &x, m, k, &w, &b);
         let wt: Vec<f32> = (0..k * n).map(|i| w[(i % n) * k + i / n]).collect();
         let want: Vec<f32> = naive(&x, &wt, m, k, n).iter().enumerate().map(|(i, v)| v + b[i % n]).collect();
         assert!(y.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-4));
