@@ -9,14 +9,14 @@ and one Euler step per step, 100 steps for Sudoku and 50 for the image model).
 Models, as in the Rust benchmark:
   sudoku  81 variables x 9 features, width 128, depth 6, 8 heads, batch 64
   dit_s2  256 variables x 12 features (2x2 patches of 32x32x3), width 384, depth 12, 6 heads, batch 8
-  example the denoiser and training of examples/sudoku.srx: width 64, depth 8, 4 heads, MLP ratio 2,
-          time_dim 64, attention limited to each cell's row, column and box, batch 64
+  sudoku_dep  the denoiser and training of examples/sudoku.srx: width 64, depth 8, 4 heads, MLP ratio 2,
+              time_dim 64, attention limited to each cell's row, column and box, batch 64
 
-Usage:  python3 bench/pytorch_reference.py [--threads N] [--quick] [--only sudoku|dit_s2|example]
-                                          [--device cpu|cuda] [--precision f32|bf16|f16]
+Usage:  python3 bench/pytorch_reference.py [--threads N] [--quick] [--only sudoku|dit_s2|sudoku_dep]
+                                          [--device cpu|cuda] [--precision f32|bf16|f16] [--compile]
 Needs only `torch` (CPU build is enough for the CPU): `pip install torch`. `--precision bf16` runs the
 forward and backward under `torch.autocast` (f32 weights and optimizer), as sr's `precision = bf16`;
-f16 adds a `GradScaler`.
+f16 adds a `GradScaler`. `--compile` wraps the model in torch.compile (inductor) and labels the table so.
 """
 
 import argparse
@@ -31,6 +31,8 @@ import torch.nn.functional as F
 # Set by main(): where tensors live and the autocast dtype (None = f32).
 DEVICE = torch.device("cpu")
 AUTOCAST = None
+# Set by main(): whether the model runs through torch.compile.
+COMPILE = False
 
 
 class TimeEmbedding(nn.Module):
@@ -238,14 +240,15 @@ def bench(name, variables, features, width, depth, heads, batch, lr, steps, give
         for _ in data:
             counts = torch.randint(lo, hi + 1, (batch, 1), device=DEVICE)
             knowns.append(torch.rand(batch, variables, device=DEVICE).argsort(dim=1) < counts)
-    train = measure(warmup, iters, lambda i: train_step(model, opt, ema, data[i], knowns[i], scaler))
+    run = torch.compile(model) if COMPILE else model
+    train = measure(warmup, iters, lambda i: train_step(run, opt, ema, data[i], knowns[i], scaler))
 
     x = torch.randn(batch, variables, features, device=DEVICE).sign()
     known = None
     if givens:
         known = torch.rand(batch, variables, device=DEVICE).argsort(dim=1) < 35
     s_warm, s_iters = 0, 1
-    samp = measure(s_warm, s_iters, lambda i: sample(model, x, known, steps))
+    samp = measure(s_warm, s_iters, lambda i: sample(run, x, known, steps))
     return name, params, batch, train, steps, samp
 
 
@@ -254,12 +257,14 @@ def main():
     parser.add_argument("--threads", type=int, default=int(os.environ.get("RAYON_NUM_THREADS", os.cpu_count())),
                         help="torch threads (default: RAYON_NUM_THREADS or the CPU count, as candle)")
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
-    parser.add_argument("--only", choices=["sudoku", "dit_s2", "example"], help="run one model")
+    parser.add_argument("--only", choices=["sudoku", "dit_s2", "sudoku_dep"], help="run one model")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where to run (default cpu)")
     parser.add_argument("--precision", choices=["f32", "bf16", "f16"], default="f32",
                         help="autocast dtype of the forward and backward (default f32)")
+    parser.add_argument("--compile", action="store_true", help="run the models through torch.compile (inductor)")
     args = parser.parse_args()
-    global DEVICE, AUTOCAST
+    global DEVICE, AUTOCAST, COMPILE
+    COMPILE = args.compile
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: this torch has no CUDA or the machine has no GPU")
     DEVICE = torch.device(args.device)
@@ -268,19 +273,20 @@ def main():
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
     where = torch.cuda.get_device_name() if DEVICE.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"PyTorch {torch.__version__} eager {args.precision} benchmark: {where}" + (" (quick)" if quick else ""))
+    mode = "torch.compile" if COMPILE else "eager"
+    print(f"PyTorch {torch.__version__} {mode} {args.precision} benchmark: {where}" + (" (quick)" if quick else ""))
     rows = []
     if args.only in (None, "sudoku"):
         rows.append(bench("sudoku", 81, 9, 128, 6, 8, 64, 1e-3, 100, (30, 81), quick))
     if args.only in (None, "dit_s2"):
         rows.append(bench("dit_s2", 256, 12, 384, 12, 6, 8, 1e-4, 50, None, quick))
-    if args.only in (None, "example"):
-        rows.append(bench("example", 81, 9, 64, 8, 4, 64, 2e-3, 100, (0, 81), quick,
+    if args.only in (None, "sudoku_dep"):
+        rows.append(bench("sudoku_dep", 81, 9, 64, 8, 4, 64, 2e-3, 100, (0, 81), quick,
                           time_dim=64, mlp_ratio=2.0, mask=sudoku_mask()))
-    print(f"{'model':<8} {'params':>9} {'batch':>6} {'steps/s':>13} {'best steps/s':>13} {'calls':>6}"
+    print(f"{'model':<12} {'params':>9} {'batch':>6} {'steps/s':>13} {'best steps/s':>13} {'calls':>6}"
           f" {'samples/s':>13} {'best samples/s':>13}")
     for name, params, batch, (t_med, t_min), steps, (s_med, s_min) in rows:
-        print(f"{name:<8} {params:>9} {batch:>6} {1 / t_med:>13.3f} {1 / t_min:>13.3f} {steps:>6}"
+        print(f"{name:<12} {params:>9} {batch:>6} {1 / t_med:>13.3f} {1 / t_min:>13.3f} {steps:>6}"
               f" {batch / s_med:>13.3f} {batch / s_min:>13.3f}")
 
 

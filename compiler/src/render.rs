@@ -43,6 +43,12 @@ pub fn render(diags: &[Diagnostic], sources: &SourceMap, color: bool) -> String 
 /// The most diagnostics [`render`] draws.
 pub const MAX_RENDERED: usize = 100;
 
+/// Above this many bytes, a report's context is cut to [`LINE_CONTEXT`] bytes either side of its span.
+const LONG_WINDOW: usize = 4096;
+
+/// Bytes of a very long line kept before and after a span.
+const LINE_CONTEXT: usize = 120;
+
 /// A source file for miette that hands out only the lines around a span: miette's own sources scan the
 /// file from its start for every report, which made many reports on a long file quadratic.
 struct Windowed {
@@ -59,10 +65,25 @@ impl SourceCode for Windowed {
     ) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
         let text: &str = &self.file.text;
         let starts = self.file.line_starts();
-        let first = self.file.line_of(span.offset()).saturating_sub(before + 1);
+        let mut first = self.file.line_of(span.offset()).saturating_sub(before + 1);
         let end = self.file.line_of(span.offset() + span.len()) + after + 2;
-        let lo = starts[first];
-        let hi = starts.get(end).copied().unwrap_or(text.len());
+        let mut lo = starts[first];
+        let mut hi = starts.get(end).copied().unwrap_or(text.len());
+        // Very long lines (a minified file, a 50,000-name `use` list) are cut to the bytes around the
+        // span: miette would otherwise scan and print the whole line for every report.
+        let mut column = 0;
+        if hi - lo > LONG_WINDOW {
+            lo = lo.max(span.offset().saturating_sub(LINE_CONTEXT));
+            hi = hi.min(span.offset() + span.len() + LINE_CONTEXT).max(lo);
+            while !text.is_char_boundary(lo) {
+                lo -= 1;
+            }
+            while !text.is_char_boundary(hi) {
+                hi += 1;
+            }
+            first = self.file.line_of(lo);
+            column = text[starts[first]..lo].chars().count();
+        }
         let local = SourceSpan::new((span.offset().saturating_sub(lo)).into(), span.len());
         let inner = text[lo..hi].read_span(&local, before, after)?;
         Ok(Box::new(MietteSpanContents::new_named(
@@ -70,7 +91,7 @@ impl SourceCode for Windowed {
             inner.data(),
             (inner.span().offset() + lo, inner.span().len()).into(),
             inner.line() + first,
-            inner.column(),
+            inner.column() + if inner.line() == 0 { column } else { 0 },
             // Like miette's own sources: lines counted from the start of the file.
             inner.line_count() + first,
         )))

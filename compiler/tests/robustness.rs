@@ -146,3 +146,20 @@ fn many_items_check_in_linear_time() {
         assert!(elapsed.as_secs() < 30, "{} diagnostics took {elapsed:?}", c.diagnostics.len());
     }
 }
+
+#[test]
+fn reports_on_a_very_long_line_show_only_the_bytes_around_each_span() {
+    let names: Vec<String> = (0..20_000).map(|i| format!("missing_{i}")).collect();
+    let text = format!("use std.samplers.{{parallel_sampler, {}}}\n", names.join(", "));
+    let c = sr_compiler::compile_text("long.srx", &text, &MemLoader::new(), &[]);
+    assert!(c.diagnostics.len() >= 20_000, "{}", c.diagnostics.len());
+    let shown = sr_compiler::render(&c.diagnostics, &c.sources, false);
+    // 100 reports; uncut, each would print the whole 250 kB line.
+    assert!(shown.len() < 200_000, "{} bytes rendered", shown.len());
+    // The first unknown name, with its true column (1-based) in the long line.
+    let column = text.find("missing_0").unwrap() + 1;
+    assert!(shown.contains(&format!("long.srx:1:{column}]")), "{}", &shown[..shown.len().min(2000)]);
+    assert!(shown.contains("missing_0"));
+    let last = text.find("missing_99,").unwrap() + 1;
+    assert!(shown.contains(&format!("long.srx:1:{last}]")), "the 100th report keeps its column");
+}

@@ -5,7 +5,7 @@
 //!   `adaptive_sequential`;
 //! - a DiT-S/2-shaped image model (2×2 patches of 32×32×3 images: 256 variables × 12 features, width 384,
 //!   depth 12, 6 heads), batch 8, sampled with a 50-step `fixed` schedule;
-//! - `example`: the denoiser and training of `examples/sudoku.srx` (width 64, depth 8, 4 heads,
+//! - `sudoku_dep`: the denoiser and training of `examples/sudoku.srx` (width 64, depth 8, 4 heads,
 //!   dependency attention), batch 64, sampled with 100-step `adaptive_sequential`.
 //!
 //! The models are compiled from `.srx` text and built exactly as `sr run` builds them; a training step is
@@ -225,8 +225,8 @@ fn main() {
     if wanted("dit_s2") {
         rows.push(bench("dit_s2", DIT, "fixed", quick, &device, &precision));
     }
-    if wanted("example") {
-        rows.push(bench("example", EXAMPLE, "adaptive", quick, &device, &precision));
+    if wanted("sudoku_dep") {
+        rows.push(bench("sudoku_dep", EXAMPLE, "adaptive", quick, &device, &precision));
     }
     println!(
         "{:<8} {:>9} {:>6} {:>13} {:>13} {:>6} {:>13} {:>13}",
