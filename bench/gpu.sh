@@ -46,6 +46,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 IFS=, read -r -a precision_list <<<"$precisions"
+[ ${#precision_list[@]} -gt 0 ] || { echo "bench/gpu.sh: --precision needs at least one of f32, bf16, f16" >&2; exit 2; }
 for p in "${precision_list[@]}"; do
   case "$p" in f32 | bf16 | f16) ;; *) echo "bench/gpu.sh: unknown precision \`$p\` (f32, bf16, f16)" >&2; exit 2 ;; esac
 done
@@ -125,6 +126,6 @@ for p in "${precision_list[@]}"; do
   "$sr" run examples/sudoku.srx --device cuda --steps "$steps" --set "train.precision=$p" \
     --set "train.log_every=$steps" --out "$out/run" >"$out/log" 2>&1 || { cat "$out/log"; exit 1; }
   tail -n 1 "$out/run/metrics.jsonl" | "$venv/bin/python" -c \
-    'import json, sys; m = json.loads(sys.stdin.read()); print(f"steps/s {m[\"steps_per_sec\"]:.2f}  final loss {m[\"loss\"]:.4f}")'
+    'import json, sys; m = json.loads(sys.stdin.read()); print("steps/s %.2f  final loss %.4f" % (m["steps_per_sec"], m["loss"]))'
   grep '^|' "$out/log" || true
 done
