@@ -544,6 +544,8 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
         }
     }
     drop(interrupts);
+    // The activation buffers kept between steps are not needed by evaluation.
+    crate::nn::pool::release();
     progress.finish();
     let seconds = began.elapsed().as_secs_f64();
     if !losses.is_empty() {

@@ -17,6 +17,8 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor}
 
 use super::fused::{gelu_derivative, gelu_value, moments, slice};
 use super::par::{self, for_rows, for_units, Mat, Out};
+use super::pool;
+use super::simd::multiversion;
 
 /// Layer-norm epsilon of the DiT blocks.
 pub const EPS: f32 = 1e-6;
@@ -157,6 +159,12 @@ struct Saved {
     sizes: [usize; ACTS],
 }
 
+impl Drop for Saved {
+    fn drop(&mut self) {
+        pool::give(std::mem::take(&mut self.buf));
+    }
+}
+
 impl Saved {
     /// Values per sample of each region.
     fn sizes(c: &Call, mask: Option<&KeyMask>) -> [usize; ACTS] {
@@ -256,52 +264,45 @@ fn norm_modulate(
     for_rows(c.n(), 8 * w, |lo, hi| {
         // SAFETY: disjoint row ranges.
         let (xh, rs, hh) = unsafe { (xo.slice(lo * w, hi * w), ro.slice(lo, hi), ho.slice(lo * w, hi * w)) };
-        for (i, n) in (lo..hi).enumerate() {
-            let row = &x[n * w..(n + 1) * w];
+        modulate_rows(w, &x[lo * w..hi * w], &modv[lo * 6 * w..hi * 6 * w], shift_at, xh, rs, hh);
+    });
+}
+
+multiversion! {
+    /// [`norm_modulate`] over whole rows: `x`, `xhat`, `h` hold `W` values a row, `modv` `6W`.
+    fn modulate_rows(
+        w: usize,
+        x: &[f32],
+        modv: &[f32],
+        shift_at: usize,
+        xhat: &mut [f32],
+        rstd: &mut [f32],
+        h: &mut [f32],
+    ) {
+        let rows = x.chunks_exact(w).zip(modv.chunks_exact(6 * w));
+        let outs = xhat.chunks_exact_mut(w).zip(h.chunks_exact_mut(w)).zip(rstd.iter_mut());
+        for ((row, m), ((xr, hr), rs)) in rows.zip(outs) {
             let (mean, inv) = moments(row, EPS);
-            rs[i] = inv;
-            let m = &modv[n * 6 * w + shift_at..];
-            let (shift, scale) = (&m[..w], &m[w..2 * w]);
-            let (xr, hr) = (&mut xh[i * w..(i + 1) * w], &mut hh[i * w..(i + 1) * w]);
+            *rs = inv;
+            let (shift, scale) = (&m[shift_at..shift_at + w], &m[shift_at + w..shift_at + 2 * w]);
             for j in 0..w {
                 let v = (row[j] - mean) * inv;
                 xr[j] = v;
                 hr[j] = v * (1.0 + scale[j]) + shift[j];
             }
         }
-    });
-}
-
-/// Softmax in place over one row of scores (already masked); a row with every key at −∞ becomes zeros.
-/// Compiled for AVX-512 and for AVX2 besides the baseline, chosen at run time; all three give the same
-/// bits (no fused multiply-adds), so results do not depend on the CPU.
-fn softmax_row(row: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F.
-            return unsafe { softmax_avx512(row) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2.
-            return unsafe { softmax_avx2(row) };
-        }
     }
-    softmax_body(row)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn softmax_avx512(row: &mut [f32]) {
-    softmax_body(row)
+multiversion! {
+    /// Softmax in place over one row of scores (already masked); a row with every key at −∞ becomes
+    /// zeros.
+    fn softmax_row(row: &mut [f32]) {
+        softmax_body(row)
+    }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn softmax_avx2(row: &mut [f32]) {
-    softmax_body(row)
-}
-
+/// [`softmax_row`]'s arithmetic, inlined into each of its versions.
 #[inline(always)]
 fn softmax_body(row: &mut [f32]) {
     const LANES: usize = 16;
@@ -558,7 +559,7 @@ fn forward(
     let sizes = Saved::sizes(&c, mask);
     let total: usize = sizes.iter().sum();
     let mut y = Vec::with_capacity(n * w);
-    let mut saved = save.then(|| Vec::with_capacity(c.batch * total));
+    let mut saved = save.then(|| pool::take(c.batch * total));
     let yo = Out::spare(&mut y, n * w);
     let so = saved.as_mut().map(|b| Out::spare(b, c.batch * total));
     let (per, tiled) = tiling(&c, tile_rows);
@@ -625,11 +626,24 @@ fn forward_tile(
     let (ao, go) = (&*a, Out::new(g));
     for_rows(n, 24 * hd, |lo, hi| {
         // SAFETY: disjoint row ranges.
-        let out = unsafe { go.slice(lo * hd, hi * hd) };
-        out.iter_mut().zip(&ao[lo * hd..hi * hd]).for_each(|(g, &a)| *g = gelu_value(a));
+        gelu_rows(&ao[lo * hd..hi * hd], unsafe { go.slice(lo * hd, hi * hd) });
     });
     par::linear_into(m, g, n, hd, &p[k.fc2_w..k.fc2_b], &p[k.fc2_b..k.fc2_b + w]);
     gated_add(c, y, modv, 5 * w, m);
+}
+
+multiversion! {
+    /// `g = GELU(a)`.
+    fn gelu_rows(a: &[f32], g: &mut [f32]) {
+        g.iter_mut().zip(a).for_each(|(g, &a)| *g = gelu_value(a));
+    }
+}
+
+multiversion! {
+    /// `d *= GELU'(a)`.
+    fn gelu_backward_rows(a: &[f32], d: &mut [f32]) {
+        d.iter_mut().zip(a).for_each(|(d, &a)| *d *= gelu_derivative(a));
+    }
 }
 
 /// `dst += gate · h`, with `gate` at column offset `gate_at` of `modv`.
@@ -639,13 +653,46 @@ fn gated_add(c: Call, dst: &mut [f32], modv: &[f32], gate_at: usize, h: &[f32]) 
     for_rows(c.n(), 2 * w, |lo, hi| {
         // SAFETY: disjoint row ranges.
         let d = unsafe { out.slice(lo * w, hi * w) };
-        for (i, r) in (lo..hi).enumerate() {
-            let gate = &modv[r * 6 * w + gate_at..][..w];
+        gated_add_rows(w, d, &modv[lo * 6 * w..hi * 6 * w], gate_at, &h[lo * w..hi * w]);
+    });
+}
+
+multiversion! {
+    /// [`gated_add`] over whole rows.
+    fn gated_add_rows(w: usize, dst: &mut [f32], modv: &[f32], gate_at: usize, h: &[f32]) {
+        let rows = dst.chunks_exact_mut(w).zip(modv.chunks_exact(6 * w)).zip(h.chunks_exact(w));
+        for ((d, m), h) in rows {
+            let gate = &m[gate_at..gate_at + w];
             for j in 0..w {
-                d[i * w + j] += gate[j] * h[r * w + j];
+                d[j] += gate[j] * h[j];
             }
         }
-    });
+    }
+}
+
+multiversion! {
+    /// Backward of a gated residual `y = … + gate · h` over whole rows, given `dy`: writes d gate into
+    /// `dmod` at `gate_at` and `dh = dy · gate`.
+    fn gate_backward_rows(
+        w: usize,
+        dy: &[f32],
+        h: &[f32],
+        modv: &[f32],
+        gate_at: usize,
+        dmod: &mut [f32],
+        dh: &mut [f32],
+    ) {
+        let rows = dy.chunks_exact(w).zip(h.chunks_exact(w)).zip(modv.chunks_exact(6 * w));
+        let outs = dmod.chunks_exact_mut(6 * w).zip(dh.chunks_exact_mut(w));
+        for (((g, h), m), (dm, dhr)) in rows.zip(outs) {
+            let gate = &m[gate_at..gate_at + w];
+            let dgate = &mut dm[gate_at..gate_at + w];
+            for j in 0..w {
+                dgate[j] = g[j] * h[j];
+                dhr[j] = g[j] * gate[j];
+            }
+        }
+    }
 }
 
 /// Splits `buf` into consecutive mutable parts of the given lengths.
@@ -752,24 +799,16 @@ fn backward_rows(
     // MLP half: y = x1 + gate2 · m.
     let dmo2 = Out::new(dm);
     for_rows(n, 3 * w, |lo, hi| {
-        for r in lo..hi {
-            // SAFETY: row r of dmod and dm belongs to this range only.
-            let (dmr, dmm) =
-                unsafe { (dmo.slice(r * 6 * w, (r + 1) * 6 * w), dmo2.slice(r * w, (r + 1) * w)) };
-            let gate = &modv[r * 6 * w + 5 * w..][..w];
-            for j in 0..w {
-                let g = dy[r * w + j];
-                dmr[5 * w + j] = g * m[r * w + j];
-                dmm[j] = g * gate[j];
-            }
-        }
+        // SAFETY: disjoint row ranges.
+        let (dmr, dmm) = unsafe { (dmo.slice(lo * 6 * w, hi * 6 * w), dmo2.slice(lo * w, hi * w)) };
+        let rows = lo * w..hi * w;
+        gate_backward_rows(w, &dy[rows.clone()], &m[rows], &modv[lo * 6 * w..hi * 6 * w], 5 * w, dmr, dmm);
     });
     par::linear_backward(dm, g, &p[k.fc2_w..k.fc2_b], n, hd, w, dfc2_w, dfc2_b, true, dg);
     let dgo = Out::new(dg);
     for_rows(n, 24 * hd, |lo, hi| {
         // SAFETY: disjoint row ranges.
-        let d = unsafe { dgo.slice(lo * hd, hi * hd) };
-        d.iter_mut().zip(&a[lo * hd..hi * hd]).for_each(|(d, &a)| *d *= gelu_derivative(a));
+        gelu_backward_rows(&a[lo * hd..hi * hd], unsafe { dgo.slice(lo * hd, hi * hd) });
     });
     par::linear_backward(dg, h2, &p[k.fc1_w..k.fc1_b], n, w, hd, dfc1_w, dfc1_b, true, dh);
 
@@ -779,21 +818,11 @@ fn backward_rows(
     let (dxo, doo) = (Out::new(dx), Out::new(dout));
     let dmo = Out::new(dmod);
     for_rows(n, 3 * w, |lo, hi| {
-        for r in lo..hi {
-            // SAFETY: row r belongs to this range only.
-            let (dmr, dx1, dor) = unsafe {
-                (
-                    dmo.slice(r * 6 * w, (r + 1) * 6 * w),
-                    dxo.slice(r * w, (r + 1) * w),
-                    doo.slice(r * w, (r + 1) * w),
-                )
-            };
-            let gate = &modv[r * 6 * w + 2 * w..][..w];
-            for j in 0..w {
-                dmr[2 * w + j] = dx1[j] * o[r * w + j];
-                dor[j] = dx1[j] * gate[j];
-            }
-        }
+        // SAFETY: disjoint row ranges.
+        let (dmr, dx1, dor) = unsafe {
+            (dmo.slice(lo * 6 * w, hi * 6 * w), dxo.slice(lo * w, hi * w), doo.slice(lo * w, hi * w))
+        };
+        gate_backward_rows(w, dx1, &o[lo * w..hi * w], &modv[lo * 6 * w..hi * 6 * w], 2 * w, dmr, dor);
     });
     par::linear_backward(dout, att, &p[k.proj_w..k.proj_b], n, w, w, dproj_w, dproj_b, true, datt);
     dqkv.fill(0.0);
@@ -823,29 +852,60 @@ fn norm_backward(
     let w = c.d.width;
     let (dmo, dxo) = (Out::new(dmod), Out::new(dx));
     for_rows(c.n(), 10 * w, |lo, hi| {
-        let mut dxh = vec![0.0f32; w];
-        for r in lo..hi {
-            // SAFETY: row r belongs to this range only.
-            let (dmr, dxr) =
-                unsafe { (dmo.slice(r * 6 * w, (r + 1) * 6 * w), dxo.slice(r * w, (r + 1) * w)) };
-            let scale = &modv[r * 6 * w + shift_at + w..][..w];
-            let (g, xh) = (&dh[r * w..(r + 1) * w], &xhat[r * w..(r + 1) * w]);
+        let rows = lo * w..hi * w;
+        // SAFETY: disjoint row ranges.
+        let (dmr, dxr) = unsafe { (dmo.slice(lo * 6 * w, hi * 6 * w), dxo.slice(lo * w, hi * w)) };
+        let modv = &modv[lo * 6 * w..hi * 6 * w];
+        norm_backward_rows(
+            w,
+            &dh[rows.clone()],
+            &xhat[rows.clone()],
+            &rstd[lo..hi],
+            modv,
+            shift_at,
+            &base[rows],
+            dmr,
+            dxr,
+        );
+    });
+}
+
+multiversion! {
+    /// [`norm_backward`] over whole rows.
+    fn norm_backward_rows(
+        w: usize,
+        dh: &[f32],
+        xhat: &[f32],
+        rstd: &[f32],
+        modv: &[f32],
+        shift_at: usize,
+        base: &[f32],
+        dmod: &mut [f32],
+        dx: &mut [f32],
+    ) {
+        let rows = dh.chunks_exact(w).zip(xhat.chunks_exact(w)).zip(modv.chunks_exact(6 * w));
+        let rows = rows.zip(base.chunks_exact(w)).zip(rstd);
+        let outs = dmod.chunks_exact_mut(6 * w).zip(dx.chunks_exact_mut(w));
+        for (((((g, xh), m), base), rstd), (dmr, dxr)) in rows.zip(outs) {
+            let scale = &m[shift_at + w..shift_at + 2 * w];
+            let (dshift, dscale) = dmr[shift_at..shift_at + 2 * w].split_at_mut(w);
             let (mut sg, mut sgy) = (0.0f32, 0.0f32);
+            // d x̂ goes into dx first; the second pass turns it into d x in place.
             for j in 0..w {
-                dmr[shift_at + j] = g[j];
-                dmr[shift_at + w + j] = g[j] * xh[j];
+                dshift[j] = g[j];
+                dscale[j] = g[j] * xh[j];
                 let d = g[j] * (1.0 + scale[j]);
-                dxh[j] = d;
+                dxr[j] = d;
                 sg += d;
                 sgy += d * xh[j];
             }
             let (mg, mgy) = (sg / w as f32, sgy / w as f32);
-            let inv = rstd[r];
+            let inv = *rstd;
             for j in 0..w {
-                dxr[j] = base[r * w + j] + inv * (dxh[j] - mg - xh[j] * mgy);
+                dxr[j] = base[j] + inv * (dxr[j] - mg - xh[j] * mgy);
             }
         }
-    });
+    }
 }
 
 /// The fused block as a candle op over `(x [B, V, W], c [B, V, W], packed weights)`.
@@ -982,6 +1042,40 @@ mod tests {
         assert_eq!(exp_nonpositive(0.0), 1.0);
         assert_eq!(exp_nonpositive(-100.0), 0.0);
         assert_eq!(exp_nonpositive(f32::NEG_INFINITY), 0.0);
+    }
+
+    #[test]
+    fn vectorised_row_loops_give_the_scalar_bits() {
+        let (w, rows) = (24, 5);
+        let v = |n: usize, k: f32| (0..n).map(|i| (i as f32 * k).sin() * 3.0).collect::<Vec<f32>>();
+        let (x, modv, h) = (v(rows * w, 0.31), v(rows * 6 * w, 0.17), v(rows * w, 0.23));
+
+        let mut g = vec![0.0; x.len()];
+        gelu_rows(&x, &mut g);
+        assert_eq!(g, x.iter().map(|&a| gelu_value(a)).collect::<Vec<_>>());
+        let mut d = h.clone();
+        gelu_backward_rows(&x, &mut d);
+        assert_eq!(d, x.iter().zip(&h).map(|(&a, &d)| d * gelu_derivative(a)).collect::<Vec<_>>());
+
+        let mut y = x.clone();
+        gated_add_rows(w, &mut y, &modv, 2 * w, &h);
+        for (i, got) in y.iter().enumerate() {
+            let (r, j) = (i / w, i % w);
+            assert_eq!(got.to_bits(), (x[i] + modv[r * 6 * w + 2 * w + j] * h[i]).to_bits());
+        }
+
+        let (mut xhat, mut rstd, mut out) = (vec![0.0; x.len()], vec![0.0; rows], vec![0.0; x.len()]);
+        modulate_rows(w, &x, &modv, 3 * w, &mut xhat, &mut rstd, &mut out);
+        for r in 0..rows {
+            let (mean, inv) = moments(&x[r * w..(r + 1) * w], EPS);
+            assert_eq!(rstd[r], inv);
+            for j in 0..w {
+                let n = (x[r * w + j] - mean) * inv;
+                let m = &modv[r * 6 * w..];
+                assert_eq!(xhat[r * w + j], n);
+                assert_eq!(out[r * w + j], n * (1.0 + m[4 * w + j]) + m[3 * w + j]);
+            }
+        }
     }
 
     #[test]

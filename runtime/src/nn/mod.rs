@@ -15,6 +15,8 @@ pub mod linear;
 pub mod mlp;
 pub mod ops;
 pub mod par;
+pub mod pool;
+mod simd;
 pub mod tokenizer;
 pub mod unet;
 pub mod uvit;
