@@ -612,7 +612,8 @@ fn forward_tile(
     let (n, w, hd) = (c.n(), c.d.width, c.d.hidden);
     let k = c.p;
     let [modv, xhat1, rstd1, h1, qkv, probs, att, o, xhat2, rstd2, h2, a, g, m] = acts;
-    par::linear_into(modv, cond, n, w, &p[k.mod_w..k.mod_b], &p[k.mod_b..k.mod_b + 6 * w]);
+    // Tokens at the same noise level share their conditioning: its modulation is computed once.
+    par::linear_distinct_into(modv, cond, n, w, &p[k.mod_w..k.mod_b], &p[k.mod_b..k.mod_b + 6 * w]);
     norm_modulate(c, x, modv, 0, xhat1, rstd1, h1);
     par::linear_into(qkv, h1, n, w, &p[k.qkv_w..k.qkv_b], &p[k.qkv_b..k.qkv_b + 3 * w]);
     attention_forward(c, mask, qkv, probs, att);

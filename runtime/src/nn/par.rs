@@ -205,6 +205,84 @@ pub fn linear_into(dst: &mut [f32], src: &[f32], m: usize, k: usize, w: &[f32], 
     matmul(dst, n, m, n, k, Mat::rows(src, k), Mat::trans(w, k), 1.0, true, threads());
 }
 
+/// [`linear_into`] computing each distinct row of `src` once and copying its result to the rows equal to
+/// it (bit for bit). Worth it where many rows repeat, such as the conditioning of tokens that share a noise
+/// level while sampling (a Sudoku batch has 3 or 4 levels among 81 cells); when more than half the rows
+/// are distinct it is a plain [`linear_into`]. Each row's products are the same arithmetic either way;
+/// only `gemm`'s choice of kernels for a shorter product can move a last bit.
+pub fn linear_distinct_into(dst: &mut [f32], src: &[f32], m: usize, k: usize, w: &[f32], bias: &[f32]) {
+    let n = bias.len();
+    let Some((firsts, of)) = distinct_rows(src, m, k, m / 2) else {
+        return linear_into(dst, src, m, k, w, bias);
+    };
+    assert_eq!(dst.len(), m * n, "linear: destination size");
+    let u = firsts.len();
+    let mut rows = Vec::with_capacity(u * k);
+    for &r in &firsts {
+        rows.extend_from_slice(&src[r * k..(r + 1) * k]);
+    }
+    let mut out = vec![0.0; u * n];
+    linear_into(&mut out, &rows, u, k, w, bias);
+    for (d, &i) in dst.chunks_exact_mut(n.max(1)).zip(&of) {
+        d.copy_from_slice(&out[i as usize * n..(i as usize + 1) * n]);
+    }
+}
+
+/// The distinct rows of `x` (`m` rows of `k` values, compared bit for bit): the first row of each, and for
+/// every row the index of its distinct row among them; `None` once there are more than `limit`.
+fn distinct_rows(x: &[f32], m: usize, k: usize, limit: usize) -> Option<(Vec<usize>, Vec<u32>)> {
+    use std::collections::HashMap;
+    use std::hash::{BuildHasherDefault, Hash, Hasher};
+
+    /// A row with its hash; equal when its bits are.
+    struct Row<'a>(u64, &'a [f32]);
+    impl Hash for Row<'_> {
+        fn hash<H: Hasher>(&self, h: &mut H) {
+            h.write_u64(self.0)
+        }
+    }
+    impl PartialEq for Row<'_> {
+        fn eq(&self, o: &Self) -> bool {
+            self.0 == o.0 && self.1.iter().zip(o.1).all(|(a, b)| a.to_bits() == b.to_bits())
+        }
+    }
+    impl Eq for Row<'_> {}
+    /// Passes the precomputed hash through.
+    #[derive(Default)]
+    struct Precomputed(u64);
+    impl Hasher for Precomputed {
+        fn finish(&self) -> u64 {
+            self.0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            for &b in bytes {
+                self.0 = self.0.rotate_left(8) ^ b as u64;
+            }
+        }
+        fn write_u64(&mut self, v: u64) {
+            self.0 = v
+        }
+    }
+
+    let mut seen: HashMap<Row, u32, BuildHasherDefault<Precomputed>> = HashMap::default();
+    let (mut firsts, mut of) = (Vec::new(), Vec::with_capacity(m));
+    for (r, row) in x.chunks_exact(k.max(1)).take(m).enumerate() {
+        let hash = row.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, v| {
+            (h ^ v.to_bits() as u64).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(17)
+        });
+        let next = firsts.len() as u32;
+        let id = *seen.entry(Row(hash, row)).or_insert(next);
+        if id == next {
+            if firsts.len() == limit {
+                return None;
+            }
+            firsts.push(r);
+        }
+        of.push(id);
+    }
+    Some((firsts, of))
+}
+
 /// Gradients of [`linear_into`]: `dw[n, k] = dyᵀ · src` and `db[n] = Σ_rows dy` (added to their values with
 /// `accumulate`, else written), and `dsrc[m, k] = dy · w`.
 #[allow(clippy::too_many_arguments)]
@@ -324,6 +402,40 @@ mod tests {
         linear_backward(&dy, &x, &w, m, k, n, &mut dw, &mut db, true, &mut dx);
         assert!(dw.iter().zip(&dw1).all(|(a, b)| (a - 2.0 * b).abs() < 1e-3));
         assert!(db.iter().zip(&db1).all(|(a, b)| (a - 2.0 * b).abs() < 1e-4));
+    }
+
+    #[test]
+    fn distinct_rows_are_found_bit_for_bit() {
+        let rows = [[1.0f32, 2.0], [0.0, 1.0], [1.0, 2.0], [-0.0, 1.0], [f32::NAN, 3.0], [f32::NAN, 3.0]];
+        let x: Vec<f32> = rows.iter().flatten().copied().collect();
+        let (firsts, of) = distinct_rows(&x, 6, 2, 6).expect("within the limit");
+        assert_eq!(firsts, vec![0, 1, 3, 4], "-0 and 0 differ; equal NaN bits are one row");
+        assert_eq!(of, vec![0, 1, 0, 2, 3, 3]);
+        assert!(distinct_rows(&x, 6, 2, 3).is_none(), "more than the limit");
+    }
+
+    #[test]
+    fn linear_over_distinct_rows_matches_the_plain_product() {
+        let (m, k, n) = (40, 24, 30);
+        let levels: Vec<Vec<f32>> =
+            (0..3).map(|l| (0..k).map(|j| ((l * k + j) as f32 * 0.37).sin()).collect()).collect();
+        let src: Vec<f32> = (0..m).flat_map(|r| levels[(r * 7) % 3].clone()).collect();
+        let w: Vec<f32> = (0..n * k).map(|i| (i as f32 * 0.11).cos()).collect();
+        let bias: Vec<f32> = (0..n).map(|i| i as f32 * 0.01).collect();
+        let (mut plain, mut once) = (vec![0.0; m * n], vec![0.0; m * n]);
+        linear_into(&mut plain, &src, m, k, &w, &bias);
+        linear_distinct_into(&mut once, &src, m, k, &w, &bias);
+        let worst =
+            plain.iter().zip(&once).map(|(a, b)| (a - b).abs() / a.abs().max(1.0)).fold(0.0, f32::max);
+        assert!(worst < 1e-6, "relative difference {worst}");
+        // Rows r and r − 3 are at the same level: copies of one result.
+        for r in 3..m {
+            assert!(once[r * n..(r + 1) * n] == once[(r - 3) * n..(r - 2) * n], "row {r}");
+        }
+        let distinct: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.013).sin()).collect();
+        linear_into(&mut plain, &distinct, m, k, &w, &bias);
+        linear_distinct_into(&mut once, &distinct, m, k, &w, &bias);
+        assert!(plain == once, "distinct rows: a plain product");
     }
 
     #[test]
