@@ -202,6 +202,10 @@ fn dispatch(command: Command) -> miette::Result<ExitCode> {
             if let Some(n) = steps {
                 args.set.push(format!("train.steps={n}"));
             }
+            // Under an MPI launcher this joins the other ranks (data parallelism); MPI is finalised
+            // when `ranks` drops at the end of the command.
+            let ranks = sr_runtime::distributed::init().map_err(miette::Report::new)?;
+            let root = sr_runtime::distributed::world().is_root();
             let c = compile(&file, &args)?;
             let plan = select_plan(&c.plans, args.experiment.as_deref()).map_err(bare)?;
             let options = sr_runtime::run::RunOptions {
@@ -212,9 +216,11 @@ fn dispatch(command: Command) -> miette::Result<ExitCode> {
                 progress: std::io::stderr().is_terminal(),
                 eval_limit: eval_samples,
             };
-            let summary = sr_runtime::run::run(plan, &options).map_err(miette::Report::new)?;
-            println!("{}", summary.table);
-            eprintln!("run folder: {}", out.display());
+            let summary = ranks.check(sr_runtime::run::run(plan, &options)).map_err(miette::Report::new)?;
+            if root {
+                println!("{}", summary.table);
+                eprintln!("run folder: {}", out.display());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Sample { file, args, checkpoint, n, sampler, split, out, trace, device } => {

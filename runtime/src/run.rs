@@ -13,6 +13,7 @@ use sr_compiler::plan::{PValue, Plan};
 
 use crate::checkpoint::write_atomic;
 use crate::data::{make_batch, Dataset};
+use crate::distributed::{self, World};
 use crate::error::{Result, RuntimeError};
 use crate::image_io::{render_sudoku, write_gif, write_image_grid, GridOptions};
 use crate::metric::{compute_metric, uses_digit_classifier, ClassifierReport, DigitClassifier};
@@ -75,22 +76,29 @@ pub struct RunSummary {
 }
 
 /// Trains (when the plan has a `train` block), then samples and evaluates every `evaluate` line.
+///
+/// In a data-parallel run (see [`crate::distributed`]) every rank trains and evaluates its part;
+/// rank 0 alone prints and writes the run folder, and only its summary holds the results.
 pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary> {
-    let model =
-        Model::build(plan, device(options.device.as_deref().or(plan.device.as_deref()).unwrap_or("cpu"))?)?;
+    let world = distributed::world();
+    let spec = rank_device(options.device.as_deref().or(plan.device.as_deref()).unwrap_or("cpu"), world);
+    announce(world, &spec)?;
+    let model = Model::build(plan, device(&spec)?)?;
     let paths = RunPaths { root: options.out.clone() };
-    std::fs::create_dir_all(&paths.root).map_err(|e| RuntimeError::io(&paths.root, e))?;
-    let plan_json = serde_json::to_string_pretty(plan).map_err(|e| RuntimeError::Config(e.to_string()))?;
-    write_atomic(&paths.root.join("plan.json"), plan_json.as_bytes())?;
     let mut results = Results {
         experiment: plan.experiment.clone(),
         parameters: model.parameter_count(),
         ..Default::default()
     };
-    eprintln!(
-        "experiment `{}`: {} variables × {} features, {} parameters",
-        plan.experiment, plan.shapes.variables, plan.shapes.features, results.parameters
-    );
+    if world.is_root() {
+        std::fs::create_dir_all(&paths.root).map_err(|e| RuntimeError::io(&paths.root, e))?;
+        let plan_json = serde_json::to_string_pretty(plan).map_err(|e| RuntimeError::Config(e.to_string()))?;
+        write_atomic(&paths.root.join("plan.json"), plan_json.as_bytes())?;
+        eprintln!(
+            "experiment `{}`: {} variables × {} features, {} parameters",
+            plan.experiment, plan.shapes.variables, plan.shapes.features, results.parameters
+        );
+    }
     let mut ema = None;
     if plan.node("data.train").is_some() && plan.node("train.optimizer").is_some() {
         let trained = train(
@@ -105,6 +113,9 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary> {
     }
     if options.evaluate {
         results.rows = evaluate(plan, &model, ema.as_mut(), options.eval_limit, options.progress)?;
+        if !world.is_root() {
+            return Ok(RunSummary { results, table: String::new() });
+        }
         let read_cells = results
             .rows
             .iter()
@@ -118,6 +129,37 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary> {
     write_atomic(&paths.root.join("results.json"), json.as_bytes())?;
     write_atomic(&paths.root.join("results.md"), table.as_bytes())?;
     Ok(RunSummary { results, table })
+}
+
+/// The device of this rank: with several ranks, a bare `cuda` means the GPU of the rank's index on
+/// its machine.
+fn rank_device(spec: &str, world: &World) -> String {
+    if spec.trim() == "cuda" && world.size() > 1 {
+        format!("cuda:{}", world.local_rank())
+    } else {
+        spec.to_string()
+    }
+}
+
+/// Prints, on rank 0, the world size and each rank's device, host, process id and compute threads.
+fn announce(world: &World, device: &str) -> Result<()> {
+    if world.size() == 1 {
+        return Ok(());
+    }
+    let line = format!(
+        "rank {}: {device} on {} (pid {}, {} threads)",
+        world.rank(),
+        world.host(),
+        std::process::id(),
+        candle_core::utils::get_num_threads()
+    );
+    if let Some(lines) = world.gather_bytes("the start-up", line.as_bytes())? {
+        eprintln!("world: {} ranks", world.size());
+        for l in lines {
+            eprintln!("  {}", String::from_utf8_lossy(&l));
+        }
+    }
+    Ok(())
 }
 
 /// The split name of a `data.NAME` reference.
@@ -190,7 +232,8 @@ fn evaluate_one(
     progress: bool,
 ) -> Result<ResultRow> {
     let began = Instant::now();
-    let mode = if progress { ProgressMode::Live } else { ProgressMode::Off };
+    let world = distributed::world();
+    let mode = if progress && world.is_root() { ProgressMode::Live } else { ProgressMode::Off };
     let mut bar =
         ProgressBar::new(format!("evaluate {metric} on {split} with {}", settings.name), 0, count, mode);
     let mut sums: BTreeMap<String, f64> = BTreeMap::new();
@@ -198,8 +241,16 @@ fn evaluate_one(
     let mut steps = 0usize;
     let mut batches = 0usize;
     let mut start = 0u64;
-    while start < count {
+    // Batch k of the split is sampled by rank k mod size; rank 0 adds up the parts.
+    for k in 0.. {
+        if start >= count {
+            break;
+        }
         let end = (start + settings.batch as u64).min(count);
+        if k % world.size() != world.rank() {
+            start = end;
+            continue;
+        }
         let indices: Vec<u64> = (start..end).collect();
         let batch = make_batch(dataset, &indices, &model.device)?;
         let (x, given) = model.variables(&batch.data, batch.mask.as_ref())?;
@@ -224,7 +275,22 @@ fn evaluate_one(
         start = end;
     }
     bar.finish();
-    if !progress {
+    if world.size() > 1 {
+        let part = serde_json::json!({"sums": sums, "done": done, "steps": steps, "batches": batches});
+        let bytes = serde_json::to_vec(&part).map_err(|e| RuntimeError::Config(e.to_string()))?;
+        if let Some(parts) = world.gather_bytes("the evaluation", &bytes)? {
+            (sums, done, steps, batches) = (BTreeMap::new(), 0, 0, 0);
+            for p in parts {
+                let p: EvalPart = serde_json::from_slice(&p)
+                    .map_err(|e| RuntimeError::Distributed(format!("a rank sent a bad evaluation part: {e}")))?;
+                for (k, v) in p.sums {
+                    *sums.entry(k).or_default() += v;
+                }
+                (done, steps, batches) = (done + p.done, steps + p.steps, batches + p.batches);
+            }
+        }
+    }
+    if !progress && world.is_root() {
         eprintln!(
             "evaluate {metric} on {split} with {}: {done} samples in {}",
             settings.name,
@@ -241,6 +307,15 @@ fn evaluate_one(
         steps: steps as f64 / batches.max(1) as f64,
         seconds: began.elapsed().as_secs_f64(),
     })
+}
+
+/// One rank's share of an evaluation: metric sums weighted by samples, samples, denoiser calls, batches.
+#[derive(serde::Deserialize)]
+struct EvalPart {
+    sums: BTreeMap<String, f64>,
+    done: usize,
+    steps: usize,
+    batches: usize,
 }
 
 /// The result table in Markdown: one row per sampler, one column per metric value and split.
