@@ -113,9 +113,11 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary> {
     }
     if options.evaluate {
         results.rows = evaluate(plan, &model, ema.as_mut(), options.eval_limit, options.progress)?;
-        if !world.is_root() {
-            return Ok(RunSummary { results, table: String::new() });
-        }
+    }
+    if !world.is_root() {
+        return Ok(RunSummary { results, table: String::new() });
+    }
+    if options.evaluate {
         let read_cells = results
             .rows
             .iter()
@@ -271,7 +273,7 @@ fn evaluate_one(
         done += indices.len();
         steps += out.steps;
         batches += 1;
-        bar.update(done as u64, "");
+        bar.update(end, "");
         start = end;
     }
     bar.finish();

@@ -53,7 +53,7 @@ pub fn world() -> &'static World {
 /// Keeps MPI initialised; finalises it when dropped (at the end of `main`).
 pub struct Guard {
     #[cfg(feature = "mpi")]
-    _universe: Option<::mpi::environment::Universe>,
+    universe: Option<::mpi::environment::Universe>,
 }
 
 impl Guard {
@@ -62,20 +62,13 @@ impl Guard {
     /// collective and a normal exit would wait for them in `MPI_Finalize`.
     pub fn check<T>(&self, result: Result<T>) -> Result<T> {
         #[cfg(feature = "mpi")]
-        let several = self._universe.is_some() && world().size() > 1;
-        #[cfg(not(feature = "mpi"))]
-        let several = false;
-        match result {
-            #[cfg(feature = "mpi")]
-            Err(e) if several => {
+        if self.universe.is_some() && world().size() > 1 {
+            if let Err(e) = result {
                 eprintln!("{:?}", miette::Report::new(e));
                 mpi::abort(1)
             }
-            other => {
-                let _ = several;
-                other
-            }
         }
+        result
     }
 }
 
@@ -92,10 +85,10 @@ pub fn init() -> Result<Guard> {
             share_cores(&world);
             let _ = WORLD.set(world);
             mpi::start_watchdog(timeout());
-            return Ok(Guard { _universe: Some(universe) });
+            return Ok(Guard { universe: Some(universe) });
         }
         let _ = WORLD.set(World::single());
-        Ok(Guard { _universe: None })
+        Ok(Guard { universe: None })
     }
     #[cfg(not(feature = "mpi"))]
     {
@@ -117,6 +110,7 @@ fn launcher_size() -> Option<usize> {
 }
 
 /// The collective timeout in seconds (`SR_COLLECTIVE_TIMEOUT`, else the default).
+#[cfg(feature = "mpi")]
 fn timeout() -> u64 {
     std::env::var(TIMEOUT_ENV).ok().and_then(|s| s.trim().parse().ok()).filter(|s| *s > 0).unwrap_or(DEFAULT_TIMEOUT_S)
 }
@@ -131,7 +125,7 @@ pub fn threads_per_rank(bound: usize, online: usize, local_size: usize) -> usize
     }
 }
 
-#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+#[cfg(feature = "mpi")]
 fn share_cores(world: &World) {
     if ["CANDLE_NUM_THREADS", "RAYON_NUM_THREADS"].iter().any(|v| std::env::var_os(v).is_some()) {
         return;
@@ -142,14 +136,14 @@ fn share_cores(world: &World) {
     std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
 }
 
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[cfg(all(feature = "mpi", target_os = "linux", target_env = "gnu"))]
 fn online_cpus() -> Option<usize> {
     // SAFETY: sysconf only reads a system setting.
     let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
     usize::try_from(n).ok().filter(|n| *n > 0)
 }
 
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+#[cfg(all(feature = "mpi", not(all(target_os = "linux", target_env = "gnu"))))]
 fn online_cpus() -> Option<usize> {
     None
 }
@@ -278,7 +272,7 @@ pub fn sum_gradients(world: &World, grads: &mut GradStore, vars: &[Var], sums: &
     for (i, v) in vars.iter().enumerate() {
         let n = v.elem_count();
         if flat[total + i] > 0.0 {
-            let g = Tensor::from_slice(&flat[at..at + n], v.shape(), v.device())?.to_dtype(v.dtype())?;
+            let g = Tensor::from_slice(&flat[at..at + n], v.dims(), v.device())?.to_dtype(v.dtype())?;
             grads.insert(v.as_tensor(), g);
         }
         at += n;
