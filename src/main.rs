@@ -77,15 +77,18 @@ enum Command {
         file: PathBuf,
         #[command(flatten)]
         args: CompileArgs,
-        /// Folder for checkpoints, metrics, pictures and results.
-        #[arg(long, default_value = "runs")]
-        out: PathBuf,
+        /// Folder for checkpoints, metrics, pictures and results (default: `runs/<experiment>`).
+        #[arg(long)]
+        out: Option<PathBuf>,
         /// Shortcut for `--set train.steps=N`.
         #[arg(long)]
         steps: Option<u64>,
         /// Continue from the latest checkpoint in the run folder.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "force")]
         resume: bool,
+        /// Start afresh even if the run folder holds another run (its files are removed).
+        #[arg(long)]
+        force: bool,
         /// `cpu`, `cuda` or `cuda:N` (overrides the experiment's `device`).
         #[arg(long)]
         device: Option<String>,
@@ -178,6 +181,7 @@ fn dispatch(command: Command) -> miette::Result<ExitCode> {
         Command::Compile { file, output, args } => {
             let c = compile(&file, &args)?;
             let plan = select_plan(&c.plans, args.experiment.as_deref()).map_err(bare)?;
+            eprintln!("estimate: {}", sr_compiler::estimate::estimate(plan).summary());
             let json = serde_json::to_string_pretty(plan).expect("plans serialise");
             match output {
                 Some(path) => {
@@ -197,7 +201,7 @@ fn dispatch(command: Command) -> miette::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Components { name } => components(name.as_deref()),
-        Command::Run { file, args, out, steps, resume, device, no_eval, eval_samples } => {
+        Command::Run { file, args, out, steps, resume, force, device, no_eval, eval_samples } => {
             let mut args = args;
             if let Some(n) = steps {
                 args.set.push(format!("train.steps={n}"));
@@ -208,15 +212,22 @@ fn dispatch(command: Command) -> miette::Result<ExitCode> {
             let root = sr_runtime::distributed::world().is_root();
             let c = compile(&file, &args)?;
             let plan = select_plan(&c.plans, args.experiment.as_deref()).map_err(bare)?;
+            let out = out.unwrap_or_else(|| sr_runtime::folder::default_out(plan));
             let options = sr_runtime::run::RunOptions {
                 out: out.clone(),
                 resume,
+                force,
                 device,
                 evaluate: !no_eval,
                 progress: std::io::stderr().is_terminal(),
                 eval_limit: eval_samples,
             };
-            let summary = ranks.check(sr_runtime::run::run(plan, &options)).map_err(miette::Report::new)?;
+            let summary = match ranks.check(sr_runtime::run::run(plan, &options)) {
+                Ok(summary) => summary,
+                Err(Some(e)) => return Err(miette::Report::new(e)),
+                // Another rank printed the error.
+                Err(None) => return Ok(ExitCode::FAILURE),
+            };
             if root {
                 println!("{}", summary.table);
                 eprintln!("run folder: {}", out.display());
@@ -359,7 +370,10 @@ fn components(name: Option<&str>) -> miette::Result<ExitCode> {
 fn fmt(files: &[PathBuf], check: bool) -> miette::Result<ExitCode> {
     let mut changed = Vec::new();
     for file in files {
-        let text = sr_compiler::read_source(file).map_err(bare)?;
+        let original = sr_compiler::read_source(file).map_err(bare)?;
+        // Formatting works on LF text; a file with CRLF line endings gets them back.
+        let crlf = original.contains("\r\n");
+        let text = if crlf { original.replace("\r\n", "\n") } else { original.clone() };
         let mut sources = sr_compiler::SourceMap::new();
         let id = sources.add(file.display().to_string(), text.as_str());
         let (module, diags) = sr_compiler::parse(id, &text);
@@ -371,12 +385,14 @@ fn fmt(files: &[PathBuf], check: bool) -> miette::Result<ExitCode> {
                 file.display()
             ));
         }
-        let formatted = sr_compiler::format(&module, &text);
-        if formatted != text {
+        let mut formatted = sr_compiler::format(&module, &text);
+        if crlf {
+            formatted = formatted.replace('\n', "\r\n");
+        }
+        if formatted != original {
             changed.push(file);
             if !check {
-                sr_runtime::checkpoint::write_atomic(file, formatted.as_bytes())
-                    .map_err(miette::Report::new)?;
+                rewrite(file, formatted.as_bytes())?;
             }
         }
     }
@@ -384,4 +400,16 @@ fn fmt(files: &[PathBuf], check: bool) -> miette::Result<ExitCode> {
         println!("{}{}", if check { "would reformat " } else { "formatted " }, file.display());
     }
     Ok(exit(!check || changed.is_empty()))
+}
+
+/// Replaces the contents of `file` atomically, keeping what the file system knows about it: a symbolic
+/// link stays a link (its target is rewritten) and the permissions stay as they were.
+fn rewrite(file: &Path, bytes: &[u8]) -> miette::Result<()> {
+    let cannot =
+        |e: std::io::Error| miette::miette!(code = "C0007", "cannot rewrite {}: {e}", file.display());
+    let target = std::fs::canonicalize(file).map_err(cannot)?;
+    let permissions = std::fs::metadata(&target).map_err(cannot)?.permissions();
+    sr_runtime::checkpoint::write_atomic(&target, bytes).map_err(miette::Report::new)?;
+    std::fs::set_permissions(&target, permissions).map_err(cannot)?;
+    Ok(())
 }

@@ -143,6 +143,82 @@ fn two_ranks_train_the_model_of_one_process() {
     assert_matches_reference(&dir, &dir.join("two"), &err);
 }
 
+#[test]
+fn a_run_of_one_process_resumes_with_two_ranks_and_matches_one_process() {
+    let dir = fresh_dir("mpi-resume-wider");
+    write(&dir, "tiny.srx", EXPERIMENT);
+    reference(&dir);
+    run_ok(&dir, &["run", "tiny.srx", "--out", "wider", "--steps", "5", "--no-eval"]);
+    let o = mpirun(&dir)
+        .args(["-np", "2", sr_bin(), "run", "tiny.srx", "--out", "wider", "--resume", "--no-eval"])
+        .output()
+        .expect("run mpirun");
+    ok(&o, "mpirun -np 2 sr run --resume");
+    let (_, err) = text(&o);
+    let run = dir.join("wider");
+    assert_eq!(step_of(&latest_checkpoint(&run).unwrap()), 10, "{err}");
+    let rel = relative_difference(&weights(&dir.join("one")), &weights(&run));
+    assert!(rel <= 1e-5, "1 process then 2 ranks differ from 1 process by {rel:e} (relative)\n{err}");
+    let steps: Vec<u64> = metrics(&run).iter().map(|m| m["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, [2, 4, 5, 6, 8, 10], "{err}");
+}
+
+#[test]
+fn rank_0_refusing_the_run_folder_stops_both_ranks_with_one_message() {
+    let dir = fresh_dir("mpi-folder");
+    write(&dir, "tiny.srx", EXPERIMENT);
+    reference(&dir);
+    let before = std::fs::read(dir.join("one/metrics.jsonl")).unwrap();
+    let o = mpirun(&dir)
+        .args(["-np", "2", sr_bin(), "run", "tiny.srx", "--out", "one"])
+        .output()
+        .expect("run mpirun");
+    let (_, err) = text(&o);
+    assert!(!o.status.success(), "{err}");
+    assert_eq!(err.matches("R0105").count(), 1, "rank 0 alone reports the folder:\n{err}");
+    assert!(!err.contains("R0413") && !err.contains("MPI_ABORT"), "rank 1 stops quietly:\n{err}");
+    assert_eq!(std::fs::read(dir.join("one/metrics.jsonl")).unwrap(), before, "the other run is untouched");
+}
+
+#[test]
+fn divergence_on_two_ranks_stops_both_at_the_step_of_one_process() {
+    let dir = fresh_dir("mpi-diverge");
+    write(&dir, "tiny.srx", EXPERIMENT);
+    let diverging = [
+        "--set",
+        "train.optimizer=sgd { lr = 10.0 }",
+        "--set",
+        "train.clip=0",
+        "--set",
+        "train.checkpoint_every=1",
+        "--set",
+        "train.ema=0",
+        "--no-eval",
+    ];
+    let message = |err: &str| -> u64 {
+        err.split("training diverged at step ")
+            .nth(1)
+            .and_then(|rest| rest.split(':').next())
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no R0401 step in:\n{err}"))
+    };
+    let one = run(&dir, &[&["run", "tiny.srx", "--out", "one"][..], &diverging[..]].concat());
+    let (_, err_one) = text(&one);
+    assert!(!one.status.success(), "{err_one}");
+    let step = message(&err_one);
+    let o = mpirun(&dir)
+        .args(["-np", "2", sr_bin(), "run", "tiny.srx", "--out", "two"])
+        .args(diverging)
+        .output()
+        .expect("run mpirun");
+    let (_, err) = text(&o);
+    assert!(!o.status.success(), "{err}");
+    assert_eq!(err.matches("R0401").count(), 1, "rank 0 alone reports the divergence:\n{err}");
+    assert!(!err.contains("MPI_ABORT"), "{err}");
+    assert_eq!(message(&err), step, "2 ranks diverge at the step one process does");
+    assert_eq!(step_of(&latest_checkpoint(&dir.join("two")).unwrap()), step - 2, "the last good checkpoint");
+}
+
 /// Network namespaces `sr-mpi-a` and `sr-mpi-b` joined by a veth pair, 10.77.0.1 and 10.77.0.2.
 struct TwoHosts;
 
@@ -342,4 +418,40 @@ fn a_hanging_rank_makes_the_other_stop_with_a_timeout() {
     assert!(err.contains("R0412"), "{err}");
     assert!(err.contains("no answer from the other ranks for 5 s"), "{err}");
     eprintln!("rank 0 stopped {:.1} s after rank 1 hung", took.as_secs_f64());
+}
+
+#[test]
+fn a_signal_to_one_rank_stops_both_after_the_same_step_with_a_checkpoint() {
+    let dir = fresh_dir("mpi-signal");
+    long_experiment(&dir);
+    let run = dir.join("signal");
+    let (mut child, log) = spawn_long(&dir, "signal", &[]);
+    let started = wait_until(Duration::from_secs(120), || {
+        latest_checkpoint(&run).is_some() && rank_pid(&log, 1).is_some()
+    });
+    if !started {
+        let _ = child.kill();
+        panic!("no checkpoint within 120 s:\n{}", log.lock().unwrap());
+    }
+    let (pid0, pid1) = (rank_pid(&log, 0).unwrap(), rank_pid(&log, 1).unwrap());
+    signal(pid1, "-TERM");
+    let (status, _) = wait_exit(&mut child, Duration::from_secs(60));
+    if status.is_none() {
+        let _ = child.kill();
+        signal(pid0, "-KILL");
+        signal(pid1, "-KILL");
+    }
+    let err = log.lock().unwrap().clone();
+    let status = status.unwrap_or_else(|| panic!("mpirun still runs 60 s after SIGTERM to rank 1:\n{err}"));
+    assert!(!status.success(), "{err}");
+    assert_eq!(err.matches("R0402").count(), 1, "rank 0 alone reports the interrupt:\n{err}");
+    assert!(!err.contains("MPI_ABORT") && !err.contains("R0412"), "{err}");
+    let step: u64 = err
+        .split("interrupted after step ")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no step in:\n{err}"));
+    assert!(step < 400, "{err}");
+    assert_eq!(step_of(&latest_checkpoint(&run).unwrap()), step, "the checkpoint of the last step:\n{err}");
 }

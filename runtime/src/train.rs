@@ -22,7 +22,7 @@ use rand_distr::{Distribution, StandardNormal};
 use sr_compiler::catalogue::Kind;
 use sr_compiler::plan::{PValue, Plan};
 
-use crate::checkpoint::{self, Checkpoint};
+use crate::checkpoint::{self, Checkpoint, PlanKeys};
 use crate::data::{build_dataset, make_batch, Batch, Batcher};
 use crate::distributed::{self, World};
 use crate::error::{Result, RuntimeError};
@@ -194,7 +194,7 @@ pub fn batch_loss(
     let setup = &model.flow;
     let z = setup.flow.noise(&batch.x, &batch.eps, &t)?;
     let target = setup.flow.target(setup.predict, &batch.x, &batch.eps, &t)?;
-    let pred = model.denoiser.forward(&z, &t)?;
+    let pred = model.train_forward(&z, &t)?;
     let err = (&pred.out - &target)?.sqr()?.mean(D::Minus1)?; // [B, V]
     let active = trained.max(1) as f64;
     let weighted_mean = |per_var: &Tensor| -> Result<Tensor> { Ok(((per_var * &w)?.sum_all()? / active)?) };
@@ -333,6 +333,12 @@ pub struct StepOutcome {
     pub grad_norm: f64,
     /// Learning rate of the step.
     pub lr: f64,
+    /// With `precision = f16`: the gradient overflowed at the current loss scale, so the weights were
+    /// not updated and the scale was halved.
+    pub skipped: bool,
+    /// An interrupt (SIGINT, SIGTERM) arrived before this step's gradient exchange, on this process
+    /// or, in a data-parallel run, on any rank: every rank sees the same value.
+    pub interrupted: bool,
 }
 
 /// The optimisation state of a training run: loss terms, optimizer, learning-rate schedule, gradient
@@ -345,6 +351,10 @@ pub struct Trainer {
     pub ema: Option<Ema>,
     seed: u64,
     vars: Vec<Var>,
+    /// The factor the loss is multiplied by before backward (1 except with `precision = f16`).
+    pub loss_scale: f64,
+    /// Steps in a row without an overflow at the current loss scale.
+    good_steps: u64,
 }
 
 impl Trainer {
@@ -374,7 +384,18 @@ impl Trainer {
         };
         let ema = if settings.ema > 0.0 { Some(Ema::new(&named, settings.ema)?) } else { None };
         let vars = named.into_iter().map(|(_, v)| v).collect();
-        Ok(Trainer { settings, terms, optimizer, schedule, ema, seed: plan.seed, vars })
+        let loss_scale = model.low.as_ref().map_or(1.0, |l| l.precision.initial_loss_scale());
+        Ok(Trainer {
+            settings,
+            terms,
+            optimizer,
+            schedule,
+            ema,
+            seed: plan.seed,
+            vars,
+            loss_scale,
+            good_steps: 0,
+        })
     }
 
     /// Runs optimisation step `step` on `batches` (one per micro-batch, `settings.accumulate` of them):
@@ -404,6 +425,9 @@ impl Trainer {
         }
         let time =
             model.time.as_ref().ok_or_else(|| RuntimeError::Config("the plan has no time sampler".into()))?;
+        if let Some(low) = &model.low {
+            low.refresh()?;
+        }
         let lr = self.schedule.lr(step);
         self.optimizer.set_learning_rate(lr);
         let mut drawn = Vec::with_capacity(batches.len());
@@ -439,15 +463,35 @@ impl Trainer {
         if world.size() == 1 && !sums[0].is_finite() {
             return Err(RuntimeError::Diverged { step: step + 1, what: format!("the loss is {}", sums[0] / parts) });
         }
-        let mut grads = total.backward()?;
+        let scaled = self.loss_scale != 1.0;
+        let mut grads = if scaled { (total * self.loss_scale)?.backward()? } else { total.backward()? };
+        if let Some(low) = &model.low {
+            low.to_master_grads(&mut grads, self.loss_scale)?;
+        }
+        // Every rank learns in the same all-reduce whether any rank was asked to stop.
+        let mut interrupted = crate::interrupt::requested();
         if world.size() > 1 {
+            sums.push(f64::from(u8::from(interrupted)));
             distributed::sum_gradients(world, &mut grads, &self.vars, &mut sums)?;
+            interrupted = sums.pop().is_some_and(|n| n > 0.0);
         }
         let stats = step_stats(&self.terms, &sums, parts);
         if !stats.loss.is_finite() {
             return Err(RuntimeError::Diverged { step: step + 1, what: format!("the loss is {}", stats.loss) });
         }
         let grad_norm = clip_grad_norm(&mut grads, &self.vars, self.settings.clip)?;
+        if scaled {
+            if !grad_norm.is_finite() {
+                self.loss_scale /= 2.0;
+                self.good_steps = 0;
+                return Ok(StepOutcome { stats, grad_norm, lr, skipped: true, interrupted });
+            }
+            self.good_steps += 1;
+            if self.good_steps >= crate::precision::SCALE_GROWTH_INTERVAL {
+                self.loss_scale *= 2.0;
+                self.good_steps = 0;
+            }
+        }
         if !grad_norm.is_finite() {
             return Err(RuntimeError::Diverged {
                 step: step + 1,
@@ -458,7 +502,7 @@ impl Trainer {
         if let Some(e) = self.ema.as_mut() {
             e.update_at(step)?;
         }
-        Ok(StepOutcome { stats, grad_norm, lr })
+        Ok(StepOutcome { stats, grad_norm, lr, skipped: false, interrupted })
     }
 
     /// A hash of the model's weights, equal on two ranks exactly when their weights are bit-identical.
@@ -491,12 +535,21 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
     let root = world.is_root();
 
     let ckpt_dir = options.paths.checkpoints();
+    let keys = PlanKeys::of(plan);
     let mut start = 0;
     if options.resume {
         match checkpoint::load_latest(&ckpt_dir, &model.device)? {
             Some(ck) => {
+                PlanKeys::check(ck.plan.as_ref(), plan, &ckpt_dir, true)?;
                 ck.restore(&model.varmap, trainer.ema.as_mut(), Some(trainer.optimizer.as_mut()))?;
                 start = ck.step;
+                if root && start > settings.steps {
+                    eprintln!(
+                        "note: the checkpoint is at step {start}, past the {} steps asked for: nothing is \
+                         trained; the step-{start} weights are used",
+                        settings.steps
+                    );
+                }
             }
             None => {
                 return Err(RuntimeError::Checkpoint {
@@ -541,6 +594,18 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
     // A checkpoint taken after step s is written once step s + 1 has shown that its weights give a
     // finite loss and gradient, so a diverging run never leaves a bad checkpoint as `latest`.
     let mut pending: Option<Checkpoint> = None;
+    let capture = |done: u64, trainer: &Trainer| -> Result<Checkpoint> {
+        let mut ck = Checkpoint::capture(
+            done,
+            &model.varmap,
+            trainer.ema.as_ref(),
+            Some(trainer.optimizer.as_ref()),
+            rng_state.clone(),
+        )?;
+        ck.plan = Some(keys.clone());
+        Ok(ck)
+    };
+    let interrupts = crate::interrupt::Guard::install();
     for step in start..settings.steps {
         let batches = (0..settings.accumulate as u64)
             .map(|micro| {
@@ -548,7 +613,7 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
                 make_batch(batcher.dataset(), &indices[shard.clone()], &model.device)
             })
             .collect::<Result<Vec<_>>>()?;
-        let StepOutcome { stats, grad_norm, lr } =
+        let StepOutcome { stats, grad_norm, lr, interrupted, .. } =
             trainer.step_part(model, step, &batches, shard.start, world)?;
         // The weights of the pending checkpoint gave a finite loss and gradient: it is a good one.
         if let Some(ck) = pending.take() {
@@ -582,15 +647,19 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
             }
         }
         progress.update(done, &format!("loss {:.4} {:.1} steps/s", stats.loss, progress.rate(done)));
+        // An interrupt at the last step also stops here, before evaluation. With several ranks, all
+        // stop after the same step: the one whose gradient exchange first carried an interrupt.
+        let stop = if world.size() > 1 { interrupted } else { crate::interrupt::requested() };
+        if stop {
+            progress.finish();
+            if root {
+                save_and_prune(&ckpt_dir, &capture(done, &trainer)?, settings.keep_checkpoints)?;
+            }
+            return Err(RuntimeError::Interrupted { step: done, dir: ckpt_dir });
+        }
         let at_checkpoint = settings.checkpoint_every > 0 && done % settings.checkpoint_every == 0;
         if root && (at_checkpoint || done == settings.steps) {
-            let ck = Checkpoint::capture(
-                done,
-                &model.varmap,
-                trainer.ema.as_ref(),
-                Some(trainer.optimizer.as_ref()),
-                rng_state.clone(),
-            )?;
+            let ck = capture(done, &trainer)?;
             if done == settings.steps {
                 save_and_prune(&ckpt_dir, &ck, settings.keep_checkpoints)?;
             } else {
@@ -598,6 +667,7 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
             }
         }
     }
+    drop(interrupts);
     progress.finish();
     let seconds = began.elapsed().as_secs_f64();
     if root && !losses.is_empty() {
@@ -612,8 +682,10 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
     Ok(Trained { ema: trainer.ema, step: settings.steps.max(start), start, losses, seconds })
 }
 
-/// Loads the EMA (or raw) weights of the latest checkpoint under `dir` into `model`.
-pub fn load_weights(model: &Model, dir: &Path, use_ema: bool) -> Result<u64> {
+/// Loads the EMA (or raw) weights of the latest checkpoint under `dir` into `model`, after checking that
+/// the checkpoint was trained for `plan`'s model (R0302 lists the keys that differ). Without EMA weights
+/// the raw weights are used, and said so.
+pub fn load_weights(plan: &Plan, model: &Model, dir: &Path, use_ema: bool) -> Result<u64> {
     let ck = match checkpoint::latest(dir)? {
         Some(_) => checkpoint::load_latest(dir, &model.device)?,
         None => Some(checkpoint::load(dir, &model.device)?),
@@ -622,8 +694,16 @@ pub fn load_weights(model: &Model, dir: &Path, use_ema: bool) -> Result<u64> {
         path: dir.to_path_buf(),
         reason: "no checkpoint found".into(),
     })?;
+    PlanKeys::check(ck.plan.as_ref(), plan, dir, false)?;
     let weights = match (&ck.ema, use_ema) {
         (Some(ema), true) => ema,
+        (None, true) => {
+            eprintln!(
+                "note: the checkpoint of step {} has no EMA weights; sampling with the trained weights",
+                ck.step
+            );
+            &ck.model
+        }
         _ => &ck.model,
     };
     for (name, var) in named_vars(&model.varmap) {

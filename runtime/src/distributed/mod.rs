@@ -15,6 +15,7 @@
 mod mpi;
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use candle_core::backprop::GradStore;
@@ -56,20 +57,44 @@ pub struct Guard {
     universe: Option<::mpi::environment::Universe>,
 }
 
+/// Set once this rank's failure is known to the other ranks (see [`World::agree`]).
+static FAILURE_SHARED: AtomicBool = AtomicBool::new(false);
+
 impl Guard {
-    /// Passes `result` through, except for an error in a run of several ranks: that is printed and
-    /// ends every rank at once (`MPI_Abort`), since the other ranks may be waiting for this one in a
-    /// collective and a normal exit would wait for them in `MPI_Finalize`.
-    pub fn check<T>(&self, result: Result<T>) -> Result<T> {
-        #[cfg(feature = "mpi")]
-        if self.universe.is_some() && world().size() > 1 {
-            if let Err(e) = result {
-                eprintln!("{:?}", miette::Report::new(e));
-                mpi::abort(1)
+    /// Passes `result` through in a single process. With several ranks, an error becomes `Err(None)`
+    /// when another rank reports it (a failure every rank reached together is printed by rank 0 alone,
+    /// one another rank reported is not printed again); every other error is printed and ends every
+    /// rank at once (`MPI_Abort`), since the other ranks may be waiting for this one in a collective
+    /// and a normal exit would wait for them in `MPI_Finalize`.
+    pub fn check<T>(&self, result: Result<T>) -> std::result::Result<T, Option<RuntimeError>> {
+        let e = match result {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        let world = world();
+        if world.size() == 1 {
+            return Err(Some(e));
+        }
+        match e {
+            RuntimeError::RankStopped { .. } => Err(None),
+            e if reached_by_all(&e) => Err(world.is_root().then_some(e)),
+            e if FAILURE_SHARED.load(Ordering::SeqCst) => Err(Some(e)),
+            e => {
+                #[cfg(feature = "mpi")]
+                if self.universe.is_some() {
+                    eprintln!("rank {}: {:?}", world.rank(), miette::Report::new(e));
+                    mpi::abort(1)
+                }
+                Err(Some(e))
             }
         }
-        result
     }
+}
+
+/// Whether every rank stops with this same error at the same step: the values it depends on were
+/// exchanged between the ranks first (interrupts and losses in the gradient all-reduce, weight hashes).
+fn reached_by_all(e: &RuntimeError) -> bool {
+    matches!(e, RuntimeError::Interrupted { .. } | RuntimeError::Diverged { .. } | RuntimeError::RanksDiverged { .. })
 }
 
 /// Joins the ranks of an MPI launch, when this process was started by one; otherwise the world is
@@ -240,6 +265,22 @@ impl World {
         }
         let _ = what;
         Ok(Some(vec![bytes.to_vec()]))
+    }
+
+    /// Tells every rank whether any rank's `local` result failed: returns `local` when it failed, or
+    /// R0413 naming the first rank that failed, so that all ranks stop together (one collective).
+    pub fn agree<T>(&self, what: &'static str, local: Result<T>) -> Result<T> {
+        if self.size == 1 {
+            return local;
+        }
+        let failed = self.all_gather_u64(what, u64::from(local.is_err()))?;
+        if local.is_err() {
+            FAILURE_SHARED.store(true, Ordering::SeqCst);
+        }
+        match failed.iter().position(|f| *f != 0) {
+            Some(rank) if local.is_ok() => Err(RuntimeError::RankStopped { rank, what: what.into() }),
+            _ => local,
+        }
     }
 
     /// Stops every rank with R0411 unless all ranks hold weights with the same `hash` after `step`.
