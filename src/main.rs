@@ -222,9 +222,14 @@ fn dispatch(command: Command) -> miette::Result<ExitCode> {
                 progress: std::io::stderr().is_terminal(),
                 eval_limit: eval_samples,
             };
+            // Errors are printed before MPI is finalised: a launcher may end the other ranks as soon as
+            // one rank has exited with a failure.
             let summary = match ranks.check(sr_runtime::run::run(plan, &options)) {
                 Ok(summary) => summary,
-                Err(Some(e)) => return Err(miette::Report::new(e)),
+                Err(Some(e)) => {
+                    eprintln!("{:?}", miette::Report::new(e));
+                    return Ok(ExitCode::FAILURE);
+                }
                 // Another rank printed the error.
                 Err(None) => return Ok(ExitCode::FAILURE),
             };

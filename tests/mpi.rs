@@ -112,7 +112,8 @@ fn assert_matches_reference(dir: &Path, run: &Path, err: &str) {
     ok(&o, "cp -r");
     run_ok(dir, &["run", "tiny.srx", "--out", copy.to_str().unwrap(), "--resume"]);
     let rows = |p: &Path| -> serde_json::Value {
-        let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p.join("results.json")).unwrap()).unwrap();
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(p.join("results.json")).unwrap()).unwrap();
         r["rows"].clone()
     };
     let (split, single) = (rows(run), rows(&copy));

@@ -305,8 +305,9 @@ fn evaluate_one(
         if let Some(parts) = world.gather_bytes("the evaluation", &bytes)? {
             (sums, done, steps, batches) = (BTreeMap::new(), 0, 0, 0);
             for p in parts {
-                let p: EvalPart = serde_json::from_slice(&p)
-                    .map_err(|e| RuntimeError::Distributed(format!("a rank sent a bad evaluation part: {e}")))?;
+                let p: EvalPart = serde_json::from_slice(&p).map_err(|e| {
+                    RuntimeError::Distributed(format!("a rank sent a bad evaluation part: {e}"))
+                })?;
                 for (k, v) in p.sums {
                     *sums.entry(k).or_default() += v;
                 }

@@ -459,9 +459,13 @@ impl Trainer {
                 sums.iter_mut().zip(s).for_each(|(a, b)| *a += b);
             }
         }
-        let total = total.ok_or_else(|| RuntimeError::Config("a training step needs at least one batch".into()))?;
+        let total =
+            total.ok_or_else(|| RuntimeError::Config("a training step needs at least one batch".into()))?;
         if world.size() == 1 && !sums[0].is_finite() {
-            return Err(RuntimeError::Diverged { step: step + 1, what: format!("the loss is {}", sums[0] / parts) });
+            return Err(RuntimeError::Diverged {
+                step: step + 1,
+                what: format!("the loss is {}", sums[0] / parts),
+            });
         }
         let scaled = self.loss_scale != 1.0;
         let mut grads = if scaled { (total * self.loss_scale)?.backward()? } else { total.backward()? };
@@ -477,7 +481,10 @@ impl Trainer {
         }
         let stats = step_stats(&self.terms, &sums, parts);
         if !stats.loss.is_finite() {
-            return Err(RuntimeError::Diverged { step: step + 1, what: format!("the loss is {}", stats.loss) });
+            return Err(RuntimeError::Diverged {
+                step: step + 1,
+                what: format!("the loss is {}", stats.loss),
+            });
         }
         let grad_norm = clip_grad_norm(&mut grads, &self.vars, self.settings.clip)?;
         if scaled {
@@ -509,7 +516,10 @@ impl Trainer {
     pub fn weights_hash(&self) -> Result<u64> {
         let mut h = distributed::HASH_START;
         for v in &self.vars {
-            h = distributed::hash_f32(h, &v.as_tensor().flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?);
+            h = distributed::hash_f32(
+                h,
+                &v.as_tensor().flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?,
+            );
         }
         Ok(h)
     }
@@ -640,7 +650,8 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
             });
             // One write per line, so that an interrupted run leaves at most one partial line.
             if let Some(m) = metrics.as_mut() {
-                m.write_all(format!("{line}\n").as_bytes()).map_err(|e| RuntimeError::io(&metrics_path, e))?;
+                m.write_all(format!("{line}\n").as_bytes())
+                    .map_err(|e| RuntimeError::io(&metrics_path, e))?;
             }
             if world.size() > 1 {
                 world.check_same_weights(done, trainer.weights_hash()?)?;

@@ -94,7 +94,10 @@ impl Guard {
 /// Whether every rank stops with this same error at the same step: the values it depends on were
 /// exchanged between the ranks first (interrupts and losses in the gradient all-reduce, weight hashes).
 fn reached_by_all(e: &RuntimeError) -> bool {
-    matches!(e, RuntimeError::Interrupted { .. } | RuntimeError::Diverged { .. } | RuntimeError::RanksDiverged { .. })
+    matches!(
+        e,
+        RuntimeError::Interrupted { .. } | RuntimeError::Diverged { .. } | RuntimeError::RanksDiverged { .. }
+    )
 }
 
 /// Joins the ranks of an MPI launch, when this process was started by one; otherwise the world is
@@ -137,7 +140,11 @@ fn launcher_size() -> Option<usize> {
 /// The collective timeout in seconds (`SR_COLLECTIVE_TIMEOUT`, else the default).
 #[cfg(feature = "mpi")]
 fn timeout() -> u64 {
-    std::env::var(TIMEOUT_ENV).ok().and_then(|s| s.trim().parse().ok()).filter(|s| *s > 0).unwrap_or(DEFAULT_TIMEOUT_S)
+    std::env::var(TIMEOUT_ENV)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(DEFAULT_TIMEOUT_S)
 }
 
 /// Compute threads of a rank: all the cores its launcher bound it to, or, when it is not bound, the
@@ -150,15 +157,21 @@ pub fn threads_per_rank(bound: usize, online: usize, local_size: usize) -> usize
     }
 }
 
+/// Sets the compute threads of this rank for candle's products (`CANDLE_NUM_THREADS`) and the fused
+/// kernels' thread pool (`RAYON_NUM_THREADS`): the one the user set, else this rank's share of the cores.
 #[cfg(feature = "mpi")]
 fn share_cores(world: &World) {
-    if ["CANDLE_NUM_THREADS", "RAYON_NUM_THREADS"].iter().any(|v| std::env::var_os(v).is_some()) {
-        return;
+    let set = |v: &str| std::env::var(v).ok().and_then(|s| s.trim().parse::<usize>().ok()).filter(|n| *n > 0);
+    let threads = set("RAYON_NUM_THREADS").or_else(|| set("CANDLE_NUM_THREADS")).unwrap_or_else(|| {
+        let bound = std::thread::available_parallelism().map_or(1, |n| n.get());
+        threads_per_rank(bound, online_cpus().unwrap_or(bound), world.local_size)
+    });
+    // Before sr starts a thread (see `init`), so none of its threads reads the environment meanwhile.
+    for v in ["RAYON_NUM_THREADS", "CANDLE_NUM_THREADS"] {
+        if set(v).is_none() {
+            std::env::set_var(v, threads.to_string());
+        }
     }
-    let bound = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = threads_per_rank(bound, online_cpus().unwrap_or(bound), world.local_size);
-    // Before any other thread exists (see `init`), so nothing reads the environment concurrently.
-    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
 }
 
 #[cfg(all(feature = "mpi", target_os = "linux", target_env = "gnu"))]
@@ -289,7 +302,8 @@ impl World {
         if hashes.iter().all(|h| *h == hashes[0]) {
             return Ok(());
         }
-        let hashes = hashes.iter().enumerate().map(|(r, h)| format!("rank {r}: {h:016x}")).collect::<Vec<_>>();
+        let hashes =
+            hashes.iter().enumerate().map(|(r, h)| format!("rank {r}: {h:016x}")).collect::<Vec<_>>();
         Err(RuntimeError::RanksDiverged { step, hashes: hashes.join(", ") })
     }
 }

@@ -111,8 +111,9 @@ pub(super) fn gather_bytes(
     rank: usize,
     size: usize,
 ) -> Result<Option<Vec<Vec<u8>>>> {
-    let len = Count::try_from(bytes.len())
-        .map_err(|_| RuntimeError::Distributed(format!("{what}: {} bytes is too much to gather", bytes.len())))?;
+    let len = Count::try_from(bytes.len()).map_err(|_| {
+        RuntimeError::Distributed(format!("{what}: {} bytes is too much to gather", bytes.len()))
+    })?;
     watched(what, |c| {
         let root = c.process_at_rank(0);
         if rank != 0 {
@@ -137,11 +138,7 @@ pub(super) fn gather_bytes(
             root.gather_varcount_into_root(bytes, &mut part);
         }
         Ok(Some(
-            counts
-                .iter()
-                .zip(&displs)
-                .map(|(n, d)| all[*d as usize..(*d + *n) as usize].to_vec())
-                .collect(),
+            counts.iter().zip(&displs).map(|(n, d)| all[*d as usize..(*d + *n) as usize].to_vec()).collect(),
         ))
     })
 }
