@@ -206,6 +206,10 @@ fn dispatch(command: Command) -> miette::Result<ExitCode> {
             if let Some(n) = steps {
                 args.set.push(format!("train.steps={n}"));
             }
+            // Under an MPI launcher this joins the other ranks (data parallelism); MPI is finalised
+            // when `ranks` drops at the end of the command.
+            let ranks = sr_runtime::distributed::init().map_err(miette::Report::new)?;
+            let root = sr_runtime::distributed::world().is_root();
             let c = compile(&file, &args)?;
             let plan = select_plan(&c.plans, args.experiment.as_deref()).map_err(bare)?;
             let out = out.unwrap_or_else(|| sr_runtime::folder::default_out(plan));
@@ -218,9 +222,21 @@ fn dispatch(command: Command) -> miette::Result<ExitCode> {
                 progress: std::io::stderr().is_terminal(),
                 eval_limit: eval_samples,
             };
-            let summary = sr_runtime::run::run(plan, &options).map_err(miette::Report::new)?;
-            println!("{}", summary.table);
-            eprintln!("run folder: {}", out.display());
+            // Errors are printed before MPI is finalised: a launcher may end the other ranks as soon as
+            // one rank has exited with a failure.
+            let summary = match ranks.check(sr_runtime::run::run(plan, &options)) {
+                Ok(summary) => summary,
+                Err(Some(e)) => {
+                    eprintln!("{:?}", miette::Report::new(e));
+                    return Ok(ExitCode::FAILURE);
+                }
+                // Another rank printed the error.
+                Err(None) => return Ok(ExitCode::FAILURE),
+            };
+            if root {
+                println!("{}", summary.table);
+                eprintln!("run folder: {}", out.display());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Sample { file, args, checkpoint, n, sampler, split, out, trace, device } => {

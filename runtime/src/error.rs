@@ -83,6 +83,33 @@ pub enum RuntimeError {
         help("the last good checkpoint is kept; lower the learning rate, raise warm-up or enable clipping")
     )]
     Diverged { step: u64, what: String },
+    /// The ranks of a data-parallel run cannot work together (a build without MPI under a launcher,
+    /// a batch smaller than the number of ranks, ranks that disagree about the run).
+    #[error("distributed training: {0}")]
+    #[diagnostic(
+        code(R0410),
+        help("every rank must run the same `sr` build on the same experiment; see README, Data parallelism")
+    )]
+    Distributed(String),
+    /// The ranks' weights differ after step `step`: the run is no longer one model.
+    #[error("the ranks' weights differ after step {step} (hashes {hashes})")]
+    #[diagnostic(
+        code(R0411),
+        help("ranks must run the same build with the same thread count on the same kind of device; resume from the last checkpoint")
+    )]
+    RanksDiverged { step: u64, hashes: String },
+    /// Another rank failed at a point where all ranks compare notes (e.g. rank 0's run-folder check);
+    /// that rank prints its error.
+    #[error("rank {rank} stopped the run during {what}")]
+    #[diagnostic(code(R0413), help("see rank {rank}'s error"))]
+    RankStopped { rank: usize, what: String },
+    /// A collective operation waited longer than the timeout: another rank died or hangs.
+    #[error("no answer from the other ranks for {seconds} s during {what}: a rank died or hangs")]
+    #[diagnostic(
+        code(R0412),
+        help("see the other ranks' output; SR_COLLECTIVE_TIMEOUT sets the limit in seconds; resume with `--resume`")
+    )]
+    CollectiveTimeout { what: String, seconds: u64 },
     /// The requested device is not available in this build or on this machine.
     #[error("device `{device}`: {what}")]
     #[diagnostic(

@@ -2,6 +2,7 @@
 
 pub mod checkpoint;
 pub mod data;
+pub mod distributed;
 pub mod error;
 pub mod flow;
 pub mod folder;

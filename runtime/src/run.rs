@@ -13,6 +13,7 @@ use sr_compiler::plan::{PValue, Plan};
 
 use crate::checkpoint::write_atomic;
 use crate::data::{make_batch, Dataset};
+use crate::distributed::{self, World};
 use crate::error::{Result, RuntimeError};
 use crate::folder::{prepare, RunLock, Start};
 use crate::image_io::{render_sudoku, write_gif, write_image_grid, GridOptions};
@@ -81,29 +82,30 @@ pub struct RunSummary {
 }
 
 /// Trains (when the plan has a `train` block), then samples and evaluates every `evaluate` line.
+///
+/// In a data-parallel run (see [`crate::distributed`]) every rank trains and evaluates its part;
+/// rank 0 alone prints and writes the run folder, and only its summary holds the results.
 pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary> {
-    let model =
-        Model::build(plan, device(options.device.as_deref().or(plan.device.as_deref()).unwrap_or("cpu"))?)?;
+    let world = distributed::world();
+    let spec = rank_device(options.device.as_deref().or(plan.device.as_deref()).unwrap_or("cpu"), world);
+    announce(world, &spec)?;
+    let model = Model::build(plan, device(&spec)?)?;
     let paths = RunPaths { root: options.out.clone() };
-    let _lock = RunLock::acquire(&paths.root)?;
-    let start = match (options.resume, options.force) {
-        (true, _) => Start::Resume,
-        (false, true) => Start::Force,
-        (false, false) => Start::Fresh,
-    };
-    prepare(&paths.root, plan, start)?;
-    let plan_json = serde_json::to_string_pretty(plan).map_err(|e| RuntimeError::Config(e.to_string()))?;
-    write_atomic(&paths.root.join("plan.json"), plan_json.as_bytes())?;
+    // Rank 0 alone locks, checks and writes the run folder; the others wait for its verdict.
+    let prepared = if world.is_root() { prepare_folder(plan, options).map(Some) } else { Ok(None) };
+    let _lock = world.agree("the run folder check", prepared)?;
     let mut results = Results {
         experiment: plan.experiment.clone(),
         parameters: model.parameter_count(),
         ..Default::default()
     };
-    eprintln!(
-        "experiment `{}`: {} variables × {} features, {} parameters",
-        plan.experiment, plan.shapes.variables, plan.shapes.features, results.parameters
-    );
-    eprintln!("estimate: {}", sr_compiler::estimate::estimate(plan).summary());
+    if world.is_root() {
+        eprintln!(
+            "experiment `{}`: {} variables × {} features, {} parameters",
+            plan.experiment, plan.shapes.variables, plan.shapes.features, results.parameters
+        );
+        eprintln!("estimate: {}", sr_compiler::estimate::estimate(plan).summary());
+    }
     let mut ema = None;
     if plan.node("data.train").is_some() && plan.node("train.optimizer").is_some() {
         let trained = train(
@@ -118,6 +120,11 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary> {
     }
     if options.evaluate {
         results.rows = evaluate(plan, &model, ema.as_mut(), options.eval_limit, options.progress)?;
+    }
+    if !world.is_root() {
+        return Ok(RunSummary { results, table: String::new() });
+    }
+    if options.evaluate {
         let read_cells = results
             .rows
             .iter()
@@ -131,6 +138,52 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary> {
     write_atomic(&paths.root.join("results.json"), json.as_bytes())?;
     write_atomic(&paths.root.join("results.md"), table.as_bytes())?;
     Ok(RunSummary { results, table })
+}
+
+/// Locks the run folder, checks that the run may start there (fresh, `--force` or `--resume`) and writes
+/// `plan.json`. Returns the lock, held for the whole run.
+fn prepare_folder(plan: &Plan, options: &RunOptions) -> Result<RunLock> {
+    let lock = RunLock::acquire(&options.out)?;
+    let start = match (options.resume, options.force) {
+        (true, _) => Start::Resume,
+        (false, true) => Start::Force,
+        (false, false) => Start::Fresh,
+    };
+    prepare(&options.out, plan, start)?;
+    let plan_json = serde_json::to_string_pretty(plan).map_err(|e| RuntimeError::Config(e.to_string()))?;
+    write_atomic(&options.out.join("plan.json"), plan_json.as_bytes())?;
+    Ok(lock)
+}
+
+/// The device of this rank: with several ranks, a bare `cuda` means the GPU of the rank's index on
+/// its machine.
+fn rank_device(spec: &str, world: &World) -> String {
+    if spec.trim() == "cuda" && world.size() > 1 {
+        format!("cuda:{}", world.local_rank())
+    } else {
+        spec.to_string()
+    }
+}
+
+/// Prints, on rank 0, the world size and each rank's device, host, process id and compute threads.
+fn announce(world: &World, device: &str) -> Result<()> {
+    if world.size() == 1 {
+        return Ok(());
+    }
+    let line = format!(
+        "rank {}: {device} on {} (pid {}, {} threads)",
+        world.rank(),
+        world.host(),
+        std::process::id(),
+        candle_core::utils::get_num_threads()
+    );
+    if let Some(lines) = world.gather_bytes("the start-up", line.as_bytes())? {
+        eprintln!("world: {} ranks", world.size());
+        for l in lines {
+            eprintln!("  {}", String::from_utf8_lossy(&l));
+        }
+    }
+    Ok(())
 }
 
 /// The split name of a `data.NAME` reference.
@@ -203,7 +256,8 @@ fn evaluate_one(
     progress: bool,
 ) -> Result<ResultRow> {
     let began = Instant::now();
-    let mode = if progress { ProgressMode::Live } else { ProgressMode::Off };
+    let world = distributed::world();
+    let mode = if progress && world.is_root() { ProgressMode::Live } else { ProgressMode::Off };
     let mut bar =
         ProgressBar::new(format!("evaluate {metric} on {split} with {}", settings.name), 0, count, mode);
     let mut sums: BTreeMap<String, f64> = BTreeMap::new();
@@ -211,8 +265,16 @@ fn evaluate_one(
     let mut steps = 0usize;
     let mut batches = 0usize;
     let mut start = 0u64;
-    while start < count {
+    // Batch k of the split is sampled by rank k mod size; rank 0 adds up the parts.
+    for k in 0.. {
+        if start >= count {
+            break;
+        }
         let end = (start + settings.batch as u64).min(count);
+        if k % world.size() != world.rank() {
+            start = end;
+            continue;
+        }
         let indices: Vec<u64> = (start..end).collect();
         let batch = make_batch(dataset, &indices, &model.device)?;
         let (x, given) = model.variables(&batch.data, batch.mask.as_ref())?;
@@ -233,11 +295,27 @@ fn evaluate_one(
         done += indices.len();
         steps += out.steps;
         batches += 1;
-        bar.update(done as u64, "");
+        bar.update(end, "");
         start = end;
     }
     bar.finish();
-    if !progress {
+    if world.size() > 1 {
+        let part = serde_json::json!({"sums": sums, "done": done, "steps": steps, "batches": batches});
+        let bytes = serde_json::to_vec(&part).map_err(|e| RuntimeError::Config(e.to_string()))?;
+        if let Some(parts) = world.gather_bytes("the evaluation", &bytes)? {
+            (sums, done, steps, batches) = (BTreeMap::new(), 0, 0, 0);
+            for p in parts {
+                let p: EvalPart = serde_json::from_slice(&p).map_err(|e| {
+                    RuntimeError::Distributed(format!("a rank sent a bad evaluation part: {e}"))
+                })?;
+                for (k, v) in p.sums {
+                    *sums.entry(k).or_default() += v;
+                }
+                (done, steps, batches) = (done + p.done, steps + p.steps, batches + p.batches);
+            }
+        }
+    }
+    if !progress && world.is_root() {
         eprintln!(
             "evaluate {metric} on {split} with {}: {done} samples in {}",
             settings.name,
@@ -254,6 +332,15 @@ fn evaluate_one(
         steps: steps as f64 / batches.max(1) as f64,
         seconds: began.elapsed().as_secs_f64(),
     })
+}
+
+/// One rank's share of an evaluation: metric sums weighted by samples, samples, denoiser calls, batches.
+#[derive(serde::Deserialize)]
+struct EvalPart {
+    sums: BTreeMap<String, f64>,
+    done: usize,
+    steps: usize,
+    batches: usize,
 }
 
 /// The result table in Markdown: one row per sampler, one column per metric value and split.
