@@ -87,7 +87,19 @@ fn line_offset(i: usize) -> usize {
 /// `sudoku_grids` reads (`[N, 9, 9]` digits, `[N, 81, 9]` cell scores, Sudoku images); `givens` is
 /// `[N, 9, 9]` or `[N, 81]` (1 = given).
 pub fn render_sudoku(grids: &Tensor, givens: Option<&Tensor>) -> Result<Tensor> {
+    render_sudoku_at(grids, givens, None)
+}
+
+/// [`render_sudoku`] during sampling: with `t` (`[N · 81]`, each cell's time), a cell still at pure
+/// noise (t ≥ 0.99) is left blank and a partly denoised one is drawn faded by its t (and grey), so only
+/// resolved cells (t = 0) are solid.
+pub fn render_sudoku_at(grids: &Tensor, givens: Option<&Tensor>, t: Option<&[f32]>) -> Result<Tensor> {
     let grids = sudoku_grids(grids)?;
+    if let Some(t) = t {
+        if t.len() != grids.len() * 81 {
+            return Err(RuntimeError::Shape(format!("{} cell times for {} grids", t.len(), grids.len())));
+        }
+    }
     let given: Vec<f32> = match givens {
         Some(m) => {
             let v = m.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
@@ -138,7 +150,13 @@ pub fn render_sudoku(grids: &Tensor, givens: Option<&Tensor>) -> Result<Tensor> 
                 let (rj, cj) = (j / 9, j % 9);
                 j != k && grid[j] == d && (rj == r || cj == c || (rj / 3 == r / 3 && cj / 3 == c / 3))
             });
-            let colour: [f32; 3] = if conflict {
+            let noise = t.map_or(0.0, |t| t[g * 81 + k].clamp(0.0, 1.0));
+            if noise >= 0.99 {
+                continue;
+            }
+            let colour: [f32; 3] = if noise > 0.0 {
+                [0.55, 0.55, 0.6]
+            } else if conflict {
                 [0.85, 0.1, 0.1]
             } else if given[g * 81 + k] >= 0.5 {
                 [0.0, 0.0, 0.0]
@@ -149,7 +167,7 @@ pub fn render_sudoku(grids: &Tensor, givens: Option<&Tensor>) -> Result<Tensor> 
             let (oy, ox) = (line_offset(r), line_offset(c));
             for y in 0..GLYPH {
                 for x in 0..GLYPH {
-                    let a = glyph[y * GLYPH + x];
+                    let a = glyph[y * GLYPH + x] * (1.0 - noise);
                     if a > 0.0 {
                         for ch in 0..3 {
                             let p = &mut img[ch * plane + (oy + y) * side + ox + x];
@@ -174,8 +192,12 @@ pub fn write_sudoku_grid(
     write_image_grid(path, &render_sudoku(grids, givens)?, options)
 }
 
+/// How long an animation holds its last frame before it loops.
+pub const GIF_HOLD_MS: u32 = 2000;
+
 /// Writes an animated, looping GIF: `frames` is one video `[T, C, H, W]` or a batch of videos
-/// `[N, T, C, H, W]` shown side by side in a grid; values in [-1, 1].
+/// `[N, T, C, H, W]` shown side by side in a grid; values in [-1, 1]. The last frame is held for
+/// [`GIF_HOLD_MS`].
 pub fn write_gif(path: &Path, frames: &Tensor, delay_ms: u32, options: GridOptions) -> Result<()> {
     let videos = match frames.rank() {
         4 => frames.unsqueeze(0)?,
@@ -195,7 +217,8 @@ pub fn write_gif(path: &Path, frames: &Tensor, delay_ms: u32, options: GridOptio
     for f in 0..t {
         let grid = image_grid(&videos.narrow(1, f, 1)?.squeeze(1)?, options)?;
         let rgba = image::DynamicImage::ImageRgb8(grid).to_rgba8();
-        let frame = Frame::from_parts(rgba, 0, 0, Delay::from_numer_denom_ms(delay_ms, 1));
+        let ms = if f + 1 == t { delay_ms.max(GIF_HOLD_MS) } else { delay_ms };
+        let frame = Frame::from_parts(rgba, 0, 0, Delay::from_numer_denom_ms(ms, 1));
         encoder.encode_frame(frame).map_err(image_err)?;
     }
     Ok(())
