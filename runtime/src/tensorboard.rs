@@ -204,7 +204,7 @@ mod tests {
         assert_eq!(events.len(), 3);
         assert!(events[0].ends_with(b"\x1a\x0dbrain.Event:2"));
         // step 7, then summary { value { tag "loss", simple_value 0.5 } } and nothing for NaN.
-        let scalar = [&[0x10, 7, 0x2a, 0x0b, 0x0a, 0x09, 0x0a, 0x04][..], b"loss", &[0x15], &0.5f32.to_le_bytes()].concat();
+        let scalar = [&[0x10, 7, 0x2a, 0x0d, 0x0a, 0x0b, 0x0a, 0x04][..], b"loss", &[0x15], &0.5f32.to_le_bytes()].concat();
         assert!(events[1].ends_with(&scalar), "{:?}", events[1]);
         assert!(events[2].windows(4).any(|w| w == b"\x89PNG"));
         // A second writer in the same second gets its own file; a resumed one logs a restart.

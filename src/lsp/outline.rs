@@ -14,11 +14,11 @@ use super::analysis::LineIndex;
 
 /// The outline of `text`: one symbol per item, experiments with a child per statement. Empty when
 /// the file does not parse at all; items that parse are listed even when others have errors.
+#[allow(deprecated)] // `DocumentSymbol::deprecated` must be written, as `None`.
 pub fn document_symbols(text: &str) -> Vec<DocumentSymbol> {
     let (module, _) = sr_compiler::parse(sr_compiler::SourceId(0), text);
     let index = LineIndex::new(text);
     let symbol = |name: String, detail: Option<String>, kind, span: (usize, usize), sel: (usize, usize), children| {
-        #[allow(deprecated)]
         DocumentSymbol {
             name,
             detail,
@@ -75,6 +75,7 @@ pub fn document_symbols(text: &str) -> Vec<DocumentSymbol> {
         .collect()
 }
 
+#[allow(deprecated)] // `DocumentSymbol::deprecated` must be written, as `None`.
 fn statement(s: &Stmt, index: &LineIndex) -> DocumentSymbol {
     let joined = |path: &[sr_compiler::syntax::ast::Ident]| path.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(".");
     let sel_of = |path: &[sr_compiler::syntax::ast::Ident]| match (path.first(), path.last()) {
@@ -105,7 +106,6 @@ fn statement(s: &Stmt, index: &LineIndex) -> DocumentSymbol {
             None,
         ),
     };
-    #[allow(deprecated)]
     DocumentSymbol {
         name,
         detail,
