@@ -94,15 +94,18 @@ enum Command {
         file: PathBuf,
         #[command(flatten)]
         args: CompileArgs,
-        /// Folder for checkpoints, metrics, pictures and results.
-        #[arg(long, default_value = "runs")]
-        out: PathBuf,
+        /// Folder for checkpoints, metrics, pictures and results (default: `runs/<experiment>`).
+        #[arg(long)]
+        out: Option<PathBuf>,
         /// Shortcut for `--set train.steps=N` (a deliberately short run: no W0310 about `log_every`).
         #[arg(long, value_name = "N")]
         steps: Option<u64>,
         /// Continue from the latest checkpoint in the run folder.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "force")]
         resume: bool,
+        /// Start afresh even if the run folder holds another run (its files are removed).
+        #[arg(long)]
+        force: bool,
         /// `cpu`, `cuda` or `cuda:N` (overrides the experiment's `device`).
         #[arg(long)]
         device: Option<String>,
@@ -217,6 +220,7 @@ fn dispatch(command: Command) -> miette::Result<ExitCode> {
         Command::Compile { file, output, args } => {
             let c = compile(&file, &args, &[])?;
             let plan = select_plan(&c.plans, args.experiment.as_deref()).map_err(bare)?;
+            eprintln!("estimate: {}", sr_compiler::estimate::estimate(plan).summary());
             let json = serde_json::to_string_pretty(plan).expect("plans serialise");
             match output {
                 Some(path) => {
@@ -236,7 +240,7 @@ fn dispatch(command: Command) -> miette::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Components { name } => components(name.as_deref()),
-        Command::Run { file, args, out, steps, resume, device, no_eval, eval_samples } => {
+        Command::Run { file, args, out, steps, resume, force, device, no_eval, eval_samples } => {
             let mut args = args;
             if let Some(n) = steps {
                 args.set.push(format!("train.steps={n}"));
@@ -245,9 +249,11 @@ fn dispatch(command: Command) -> miette::Result<ExitCode> {
             let quiet: &[&str] = if steps.is_some() { &["W0310"] } else { &[] };
             let c = compile(&file, &args, quiet)?;
             let plan = select_plan(&c.plans, args.experiment.as_deref()).map_err(bare)?;
+            let out = out.unwrap_or_else(|| sr_runtime::folder::default_out(plan));
             let options = sr_runtime::run::RunOptions {
                 out: out.clone(),
                 resume,
+                force,
                 device,
                 evaluate: !no_eval,
                 progress: std::io::stderr().is_terminal(),
@@ -306,7 +312,7 @@ fn dispatch(command: Command) -> miette::Result<ExitCode> {
         Command::Man => {
             clap_mangen::Man::new(Cli::command())
                 .render(&mut std::io::stdout())
-                .map_err(|e| miette::miette!(code = "C0007", "cannot write the manual page: {e}"))?;
+                .map_err(|e| miette::miette!(code = "C0008", "cannot write the manual page: {e}"))?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -352,7 +358,7 @@ fn read_input(file: &Path) -> miette::Result<(String, String)> {
     if file == Path::new("-") {
         let mut text = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(|e| {
-            miette::miette!(code = "C0008", help = "standard input must be UTF-8 text", "cannot read standard input: {e}")
+            miette::miette!(code = "C0009", help = "standard input must be UTF-8 text", "cannot read standard input: {e}")
         })?;
         Ok(("<stdin>".into(), text))
     } else {
@@ -480,7 +486,10 @@ fn fmt(files: &[PathBuf], mode: FmtMode) -> miette::Result<ExitCode> {
     let mut changed = Vec::new();
     for file in files {
         let stdin = file == Path::new("-");
-        let (name, text) = read_input(file)?;
+        let (name, original) = read_input(file)?;
+        // Formatting works on LF text; a file with CRLF line endings gets them back.
+        let crlf = original.contains("\r\n");
+        let text = if crlf { original.replace("\r\n", "\n") } else { original.clone() };
         let mut sources = sr_compiler::SourceMap::new();
         let id = sources.add(name.clone(), text.as_str());
         let (module, diags) = sr_compiler::parse(id, &text);
@@ -488,18 +497,21 @@ fn fmt(files: &[PathBuf], mode: FmtMode) -> miette::Result<ExitCode> {
             eprint!("{}", render(&diags, &sources, color()));
             return Err(miette::miette!(code = "C0006", "{name} has syntax errors; not formatted"));
         }
-        let formatted = sr_compiler::format(&module, &text);
-        if formatted != text {
+        let mut formatted = sr_compiler::format(&module, &text);
+        if crlf {
+            formatted = formatted.replace('\n', "\r\n");
+        }
+        if formatted != original {
             changed.push(name.clone());
         }
         match mode {
             FmtMode::Stdout => print!("{formatted}"),
             FmtMode::Write if stdin => print!("{formatted}"),
-            FmtMode::Write if formatted != text => {
-                sr_runtime::checkpoint::write_atomic(file, formatted.as_bytes()).map_err(miette::Report::new)?;
+            FmtMode::Write if formatted != original => {
+                rewrite(file, formatted.as_bytes())?;
             }
-            FmtMode::Diff if formatted != text => {
-                let diff = similar::TextDiff::from_lines(&text, &formatted);
+            FmtMode::Diff if formatted != original => {
+                let diff = similar::TextDiff::from_lines(&original, &formatted);
                 print!("{}", diff.unified_diff().context_radius(3).header(&name, &name));
             }
             _ => {}
@@ -514,6 +526,18 @@ fn fmt(files: &[PathBuf], mode: FmtMode) -> miette::Result<ExitCode> {
         println!("{listed}{name}");
     }
     Ok(exit(mode == FmtMode::Write || changed.is_empty()))
+}
+
+/// Replaces the contents of `file` atomically, keeping what the file system knows about it: a symbolic
+/// link stays a link (its target is rewritten) and the permissions stay as they were.
+fn rewrite(file: &Path, bytes: &[u8]) -> miette::Result<()> {
+    let cannot =
+        |e: std::io::Error| miette::miette!(code = "C0007", "cannot rewrite {}: {e}", file.display());
+    let target = std::fs::canonicalize(file).map_err(cannot)?;
+    let permissions = std::fs::metadata(&target).map_err(cannot)?.permissions();
+    sr_runtime::checkpoint::write_atomic(&target, bytes).map_err(miette::Report::new)?;
+    std::fs::set_permissions(&target, permissions).map_err(cannot)?;
+    Ok(())
 }
 
 #[cfg(test)]

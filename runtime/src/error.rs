@@ -70,6 +70,22 @@ pub enum RuntimeError {
         help("pass a run folder (`sr run --out DIR`), its `checkpoints/` folder or one `step-N` folder in it")
     )]
     NoCheckpoint { path: PathBuf, what: String },
+    /// A checkpoint was trained for another model or objective than this plan: `keys` lists the keys
+    /// that differ, as `key: checkpoint value → plan value`.
+    #[error("checkpoint {}: trained for another model or objective (experiment {}); it differs in {}", path.display(), trained_for, keys.join("; "))]
+    #[diagnostic(
+        code(R0302),
+        help("use the experiment and `--set` overrides the checkpoint was trained with, or train a new run")
+    )]
+    PlanMismatch { path: PathBuf, trained_for: String, keys: Vec<String> },
+    /// The run folder is in use by another `sr run`, or holds another run's files.
+    #[error("run folder {}: {what}", path.display())]
+    #[diagnostic(code(R0105), help("{help}"))]
+    RunFolder { path: PathBuf, what: String, help: String },
+    /// Training was interrupted (SIGINT or SIGTERM) and stopped at a step boundary after saving.
+    #[error("interrupted after step {step}: the checkpoint of step {step} is saved in {}", dir.display())]
+    #[diagnostic(code(R0402), help("continue with the same `sr run` command plus `--resume`"))]
+    Interrupted { step: u64, dir: PathBuf },
     /// Training produced a non-finite loss or gradient at step `step` (counted from 1, as in the
     /// metrics log and checkpoint names).
     #[error("training diverged at step {step}: {what}")]
@@ -85,6 +101,25 @@ pub enum RuntimeError {
         help("use `--device cpu`, or build with `--features cuda` on a machine with CUDA")
     )]
     Device { device: String, what: String },
+    /// No usable NVIDIA driver: `libcuda` is missing, is the link stub, or finds no GPU.
+    #[error("device `{device}`: {what}")]
+    #[diagnostic(
+        code(R0502),
+        help(
+            "install the NVIDIA driver (it provides libcuda.so.1) on a machine with a GPU, and check `nvidia-smi`; \
+             or run on `--device cpu`"
+        )
+    )]
+    NoDriver { device: String, what: String },
+    /// `SR_KERNELS` has a value other than `fused` or `composite`.
+    #[error("{0}")]
+    #[diagnostic(
+        code(R0503),
+        help(
+            "unset SR_KERNELS, or set it to `fused` (the default) or `composite` (the code path a GPU runs)"
+        )
+    )]
+    Kernels(String),
     /// An error raised by candle.
     #[error(transparent)]
     #[diagnostic(code(R0001))]

@@ -4,8 +4,10 @@ pub mod checkpoint;
 pub mod data;
 pub mod error;
 pub mod flow;
+pub mod folder;
 pub mod image_io;
 pub mod init;
+pub mod interrupt;
 pub mod mapper;
 #[cfg(test)]
 pub(crate) mod math_test_support;
@@ -16,6 +18,7 @@ pub mod optim;
 pub mod param;
 pub mod perf;
 pub mod plot;
+pub mod precision;
 pub mod progress;
 pub mod pvalue;
 pub mod run;

@@ -14,6 +14,7 @@ use sr_compiler::plan::{PValue, Plan};
 use crate::checkpoint::write_atomic;
 use crate::data::{make_batch, Dataset};
 use crate::error::{Result, RuntimeError};
+use crate::folder::{prepare, RunLock, Start};
 use crate::image_io::{image_grid, render_sudoku_at, write_gif, GridOptions};
 use crate::metric::{compute_metric, uses_digit_classifier, ClassifierReport, DigitClassifier};
 use crate::model::{device, Model};
@@ -21,6 +22,9 @@ use crate::optim::Ema;
 use crate::progress::{format_duration, ProgressBar, ProgressMode};
 use crate::sample::{sample_with_progress, Record, SamplerSettings};
 use crate::train::{load_weights, step_seed, train, RunPaths, TrainOptions};
+
+/// Most samples one `sr sample` call draws (they are drawn in batches of the sampler's `batch`).
+pub const MAX_SAMPLES: usize = 4096;
 
 /// Samples used to evaluate on an endless data split (one without `count`).
 pub const DEFAULT_EVAL_COUNT: u64 = 256;
@@ -31,6 +35,8 @@ pub struct RunOptions {
     /// Run folder: checkpoints, metrics, pictures, results.
     pub out: PathBuf,
     pub resume: bool,
+    /// Start afresh in a folder that holds another run, removing its files.
+    pub force: bool,
     /// `cpu`, `cuda`, `cuda:N`; default CPU.
     pub device: Option<String>,
     /// Sample and evaluate after training.
@@ -79,7 +85,13 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary> {
     let model =
         Model::build(plan, device(options.device.as_deref().or(plan.device.as_deref()).unwrap_or("cpu"))?)?;
     let paths = RunPaths { root: options.out.clone() };
-    std::fs::create_dir_all(&paths.root).map_err(|e| RuntimeError::io(&paths.root, e))?;
+    let _lock = RunLock::acquire(&paths.root)?;
+    let start = match (options.resume, options.force) {
+        (true, _) => Start::Resume,
+        (false, true) => Start::Force,
+        (false, false) => Start::Fresh,
+    };
+    prepare(&paths.root, plan, start)?;
     let plan_json = serde_json::to_string_pretty(plan).map_err(|e| RuntimeError::Config(e.to_string()))?;
     write_atomic(&paths.root.join("plan.json"), plan_json.as_bytes())?;
     let mut results = Results {
@@ -91,6 +103,7 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary> {
         "experiment `{}`: {} variables × {} features, {} parameters",
         plan.experiment, plan.shapes.variables, plan.shapes.features, results.parameters
     );
+    eprintln!("estimate: {}", sr_compiler::estimate::estimate(plan).summary());
     let mut ema = None;
     let mut events = None;
     if plan.node("data.train").is_some() && plan.node("train.optimizer").is_some() {
@@ -392,7 +405,7 @@ pub fn sample(plan: &Plan, options: &SampleOptions) -> Result<Vec<PathBuf>> {
     };
     let settings = SamplerSettings::from_plan(plan, &name)?;
     let ckpt = checkpoint_dir(&options.checkpoint)?;
-    load_weights(&model, &ckpt, settings.ema)?;
+    load_weights(plan, &model, &ckpt, settings.ema)?;
     let split = match &options.split {
         Some(s) => s.clone(),
         None => plan
@@ -403,18 +416,48 @@ pub fn sample(plan: &Plan, options: &SampleOptions) -> Result<Vec<PathBuf>> {
             .ok_or_else(|| RuntimeError::Config("the experiment declares no data".into()))?,
     };
     let dataset = model.dataset(&split)?;
-    let indices: Vec<u64> = (0..options.n as u64).collect();
-    let batch = make_batch(dataset, &indices, &model.device)?;
-    let (x, given) = model.variables(&batch.data, batch.mask.as_ref())?;
-    let mut rng = StdRng::seed_from_u64(step_seed(plan.seed ^ 0x5EED_5A4D, 0));
+    if options.n == 0 || options.n > MAX_SAMPLES {
+        return Err(RuntimeError::param(
+            "sr sample",
+            "-n",
+            format!("must be between 1 and {MAX_SAMPLES} (got {})", options.n),
+        ));
+    }
+    if let Some(len) = dataset.len().filter(|len| options.n as u64 > *len) {
+        return Err(RuntimeError::param(
+            "sr sample",
+            "-n",
+            format!("split `{split}` has only {len} samples (asked for {})", options.n),
+        ));
+    }
     let mode = if options.progress { ProgressMode::Live } else { ProgressMode::Off };
     let mut bar = ProgressBar::new(format!("sample {} with {name}", options.n), 0, 0, mode);
-    let record = Record { trace: options.trace, frames: options.n };
-    let out = sample_with_progress(&model, &settings, &x, &given, &mut rng, record, &mut |c, max| {
-        bar.set_total(max as u64);
-        bar.update(c as u64, "steps");
-    })?;
+    // Batches of the sampler's `batch`; the animation and the trace follow the first batch.
+    let mut xs = Vec::new();
+    let mut givens = Vec::new();
+    let mut first = None;
+    for start in (0..options.n).step_by(settings.batch) {
+        let end = (start + settings.batch).min(options.n);
+        let indices: Vec<u64> = (start as u64..end as u64).collect();
+        let batch = make_batch(dataset, &indices, &model.device)?;
+        let (x, given) = model.variables(&batch.data, batch.mask.as_ref())?;
+        let mut rng = StdRng::seed_from_u64(step_seed(plan.seed ^ 0x5EED_5A4D, start as u64));
+        let record =
+            if start == 0 { Record { trace: options.trace, frames: end } } else { Record::default() };
+        let out = sample_with_progress(&model, &settings, &x, &given, &mut rng, record, &mut |c, max| {
+            bar.set_total(max as u64);
+            bar.update(c as u64, &format!("steps, samples {start}..{end}"));
+        })?;
+        xs.push(out.x.clone());
+        givens.push(given);
+        if first.is_none() {
+            first = Some(out);
+        }
+    }
     bar.finish();
+    let first = first.ok_or_else(|| RuntimeError::Config("no samples".into()))?;
+    let given = Tensor::cat(&givens, 0)?;
+    let out = crate::sample::Sampled { x: Tensor::cat(&xs, 0)?, ..first };
     std::fs::create_dir_all(&options.out).map_err(|e| RuntimeError::io(&options.out, e))?;
     let mut written = Vec::new();
     let raw = model.mapper.to_raw(&out.x)?;

@@ -252,45 +252,49 @@ fn predict(
     active: &[usize],
     (v, f): (usize, usize),
 ) -> Result<(Vec<f64>, Option<Vec<f64>>)> {
-    let dev = &model.device;
-    let a = active.len();
-    let gather = |src: &[f64], width: usize| -> Vec<f32> {
-        active.iter().flat_map(|&e| src[e * width..(e + 1) * width].iter().map(|x| *x as f32)).collect()
-    };
-    let zt = Tensor::from_vec(gather(z, v * f), (a, v, f), dev)?;
-    let tt = Tensor::from_vec(gather(t, v), (a, v), dev)?;
-    let out = model.denoiser.forward(&zt, &tt)?;
-    let to_host = |x: &Tensor| -> Result<Vec<f64>> { Ok(x.flatten_all()?.to_dtype(DType::F64)?.to_vec1()?) };
-    let mut pred = to_host(&out.out)?;
-    let log_var = match &out.log_var {
-        Some(lv) => Some(to_host(lv)?),
-        None => None,
-    };
-    let has_givens = active.iter().any(|&e| unknown[e * v..(e + 1) * v].contains(&0.0));
-    if settings.cfg != 1.0 && has_givens {
-        // The unconditional branch sees every given variable as pure noise at t = 1.
-        let mut zu = gather(z, v * f);
-        let mut tu = gather(t, v);
-        for (k, &e) in active.iter().enumerate() {
-            for j in 0..v {
-                if unknown[e * v + j] == 0.0 {
-                    tu[k * v + j] = 1.0;
-                    zu[(k * v + j) * f..(k * v + j + 1) * f].iter_mut().for_each(|x| *x = 0.0);
+    // No backward follows: the denoiser keeps no activations for one.
+    crate::nn::without_gradients(|| {
+        let dev = &model.device;
+        let a = active.len();
+        let gather = |src: &[f64], width: usize| -> Vec<f32> {
+            active.iter().flat_map(|&e| src[e * width..(e + 1) * width].iter().map(|x| *x as f32)).collect()
+        };
+        let zt = Tensor::from_vec(gather(z, v * f), (a, v, f), dev)?;
+        let tt = Tensor::from_vec(gather(t, v), (a, v), dev)?;
+        let out = model.denoiser.forward(&zt, &tt)?;
+        let to_host =
+            |x: &Tensor| -> Result<Vec<f64>> { Ok(x.flatten_all()?.to_dtype(DType::F64)?.to_vec1()?) };
+        let mut pred = to_host(&out.out)?;
+        let log_var = match &out.log_var {
+            Some(lv) => Some(to_host(lv)?),
+            None => None,
+        };
+        let has_givens = active.iter().any(|&e| unknown[e * v..(e + 1) * v].contains(&0.0));
+        if settings.cfg != 1.0 && has_givens {
+            // The unconditional branch sees every given variable as pure noise at t = 1.
+            let mut zu = gather(z, v * f);
+            let mut tu = gather(t, v);
+            for (k, &e) in active.iter().enumerate() {
+                for j in 0..v {
+                    if unknown[e * v + j] == 0.0 {
+                        tu[k * v + j] = 1.0;
+                        zu[(k * v + j) * f..(k * v + j + 1) * f].iter_mut().for_each(|x| *x = 0.0);
+                    }
                 }
             }
+            let uncond = model
+                .denoiser
+                .forward(&Tensor::from_vec(zu, (a, v, f), dev)?, &Tensor::from_vec(tu, (a, v), dev)?)?;
+            let pu = to_host(&uncond.out)?;
+            for (i, p) in pred.iter_mut().enumerate() {
+                let ti = t[active[i / (v * f)] * v + (i / f) % v];
+                let scale = match settings.cfg_schedule {
+                    CfgSchedule::Constant => settings.cfg,
+                    CfgSchedule::Linear => 1.0 + (settings.cfg - 1.0) * (1.0 - ti),
+                };
+                *p = pu[i] + scale * (*p - pu[i]);
+            }
         }
-        let uncond = model
-            .denoiser
-            .forward(&Tensor::from_vec(zu, (a, v, f), dev)?, &Tensor::from_vec(tu, (a, v), dev)?)?;
-        let pu = to_host(&uncond.out)?;
-        for (i, p) in pred.iter_mut().enumerate() {
-            let ti = t[active[i / (v * f)] * v + (i / f) % v];
-            let scale = match settings.cfg_schedule {
-                CfgSchedule::Constant => settings.cfg,
-                CfgSchedule::Linear => 1.0 + (settings.cfg - 1.0) * (1.0 - ti),
-            };
-            *p = pu[i] + scale * (*p - pu[i]);
-        }
-    }
-    Ok((pred, log_var))
+        Ok((pred, log_var))
+    })
 }

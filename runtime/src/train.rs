@@ -20,7 +20,7 @@ use rand_distr::{Distribution, StandardNormal};
 use sr_compiler::catalogue::Kind;
 use sr_compiler::plan::{PValue, Plan};
 
-use crate::checkpoint::{self, Checkpoint};
+use crate::checkpoint::{self, Checkpoint, PlanKeys};
 use crate::data::{build_dataset, Batch, Batcher};
 use crate::error::{Result, RuntimeError};
 use crate::model::{node, Model};
@@ -162,7 +162,7 @@ pub fn batch_loss(
     let setup = &model.flow;
     let z = setup.flow.noise(&x, &eps, &t)?;
     let target = setup.flow.target(setup.predict, &x, &eps, &t)?;
-    let pred = model.denoiser.forward(&z, &t)?;
+    let pred = model.train_forward(&z, &t)?;
     let err = (&pred.out - &target)?.sqr()?.mean(D::Minus1)?; // [B, V]
     let active = draw.weights.iter().filter(|w| **w > 0.0).count().max(1) as f64;
     let weighted_mean = |per_var: &Tensor| -> Result<Tensor> { Ok(((per_var * &w)?.sum_all()? / active)?) };
@@ -291,6 +291,9 @@ pub struct StepOutcome {
     pub grad_norm: f64,
     /// Learning rate of the step.
     pub lr: f64,
+    /// With `precision = f16`: the gradient overflowed at the current loss scale, so the weights were
+    /// not updated and the scale was halved.
+    pub skipped: bool,
 }
 
 /// The optimisation state of a training run: loss terms, optimizer, learning-rate schedule, gradient
@@ -303,6 +306,10 @@ pub struct Trainer {
     pub ema: Option<Ema>,
     seed: u64,
     vars: Vec<Var>,
+    /// The factor the loss is multiplied by before backward (1 except with `precision = f16`).
+    pub loss_scale: f64,
+    /// Steps in a row without an overflow at the current loss scale.
+    good_steps: u64,
 }
 
 impl Trainer {
@@ -332,7 +339,18 @@ impl Trainer {
         };
         let ema = if settings.ema > 0.0 { Some(Ema::new(&named, settings.ema)?) } else { None };
         let vars = named.into_iter().map(|(_, v)| v).collect();
-        Ok(Trainer { settings, terms, optimizer, schedule, ema, seed: plan.seed, vars })
+        let loss_scale = model.low.as_ref().map_or(1.0, |l| l.precision.initial_loss_scale());
+        Ok(Trainer {
+            settings,
+            terms,
+            optimizer,
+            schedule,
+            ema,
+            seed: plan.seed,
+            vars,
+            loss_scale,
+            good_steps: 0,
+        })
     }
 
     /// Runs optimisation step `step` on `batches` (one per micro-batch, `settings.accumulate` of them):
@@ -341,6 +359,9 @@ impl Trainer {
     pub fn step(&mut self, model: &Model, step: u64, batches: &[Batch]) -> Result<StepOutcome> {
         if batches.is_empty() {
             return Err(RuntimeError::Config("a training step needs at least one batch".into()));
+        }
+        if let Some(low) = &model.low {
+            low.refresh()?;
         }
         let mut rng = StdRng::seed_from_u64(step_seed(self.seed, step));
         let lr = self.schedule.lr(step);
@@ -373,8 +394,24 @@ impl Trainer {
                 what: format!("the loss is {}", stats.loss),
             });
         }
-        let mut grads = total.backward()?;
+        let scaled = self.loss_scale != 1.0;
+        let mut grads = if scaled { (total * self.loss_scale)?.backward()? } else { total.backward()? };
+        if let Some(low) = &model.low {
+            low.to_master_grads(&mut grads, self.loss_scale)?;
+        }
         let grad_norm = clip_grad_norm(&mut grads, &self.vars, self.settings.clip)?;
+        if scaled {
+            if !grad_norm.is_finite() {
+                self.loss_scale /= 2.0;
+                self.good_steps = 0;
+                return Ok(StepOutcome { stats, grad_norm, lr, skipped: true });
+            }
+            self.good_steps += 1;
+            if self.good_steps >= crate::precision::SCALE_GROWTH_INTERVAL {
+                self.loss_scale *= 2.0;
+                self.good_steps = 0;
+            }
+        }
         if !grad_norm.is_finite() {
             return Err(RuntimeError::Diverged {
                 step: step + 1,
@@ -385,7 +422,7 @@ impl Trainer {
         if let Some(e) = self.ema.as_mut() {
             e.update_at(step)?;
         }
-        Ok(StepOutcome { stats, grad_norm, lr })
+        Ok(StepOutcome { stats, grad_norm, lr, skipped: false })
     }
 }
 
@@ -398,12 +435,21 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
         Batcher::new(build_dataset(&train_node.component, &train_node.params, plan.seed)?, plan.seed);
 
     let ckpt_dir = options.paths.checkpoints();
+    let keys = PlanKeys::of(plan);
     let mut start = 0;
     if options.resume {
         match checkpoint::load_latest(&ckpt_dir, &model.device)? {
             Some(ck) => {
+                PlanKeys::check(ck.plan.as_ref(), plan, &ckpt_dir, true)?;
                 ck.restore(&model.varmap, trainer.ema.as_mut(), Some(trainer.optimizer.as_mut()))?;
                 start = ck.step;
+                if start > settings.steps {
+                    eprintln!(
+                        "note: the checkpoint is at step {start}, past the {} steps asked for: nothing is \
+                         trained; the step-{start} weights are used",
+                        settings.steps
+                    );
+                }
             }
             None => {
                 return Err(RuntimeError::NoCheckpoint {
@@ -437,13 +483,25 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
     // A checkpoint taken after step s is written once step s + 1 has shown that its weights give a
     // finite loss and gradient, so a diverging run never leaves a bad checkpoint as `latest`.
     let mut pending: Option<Checkpoint> = None;
+    let capture = |done: u64, trainer: &Trainer| -> Result<Checkpoint> {
+        let mut ck = Checkpoint::capture(
+            done,
+            &model.varmap,
+            trainer.ema.as_ref(),
+            Some(trainer.optimizer.as_ref()),
+            rng_state.clone(),
+        )?;
+        ck.plan = Some(keys.clone());
+        Ok(ck)
+    };
+    let interrupts = crate::interrupt::Guard::install();
     for step in start..settings.steps {
         let batches = (0..settings.accumulate as u64)
             .map(|micro| {
                 batcher.batch(step * settings.accumulate as u64 + micro, settings.batch, &model.device)
             })
             .collect::<Result<Vec<_>>>()?;
-        let StepOutcome { stats, grad_norm, lr } = trainer.step(model, step, &batches)?;
+        let StepOutcome { stats, grad_norm, lr, .. } = trainer.step(model, step, &batches)?;
         // The weights of the pending checkpoint gave a finite loss and gradient: it is a good one.
         if let Some(ck) = pending.take() {
             save_and_prune(&ckpt_dir, &ck, settings.keep_checkpoints)?;
@@ -474,15 +532,15 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
             write_scalars(&mut events, &line)?;
         }
         progress.update(done, &format!("loss {:.4} {:.1} steps/s", stats.loss, progress.rate(done)));
+        // An interrupt at the last step also stops here, before evaluation.
+        if crate::interrupt::requested() {
+            progress.finish();
+            save_and_prune(&ckpt_dir, &capture(done, &trainer)?, settings.keep_checkpoints)?;
+            return Err(RuntimeError::Interrupted { step: done, dir: ckpt_dir });
+        }
         let at_checkpoint = settings.checkpoint_every > 0 && done % settings.checkpoint_every == 0;
         if at_checkpoint || done == settings.steps {
-            let ck = Checkpoint::capture(
-                done,
-                &model.varmap,
-                trainer.ema.as_ref(),
-                Some(trainer.optimizer.as_ref()),
-                rng_state.clone(),
-            )?;
+            let ck = capture(done, &trainer)?;
             if done == settings.steps {
                 save_and_prune(&ckpt_dir, &ck, settings.keep_checkpoints)?;
             } else {
@@ -490,6 +548,7 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
             }
         }
     }
+    drop(interrupts);
     progress.finish();
     let seconds = began.elapsed().as_secs_f64();
     if !losses.is_empty() {
@@ -503,8 +562,10 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
     Ok(Trained { ema: trainer.ema, step: settings.steps.max(start), start, losses, seconds, events })
 }
 
-/// Loads the EMA (or raw) weights of the latest checkpoint under `dir` into `model`.
-pub fn load_weights(model: &Model, dir: &Path, use_ema: bool) -> Result<u64> {
+/// Loads the EMA (or raw) weights of the latest checkpoint under `dir` into `model`, after checking that
+/// the checkpoint was trained for `plan`'s model (R0302 lists the keys that differ). Without EMA weights
+/// the raw weights are used, and said so.
+pub fn load_weights(plan: &Plan, model: &Model, dir: &Path, use_ema: bool) -> Result<u64> {
     let ck = match checkpoint::latest(dir)? {
         Some(_) => checkpoint::load_latest(dir, &model.device)?,
         None => Some(checkpoint::load(dir, &model.device)?),
@@ -513,8 +574,16 @@ pub fn load_weights(model: &Model, dir: &Path, use_ema: bool) -> Result<u64> {
         path: dir.to_path_buf(),
         reason: "no checkpoint found".into(),
     })?;
+    PlanKeys::check(ck.plan.as_ref(), plan, dir, false)?;
     let weights = match (&ck.ema, use_ema) {
         (Some(ema), true) => ema,
+        (None, true) => {
+            eprintln!(
+                "note: the checkpoint of step {} has no EMA weights; sampling with the trained weights",
+                ck.step
+            );
+            &ck.model
+        }
         _ => &ck.model,
     };
     for (name, var) in named_vars(&model.varmap) {

@@ -4,7 +4,7 @@
 use lsp_types::{
     DiagnosticRelatedInformation, DiagnosticSeverity, Location, NumberOrString, Position, Range, Uri,
 };
-use sr_compiler::resolve::{read_source, relative_to};
+use sr_compiler::resolve::{locate, read_source, relative_to};
 use sr_compiler::{check, parse, resolve, Diagnostic, Loader, Severity, SourceMap, Span};
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -114,8 +114,13 @@ impl Loader for BufferLoader<'_> {
         if let Some(text) = self.open.get(&name) {
             return Ok((name, text.clone()));
         }
-        match read_source(std::path::Path::new(&name)) {
-            Ok(text) => Ok((name, text)),
+        // On disk, the file system decides what the path names (links included).
+        let real = locate(importer, path)?.to_string_lossy().into_owned();
+        if let Some(text) = self.open.get(&real) {
+            return Ok((real, text.clone()));
+        }
+        match read_source(std::path::Path::new(&real)) {
+            Ok(text) => Ok((real, text)),
             Err(d) => Err(d.message),
         }
     }

@@ -8,6 +8,7 @@
 mod analysis;
 mod context;
 mod outline;
+pub mod transport;
 
 use analysis::{diagnose, path_to_uri, source_name, LineIndex};
 use context::Scope;
@@ -29,13 +30,50 @@ use lsp_types::{
 use std::collections::{HashMap, HashSet};
 use std::error::Error;
 
-/// Runs the language server on stdin/stdout until the client sends `shutdown` and `exit`.
+/// Runs the language server on stdin/stdout until the client sends `shutdown` and `exit` (or closes
+/// the input). Malformed messages are skipped with a note on standard error (see [`transport`]).
 pub fn run_stdio() -> Result<(), Box<dyn Error>> {
-    let (connection, io_threads) = Connection::stdio();
-    serve(&connection).map_err(|e| -> Box<dyn Error> { e })?;
-    drop(connection);
-    io_threads.join()?;
-    Ok(())
+    let (server, client) = Connection::memory();
+    let replies = server.sender.clone();
+    let to_server = client.sender;
+    // The reader stops after `exit` or at the end of the input; it is not joined, as it may be blocked
+    // on a standard input that the client keeps open.
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        loop {
+            match transport::read_frame(&mut stdin) {
+                Ok(Some(transport::Frame::Message(m))) => {
+                    let exit = matches!(&m, Message::Notification(n) if n.method == "exit");
+                    if to_server.send(m).is_err() || exit {
+                        return;
+                    }
+                }
+                Ok(Some(transport::Frame::Skipped { reason, reply })) => {
+                    eprintln!("sr lsp: skipped a malformed message: {reason}");
+                    if let Some(r) = reply {
+                        let _ = replies.send(Message::Response(r));
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    eprintln!("sr lsp: cannot read standard input: {e}");
+                    return;
+                }
+            }
+        }
+    });
+    let from_server = client.receiver;
+    let writer = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut stdout = std::io::stdout().lock();
+        for m in from_server {
+            m.write(&mut stdout)?;
+        }
+        Ok(())
+    });
+    let served = serve(&server);
+    drop(server);
+    writer.join().map_err(|_| "the writer thread panicked")??;
+    served.map_err(|e| -> Box<dyn Error> { e })
 }
 
 /// What the server announces it can do.
