@@ -435,6 +435,7 @@ pub fn sample(plan: &Plan, options: &SampleOptions) -> Result<Vec<PathBuf>> {
     // Batches of the sampler's `batch`; the animation and the trace follow the first batch.
     let mut xs = Vec::new();
     let mut givens = Vec::new();
+    let mut references = Vec::new();
     let mut first = None;
     for start in (0..options.n).step_by(settings.batch) {
         let end = (start + settings.batch).min(options.n);
@@ -450,6 +451,7 @@ pub fn sample(plan: &Plan, options: &SampleOptions) -> Result<Vec<PathBuf>> {
         })?;
         xs.push(out.x.clone());
         givens.push(given);
+        references.push(batch.data);
         if first.is_none() {
             first = Some(out);
         }
@@ -464,7 +466,7 @@ pub fn sample(plan: &Plan, options: &SampleOptions) -> Result<Vec<PathBuf>> {
     let png = options.out.join("samples.png");
     let metric = plan.nodes_of(Kind::Metric).find(|n| split_of(n.params.get("on")).as_deref() == Some(split.as_str()));
     let scores = match metric {
-        Some(n) => compute_metric(&n.component, &raw, Some(&batch.data))?,
+        Some(n) => compute_metric(&n.component, &raw, Some(&Tensor::cat(&references, 0)?))?,
         None => BTreeMap::new(),
     };
     let scores: Vec<String> = scores.iter().map(|(k, v)| format!("{k} {v:.3}")).collect();
