@@ -126,6 +126,9 @@ impl ProgressBar {
         if let Some(bar) = &self.live {
             bar.set_style(live_style(terminal_columns(), true));
             bar.finish();
+            // indicatif pads the line to the terminal's width and leaves the cursor at its end; a line
+            // feed makes the next output a line of its own rather than a wrapped continuation.
+            let _ = writeln!(std::io::stderr().lock());
         }
     }
 }
