@@ -358,7 +358,11 @@ fn read_input(file: &Path) -> miette::Result<(String, String)> {
     if file == Path::new("-") {
         let mut text = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(|e| {
-            miette::miette!(code = "C0009", help = "standard input must be UTF-8 text", "cannot read standard input: {e}")
+            miette::miette!(
+                code = "C0009",
+                help = "standard input must be UTF-8 text",
+                "cannot read standard input: {e}"
+            )
         })?;
         Ok(("<stdin>".into(), text))
     } else {
@@ -575,7 +579,10 @@ mod tests {
         assert!(color_enabled(ColorChoice::Auto, true, env(none)));
         assert!(!color_enabled(ColorChoice::Auto, false, env(none)));
         assert!(!color_enabled(ColorChoice::Auto, true, env(&[("NO_COLOR", "1")])));
-        assert!(color_enabled(ColorChoice::Auto, true, env(&[("NO_COLOR", "")])), "an empty NO_COLOR is unset");
+        assert!(
+            color_enabled(ColorChoice::Auto, true, env(&[("NO_COLOR", "")])),
+            "an empty NO_COLOR is unset"
+        );
         assert!(color_enabled(ColorChoice::Auto, false, env(&[("CLICOLOR_FORCE", "1")])));
         assert!(!color_enabled(ColorChoice::Auto, false, env(&[("CLICOLOR_FORCE", "0")])));
         assert!(!color_enabled(ColorChoice::Auto, false, env(&[("NO_COLOR", "1"), ("CLICOLOR_FORCE", "1")])));

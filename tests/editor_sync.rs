@@ -397,8 +397,13 @@ fn ts_captures(text: &str) -> BTreeSet<(String, String)> {
     let mut parser = tree_sitter::Parser::new();
     parser.set_language(&language).expect("the grammar loads");
     let tree = parser.parse(text, None).expect("parses");
-    assert!(!tree.root_node().has_error(), "tree-sitter cannot parse:\n{text}\n{}", tree.root_node().to_sexp());
-    let query = tree_sitter::Query::new(&language, tree_sitter_srx::HIGHLIGHTS_QUERY).expect("query compiles");
+    assert!(
+        !tree.root_node().has_error(),
+        "tree-sitter cannot parse:\n{text}\n{}",
+        tree.root_node().to_sexp()
+    );
+    let query =
+        tree_sitter::Query::new(&language, tree_sitter_srx::HIGHLIGHTS_QUERY).expect("query compiles");
     let mut cursor = tree_sitter::QueryCursor::new();
     let mut out = BTreeSet::new();
     let mut matches = cursor.matches(&query, tree.root_node(), text.as_bytes());
@@ -421,12 +426,27 @@ fn tree_sitter_grammar_knows_every_pest_keyword() {
         // Booleans and dtypes have their own captures; every other word is a keyword.
         let literal = ["true", "false", "f32", "f16", "bf16", "f64", "u8", "i64"];
         if !literal.contains(&word.as_str()) {
-            assert!(highlights.contains(&format!("\"{word}\"")), "highlights.scm does not highlight `{word}`");
+            assert!(
+                highlights.contains(&format!("\"{word}\"")),
+                "highlights.scm does not highlight `{word}`"
+            );
         }
     }
     let caps = ts_captures("use std.samplers.{parallel_sampler}\nexperiment e extends base {\n  data train = sudoku { flag = true }\n  x = f32[2]\n  evaluate sudoku_accuracy on train with s\n}\n");
-    for (word, capture) in [("use", "keyword"), ("extends", "keyword"), ("data", "keyword"), ("on", "keyword"), ("with", "keyword"), ("true", "boolean"), ("f32", "type.builtin"), ("e", "type")] {
-        assert!(caps.contains(&(word.to_string(), capture.to_string())), "`{word}` is not @{capture}: {caps:?}");
+    for (word, capture) in [
+        ("use", "keyword"),
+        ("extends", "keyword"),
+        ("data", "keyword"),
+        ("on", "keyword"),
+        ("with", "keyword"),
+        ("true", "boolean"),
+        ("f32", "type.builtin"),
+        ("e", "type"),
+    ] {
+        assert!(
+            caps.contains(&(word.to_string(), capture.to_string())),
+            "`{word}` is not @{capture}: {caps:?}"
+        );
     }
 }
 

@@ -12,7 +12,13 @@ use common::*;
 
 /// Runs `sr args...` in `cwd` with `input` on standard input.
 fn run_with_stdin(cwd: &Path, args: &[&str], input: &str) -> std::process::Output {
-    let mut child = sr(cwd).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = sr(cwd)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     child.wait_with_output().unwrap()
 }
@@ -20,7 +26,12 @@ fn run_with_stdin(cwd: &Path, args: &[&str], input: &str) -> std::process::Outpu
 #[test]
 fn completions_for_every_shell_and_a_manual_page() {
     let dir = fresh_dir("tooling-completions");
-    for (shell, marker) in [("bash", "complete -F"), ("zsh", "#compdef sr"), ("fish", "complete -c sr"), ("powershell", "Register-ArgumentCompleter")] {
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef sr"),
+        ("fish", "complete -c sr"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ] {
         let out = text(&run_ok(&dir, &["completions", shell])).0;
         assert!(out.contains(marker), "{shell}: no `{marker}` in\n{out}");
         for sub in ["check", "fmt", "run", "sample", "completions"] {
@@ -32,7 +43,10 @@ fn completions_for_every_shell_and_a_manual_page() {
     let man = text(&run_ok(&dir, &["man"])).0;
     assert!(man.starts_with(".ie") || man.contains(".TH sr"), "{}", &man[..man.len().min(200)]);
     assert!(man.contains(".TH sr 1"), "{}", &man[..man.len().min(300)]);
-    assert!(man.contains("completions") && man.contains("\\-\\-color"), "the page lists commands and options");
+    assert!(
+        man.contains("completions") && man.contains("\\-\\-color"),
+        "the page lists commands and options"
+    );
 }
 
 #[test]
@@ -74,7 +88,11 @@ fn fmt_diff_stdout_and_check_leave_files_alone() {
 
     let o = run_ok(&dir, &["fmt", "--stdout", "a.srx"]);
     assert_eq!(text(&o).0, TINY);
-    assert_eq!(std::fs::read_to_string(dir.join("a.srx")).unwrap(), messy, "--stdout and --diff write nothing");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("a.srx")).unwrap(),
+        messy,
+        "--stdout and --diff write nothing"
+    );
 
     let o = run(&dir, &["fmt", "--check", "--diff", "a.srx"]);
     assert_eq!(o.status.code(), Some(2), "--check and --diff exclude each other");
@@ -90,7 +108,12 @@ fn color_always_colours_and_never_does_not() {
     assert!(coloured.contains("\x1b["), "{coloured}");
     let plain = text(&run(&dir, &["check", "bad.srx", "--color", "never"])).1;
     assert!(!plain.contains("\x1b[") && plain.contains("E0301"), "{plain}");
-    let forced = sr(&dir).args(["check", "bad.srx"]).env_remove("NO_COLOR").env("CLICOLOR_FORCE", "1").output().unwrap();
+    let forced = sr(&dir)
+        .args(["check", "bad.srx"])
+        .env_remove("NO_COLOR")
+        .env("CLICOLOR_FORCE", "1")
+        .output()
+        .unwrap();
     assert!(text(&forced).1.contains("\x1b["), "CLICOLOR_FORCE colours a pipe");
 }
 
@@ -136,12 +159,23 @@ fn a_run_writes_plots_grids_and_tensorboard_events_and_json_stdout() {
     let events = sr_runtime::tensorboard::event_files(&run);
     assert_eq!(events.len(), 1, "{events:?}");
     let bytes = std::fs::read(&events[0]).unwrap();
-    for tag in ["loss/mse", "loss/nll", "grad_norm", "lr", "loss_by_t/0.0-0.1", "eval/test/adaptive/accuracy", "samples/test/fixed"] {
+    for tag in [
+        "loss/mse",
+        "loss/nll",
+        "grad_norm",
+        "lr",
+        "loss_by_t/0.0-0.1",
+        "eval/test/adaptive/accuracy",
+        "samples/test/fixed",
+    ] {
         assert!(bytes.windows(tag.len()).any(|w| w == tag.as_bytes()), "no `{tag}` in the event file");
     }
     assert!(bytes.windows(4).any(|w| w == b"\x89PNG"), "the sample grids are PNG images");
 
-    let o = run_ok(&dir, &["sample", "tiny.srx", "--checkpoint", "run", "-n", "2", "--format", "json", "--out", "s"]);
+    let o = run_ok(
+        &dir,
+        &["sample", "tiny.srx", "--checkpoint", "run", "-n", "2", "--format", "json", "--out", "s"],
+    );
     let mut written = 0;
     for line in text(&o).0.lines() {
         let v: serde_json::Value = serde_json::from_str(line).expect("JSON lines only");
@@ -178,7 +212,19 @@ fn progress_bars_fit_60_80_and_120_column_terminals() {
             "CANDLE_NUM_THREADS=1 {bin} run tiny.srx --steps 60 --out run-{width} --eval-samples 4; touch {}; sleep 600",
             done.display()
         );
-        let o = tmux(&["new-session", "-d", "-s", &session, "-x", &width.to_string(), "-y", "40", "-c", dir.to_str().unwrap(), &script]);
+        let o = tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            &session,
+            "-x",
+            &width.to_string(),
+            "-y",
+            "40",
+            "-c",
+            dir.to_str().unwrap(),
+            &script,
+        ]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let began = std::time::Instant::now();
         while !done.exists() {
@@ -192,11 +238,21 @@ fn progress_bars_fit_60_80_and_120_column_terminals() {
         let lines: Vec<&str> = joined.lines().filter(|l| !l.trim().is_empty()).collect();
         // The bars must fit; plain lines (the plan summary, the estimate) may wrap as any log line does.
         for line in lines.iter().filter(|l| l.starts_with("train ") || l.starts_with("evaluate ")) {
-            assert!(line.trim_end().chars().count() <= width as usize, "a bar wrapped at {width} columns:\n{joined}");
+            assert!(
+                line.trim_end().chars().count() <= width as usize,
+                "a bar wrapped at {width} columns:\n{joined}"
+            );
         }
-        let train = lines.iter().find(|l| l.starts_with("train ")).unwrap_or_else(|| panic!("no training bar:\n{joined}"));
+        let train = lines
+            .iter()
+            .find(|l| l.starts_with("train "))
+            .unwrap_or_else(|| panic!("no training bar:\n{joined}"));
         assert!(train.contains("60/60 in "), "the finished bar shows its elapsed time: {train}");
-        assert_eq!(lines.iter().filter(|l| l.starts_with("train ")).count(), 1, "one bar line, redrawn in place:\n{joined}");
+        assert_eq!(
+            lines.iter().filter(|l| l.starts_with("train ")).count(),
+            1,
+            "one bar line, redrawn in place:\n{joined}"
+        );
         assert!(lines.iter().any(|l| l.starts_with("evaluate ") && l.contains("4/4 in ")), "{joined}");
         assert!(lines.iter().any(|l| l.starts_with("| adaptive |")), "the table follows:\n{joined}");
         println!("--- {width} columns ---\n{joined}");

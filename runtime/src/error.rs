@@ -67,7 +67,9 @@ pub enum RuntimeError {
     #[error("no checkpoint at {}: {what}", path.display())]
     #[diagnostic(
         code(R0310),
-        help("pass a run folder (`sr run --out DIR`), its `checkpoints/` folder or one `step-N` folder in it")
+        help(
+            "pass a run folder (`sr run --out DIR`), its `checkpoints/` folder or one `step-N` folder in it"
+        )
     )]
     NoCheckpoint { path: PathBuf, what: String },
     /// A checkpoint was trained for another model or objective than this plan: `keys` lists the keys

@@ -86,8 +86,10 @@ pub fn write_loss_plots(stem: &Path, plot: &LossPlot) -> Result<()> {
         draw(&root, plot).map_err(|e| plot_error(&png, e))?;
         root.present().map_err(|e| plot_error(&png, e))?;
     }
-    let img = image::RgbImage::from_raw(WIDTH, HEIGHT, buffer)
-        .ok_or_else(|| RuntimeError::Plot { path: png.clone(), what: "the bitmap has the wrong size".into() })?;
+    let img = image::RgbImage::from_raw(WIDTH, HEIGHT, buffer).ok_or_else(|| RuntimeError::Plot {
+        path: png.clone(),
+        what: "the bitmap has the wrong size".into(),
+    })?;
     let mut bytes = std::io::Cursor::new(Vec::new());
     img.write_to(&mut bytes, image::ImageFormat::Png)
         .map_err(|e| RuntimeError::Image { path: png.clone(), source: e })?;
@@ -154,13 +156,9 @@ fn padded(values: impl Iterator<Item = f64>) -> (f64, f64) {
 /// Upper panel: loss (all series) against step, learning rate on the right axis.
 fn draw_curves<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, plot: &LossPlot) -> DrawResult<DB> {
     let records = plot.records;
-    let last_step = records
-        .iter()
-        .map(|r| r.step)
-        .chain(plot.per_step.iter().map(|p| p.0))
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64;
+    let last_step =
+        records.iter().map(|r| r.step).chain(plot.per_step.iter().map(|p| p.0)).max().unwrap_or(1).max(1)
+            as f64;
     // The y range follows the logged means and terms (smooth), not the noisy per-step losses, so one
     // early spike does not flatten the rest of the curve; the per-step line is clipped to it.
     let (lo, hi) = if records.is_empty() {
@@ -205,10 +203,18 @@ fn draw_curves<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, plot: &LossPlo
     if !records.is_empty() {
         let total = COLORS[0];
         chart
-            .draw_series(LineSeries::new(records.iter().map(|r| (r.step as f64, clip(r.loss))), total.stroke_width(2)))?
+            .draw_series(LineSeries::new(
+                records.iter().map(|r| (r.step as f64, clip(r.loss))),
+                total.stroke_width(2),
+            ))?
             .label("total loss (logged mean)")
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], total.stroke_width(2)));
-        let names: Vec<&String> = records.iter().flat_map(|r| r.terms.keys()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+        let names: Vec<&String> = records
+            .iter()
+            .flat_map(|r| r.terms.keys())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
         for (i, name) in names.into_iter().enumerate() {
             let color = COLORS[(i + 1) % COLORS.len()];
             let points = records.iter().filter_map(|r| Some((r.step as f64, clip(*r.terms.get(name)?))));
@@ -313,7 +319,8 @@ pub fn with_caption(img: &image::RgbImage, text: &str) -> Result<image::RgbImage
     let err = |what: String| RuntimeError::Plot { path: "caption".into(), what };
     {
         let root = BitMapBackend::with_buffer(&mut buffer, (w, h + CAPTION_HEIGHT)).into_drawing_area();
-        root.draw_text(text, &(FAMILY, 15).into_font().color(&BLACK), (4, 3)).map_err(|e| err(e.to_string()))?;
+        root.draw_text(text, &(FAMILY, 15).into_font().color(&BLACK), (4, 3))
+            .map_err(|e| err(e.to_string()))?;
         root.present().map_err(|e| err(e.to_string()))?;
     }
     let out = image::RgbImage::from_raw(w, h + CAPTION_HEIGHT, buffer)
@@ -346,7 +353,9 @@ mod tests {
                     loss: 1.0 / s - 0.3,
                     terms: [("mse".to_string(), 1.0 / s), ("nll".to_string(), -30.0 * (s / 10.0))].into(),
                     lr: 1e-3 * (1.0 - s / 20.0),
-                    loss_by_t: (0..10).map(|b| if b == 3 { None } else { Some((b as f64 + 1.0) / s) }).collect(),
+                    loss_by_t: (0..10)
+                        .map(|b| if b == 3 { None } else { Some((b as f64 + 1.0) / s) })
+                        .collect(),
                 }
             })
             .collect()
@@ -368,15 +377,33 @@ mod tests {
         let img = image::open(dir.join("loss.png")).unwrap().to_rgb8();
         assert_eq!(img.dimensions(), (WIDTH, HEIGHT));
         // Dark pixels (text, axes) exist in the left margin: the tick labels were drawn with the font.
-        let dark_in_margin = (0..70).flat_map(|x| (0..HEIGHT).map(move |y| (x, y))).filter(|&(x, y)| img.get_pixel(x, y).0.iter().all(|&c| c < 100)).count();
+        let dark_in_margin = (0..70)
+            .flat_map(|x| (0..HEIGHT).map(move |y| (x, y)))
+            .filter(|&(x, y)| img.get_pixel(x, y).0.iter().all(|&c| c < 100))
+            .count();
         assert!(dark_in_margin > 200, "{dark_in_margin} dark pixels in the tick-label margin");
         let svg = std::fs::read_to_string(dir.join("loss.svg")).unwrap();
-        for text in ["step", "learning rate", "total loss (logged mean)", "mse term", "nll term", "quickstart", "step 500"] {
+        for text in [
+            "step",
+            "learning rate",
+            "total loss (logged mean)",
+            "mse term",
+            "nll term",
+            "quickstart",
+            "step 500",
+        ] {
             assert!(svg.contains(text), "the SVG lacks `{text}`");
         }
         // The nll term goes down to -30: the axis shows negative ticks.
-        let ticks: Vec<&str> = svg.split('>').filter_map(|s| s.split('<').next()).filter(|t| t.trim().starts_with('-')).collect();
-        assert!(ticks.iter().any(|t| t.trim().parse::<f64>().is_ok_and(|v| v <= -20.0)), "no tick at -20 or below: {ticks:?}");
+        let ticks: Vec<&str> = svg
+            .split('>')
+            .filter_map(|s| s.split('<').next())
+            .filter(|t| t.trim().starts_with('-'))
+            .collect();
+        assert!(
+            ticks.iter().any(|t| t.trim().parse::<f64>().is_ok_and(|v| v <= -20.0)),
+            "no tick at -20 or below: {ticks:?}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -399,7 +426,10 @@ mod tests {
         let img = image::RgbImage::from_pixel(120, 40, image::Rgb([0, 0, 255]));
         let out = with_caption(&img, "adaptive on test: accuracy 0.578").unwrap();
         assert_eq!(out.dimensions(), (120, 40 + CAPTION_HEIGHT));
-        let dark = out.enumerate_pixels().filter(|(_, y, p)| *y < CAPTION_HEIGHT && p.0.iter().all(|&c| c < 128)).count();
+        let dark = out
+            .enumerate_pixels()
+            .filter(|(_, y, p)| *y < CAPTION_HEIGHT && p.0.iter().all(|&c| c < 128))
+            .count();
         assert!(dark > 30, "{dark} text pixels in the caption band");
         assert_eq!(out.get_pixel(5, CAPTION_HEIGHT + 5).0, [0, 0, 255], "the image sits below the band");
     }

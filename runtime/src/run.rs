@@ -180,13 +180,22 @@ fn record_evaluation(
     events.scalars(step, tags.iter().map(|(k, v)| (k.as_str(), *v)))?;
     let Some(grid) = grid else { return Ok(()) };
     let scores: Vec<String> = row.scores.iter().map(|(k, v)| format!("{k} {v:.3}")).collect();
-    let caption = format!("{} on {} ({} samples): {}", row.sampler, row.split, row.samples, scores.join(", "));
+    let caption =
+        format!("{} on {} ({} samples): {}", row.sampler, row.split, row.samples, scores.join(", "));
     let img = crate::plot::with_caption(grid, &caption)?;
     let path = root.join(format!("samples_{}_{}.png", row.split, row.sampler));
     let mut png = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut png, image::ImageFormat::Png).map_err(|e| RuntimeError::Image { path: path.clone(), source: e })?;
+    img.write_to(&mut png, image::ImageFormat::Png)
+        .map_err(|e| RuntimeError::Image { path: path.clone(), source: e })?;
     write_atomic(&path, png.get_ref())?;
-    events.image(step, &format!("samples/{}/{}", row.split, row.sampler), png.get_ref(), img.height(), img.width(), 3)
+    events.image(
+        step,
+        &format!("samples/{}/{}", row.split, row.sampler),
+        png.get_ref(),
+        img.height(),
+        img.width(),
+        3,
+    )
 }
 
 /// Samples every `evaluate` split (at most `limit` samples of each) with each of its samplers and
@@ -464,13 +473,19 @@ pub fn sample(plan: &Plan, options: &SampleOptions) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     let raw = model.mapper.to_raw(&out.x)?;
     let png = options.out.join("samples.png");
-    let metric = plan.nodes_of(Kind::Metric).find(|n| split_of(n.params.get("on")).as_deref() == Some(split.as_str()));
+    let metric =
+        plan.nodes_of(Kind::Metric).find(|n| split_of(n.params.get("on")).as_deref() == Some(split.as_str()));
     let scores = match metric {
         Some(n) => compute_metric(&n.component, &raw, Some(&Tensor::cat(&references, 0)?))?,
         None => BTreeMap::new(),
     };
     let scores: Vec<String> = scores.iter().map(|(k, v)| format!("{k} {v:.3}")).collect();
-    let caption = format!("{name} on {split} ({} samples){}{}", options.n, if scores.is_empty() { "" } else { ": " }, scores.join(", "));
+    let caption = format!(
+        "{name} on {split} ({} samples){}{}",
+        options.n,
+        if scores.is_empty() { "" } else { ": " },
+        scores.join(", ")
+    );
     write_picture(&png, &raw, Some(&given), &caption)?;
     written.push(png);
     if !out.frames.is_empty() && picture(&raw, None)?.is_some() {
@@ -509,7 +524,10 @@ pub fn sample(plan: &Plan, options: &SampleOptions) -> Result<Vec<PathBuf>> {
 /// such (not as a corrupt checkpoint).
 fn checkpoint_dir(path: &Path) -> Result<PathBuf> {
     if !path.exists() {
-        return Err(RuntimeError::NoCheckpoint { path: path.to_path_buf(), what: "the path does not exist".into() });
+        return Err(RuntimeError::NoCheckpoint {
+            path: path.to_path_buf(),
+            what: "the path does not exist".into(),
+        });
     }
     let sub = path.join("checkpoints");
     let dir = if sub.is_dir() { sub } else { path.to_path_buf() };
@@ -561,8 +579,12 @@ fn write_picture(path: &Path, raw: &Tensor, given: Option<&Tensor>, caption: &st
         return Err(RuntimeError::Unsupported(format!("no picture for samples of shape {:?}", raw.dims())));
     };
     let scale = upscale(p.dim(2)?.min(p.dim(3)?)).max(2);
-    let grid = crate::plot::with_caption(&image_grid(&p, GridOptions { columns: None, padding: 2, scale })?, caption)?;
-    grid.save_with_format(path, image::ImageFormat::Png).map_err(|source| RuntimeError::Image { path: path.to_path_buf(), source })
+    let grid = crate::plot::with_caption(
+        &image_grid(&p, GridOptions { columns: None, padding: 2, scale })?,
+        caption,
+    )?;
+    grid.save_with_format(path, image::ImageFormat::Png)
+        .map_err(|source| RuntimeError::Image { path: path.to_path_buf(), source })
 }
 
 #[cfg(test)]

@@ -229,7 +229,13 @@ pub fn sample_with_progress(
         trace.push(TraceStep { t: rows(&t), sigma });
     }
     let host: Vec<f32> = z.iter().map(|x| *x as f32).collect();
-    Ok(Sampled { x: Tensor::from_vec(host, (b, v, f), dev)?, steps: schedule.calls(), trace, frames, frame_t })
+    Ok(Sampled {
+        x: Tensor::from_vec(host, (b, v, f), dev)?,
+        steps: schedule.calls(),
+        trace,
+        frames,
+        frame_t,
+    })
 }
 
 /// Discrete diffusion works on its own time grid; continuous flows use t as it is.

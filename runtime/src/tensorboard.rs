@@ -61,7 +61,11 @@ impl EventWriter {
     }
 
     /// Records the scalars `tags_values` at `step` (one event; non-finite values are skipped).
-    pub fn scalars<'a>(&mut self, step: u64, tags_values: impl IntoIterator<Item = (&'a str, f64)>) -> Result<()> {
+    pub fn scalars<'a>(
+        &mut self,
+        step: u64,
+        tags_values: impl IntoIterator<Item = (&'a str, f64)>,
+    ) -> Result<()> {
         let mut summary = Vec::new();
         for (tag, v) in tags_values {
             if !v.is_finite() {
@@ -77,7 +81,15 @@ impl EventWriter {
     }
 
     /// Records a PNG image under `tag` at `step`.
-    pub fn image(&mut self, step: u64, tag: &str, png: &[u8], height: u32, width: u32, channels: u32) -> Result<()> {
+    pub fn image(
+        &mut self,
+        step: u64,
+        tag: &str,
+        png: &[u8],
+        height: u32,
+        width: u32,
+        channels: u32,
+    ) -> Result<()> {
         let mut img = Vec::new();
         varint_field(&mut img, 1, height as u64);
         varint_field(&mut img, 2, width as u64);
@@ -157,7 +169,9 @@ pub fn event_files(dir: &Path) -> Vec<PathBuf> {
         .flatten()
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("events.out.tfevents.")))
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("events.out.tfevents."))
+        })
         .collect();
     files.sort();
     files
@@ -204,7 +218,9 @@ mod tests {
         assert_eq!(events.len(), 3);
         assert!(events[0].ends_with(b"\x1a\x0dbrain.Event:2"));
         // step 7, then summary { value { tag "loss", simple_value 0.5 } } and nothing for NaN.
-        let scalar = [&[0x10, 7, 0x2a, 0x0d, 0x0a, 0x0b, 0x0a, 0x04][..], b"loss", &[0x15], &0.5f32.to_le_bytes()].concat();
+        let scalar =
+            [&[0x10, 7, 0x2a, 0x0d, 0x0a, 0x0b, 0x0a, 0x04][..], b"loss", &[0x15], &0.5f32.to_le_bytes()]
+                .concat();
         assert!(events[1].ends_with(&scalar), "{:?}", events[1]);
         assert!(events[2].windows(4).any(|w| w == b"\x89PNG"));
         // A second writer in the same second gets its own file; a resumed one logs a restart.

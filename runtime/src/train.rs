@@ -553,7 +553,8 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
     let seconds = began.elapsed().as_secs_f64();
     if !losses.is_empty() {
         let records = crate::plot::read_log(&metrics_path)?;
-        let per_step: Vec<(u64, f64)> = losses.iter().enumerate().map(|(i, &l)| (start + 1 + i as u64, l)).collect();
+        let per_step: Vec<(u64, f64)> =
+            losses.iter().enumerate().map(|(i, &l)| (start + 1 + i as u64, l)).collect();
         let title = format!("{}: training loss", plan.experiment);
         let plot = crate::plot::LossPlot { title: &title, per_step: &per_step, records: &records };
         crate::plot::write_loss_plots(&options.paths.loss_curve(), &plot)?;
@@ -643,7 +644,10 @@ fn write_scalars(events: &mut EventWriter, line: &serde_json::Value) -> Result<(
     if let Some(serde_json::Value::Array(bins)) = line.get("mse_by_t") {
         let n = bins.len() as f64;
         scalars.extend(bins.iter().enumerate().map(|(i, v)| {
-            (format!("loss_by_t/{:.1}-{:.1}", i as f64 / n, (i + 1) as f64 / n), v.as_f64().unwrap_or(f64::NAN))
+            (
+                format!("loss_by_t/{:.1}-{:.1}", i as f64 / n, (i + 1) as f64 / n),
+                v.as_f64().unwrap_or(f64::NAN),
+            )
         }));
     }
     let step = line.get("step").and_then(|s| s.as_u64()).unwrap_or(0);

@@ -281,7 +281,11 @@ mod tests {
         let on_use = &out["/w/main.srx"];
         assert!(!on_use.is_empty(), "the importing file shows the problem");
         for d in on_use {
-            assert_eq!((d.range.start.line, d.range.start.character, d.range.end.character), (1, 0, 16), "{d:?}");
+            assert_eq!(
+                (d.range.start.line, d.range.start.character, d.range.end.character),
+                (1, 0, 16),
+                "{d:?}"
+            );
             assert!(d.message.starts_with("in /w/common.srx: "), "{}", d.message);
         }
     }

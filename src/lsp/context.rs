@@ -241,7 +241,8 @@ fn std_path(module: &str) -> Option<String> {
 /// [`std_path`] under the cache folder `cache`.
 fn std_path_in(module: &str, cache: &std::path::Path) -> Option<String> {
     let text = stdlib::module(module)?;
-    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    let hash =
+        text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
     let dir = cache.join("sr").join(format!("stdlib-{hash:016x}"));
     let path = dir.join(format!("{module}.srx"));
     if std::fs::read_to_string(&path).ok().as_deref() != Some(text) {
@@ -805,9 +806,15 @@ mod tests {
         )
         .unwrap();
         assert!(h.contains("preset transformer_s") && h.contains("transformer (denoiser)"), "{h}");
-        let h = hover_at("preset tiny = transformer { depth = 2, width = 48 }\nexperiment e {\n  denoiser = tiny\n}\n", "tiny\n")
-            .unwrap();
-        assert!(h.contains("```srx\npreset tiny = transformer { depth = 2, width = 48 }\n```"), "the preset's own values: {h}");
+        let h = hover_at(
+            "preset tiny = transformer { depth = 2, width = 48 }\nexperiment e {\n  denoiser = tiny\n}\n",
+            "tiny\n",
+        )
+        .unwrap();
+        assert!(
+            h.contains("```srx\npreset tiny = transformer { depth = 2, width = 48 }\n```"),
+            "the preset's own values: {h}"
+        );
         let h = hover_at(
             "use std.denoisers\nexperiment e {\n  denoiser = transformer_s { depth = 4 }\n}\n",
             "depth",

@@ -18,8 +18,8 @@ use lsp_types::notification::{
     PublishDiagnostics,
 };
 use lsp_types::request::{
-    CodeActionRequest, Completion, DocumentSymbolRequest, Formatting, GotoDefinition, HoverRequest, PrepareRenameRequest,
-    Rename, Request as _,
+    CodeActionRequest, Completion, DocumentSymbolRequest, Formatting, GotoDefinition, HoverRequest,
+    PrepareRenameRequest, Rename, Request as _,
 };
 use lsp_types::{
     CompletionOptions, CompletionParams, CompletionResponse, DocumentFormattingParams, GotoDefinitionParams,
@@ -97,10 +97,12 @@ fn capabilities() -> ServerCapabilities {
             prepare_provider: Some(true),
             work_done_progress_options: Default::default(),
         })),
-        code_action_provider: Some(lsp_types::CodeActionProviderCapability::Options(lsp_types::CodeActionOptions {
-            code_action_kinds: Some(vec![lsp_types::CodeActionKind::QUICKFIX]),
-            ..Default::default()
-        })),
+        code_action_provider: Some(lsp_types::CodeActionProviderCapability::Options(
+            lsp_types::CodeActionOptions {
+                code_action_kinds: Some(vec![lsp_types::CodeActionKind::QUICKFIX]),
+                ..Default::default()
+            },
+        )),
         ..Default::default()
     }
 }
@@ -253,7 +255,10 @@ impl Server {
                     .into_iter()
                     .map(|(a, b)| TextEdit { range: index.range(a, b), new_text: p.new_name.clone() })
                     .collect();
-                Some(lsp_types::WorkspaceEdit { changes: Some(HashMap::from([(uri, edits)])), ..Default::default() })
+                Some(lsp_types::WorkspaceEdit {
+                    changes: Some(HashMap::from([(uri, edits)])),
+                    ..Default::default()
+                })
             }),
             CodeActionRequest::METHOD => self.handle::<CodeActionRequest>(req, |_, p| {
                 Some(outline::quick_fixes(&p.text_document.uri, &p.context.diagnostics))

@@ -18,18 +18,19 @@ use super::analysis::LineIndex;
 pub fn document_symbols(text: &str) -> Vec<DocumentSymbol> {
     let (module, _) = sr_compiler::parse(sr_compiler::SourceId(0), text);
     let index = LineIndex::new(text);
-    let symbol = |name: String, detail: Option<String>, kind, span: (usize, usize), sel: (usize, usize), children| {
-        DocumentSymbol {
-            name,
-            detail,
-            kind,
-            tags: None,
-            deprecated: None,
-            range: index.range(span.0, span.1),
-            selection_range: index.range(sel.0, sel.1),
-            children,
-        }
-    };
+    let symbol =
+        |name: String, detail: Option<String>, kind, span: (usize, usize), sel: (usize, usize), children| {
+            DocumentSymbol {
+                name,
+                detail,
+                kind,
+                tags: None,
+                deprecated: None,
+                range: index.range(span.0, span.1),
+                selection_range: index.range(sel.0, sel.1),
+                children,
+            }
+        };
     module
         .items
         .iter()
@@ -77,7 +78,9 @@ pub fn document_symbols(text: &str) -> Vec<DocumentSymbol> {
 
 #[allow(deprecated)] // `DocumentSymbol::deprecated` must be written, as `None`.
 fn statement(s: &Stmt, index: &LineIndex) -> DocumentSymbol {
-    let joined = |path: &[sr_compiler::syntax::ast::Ident]| path.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(".");
+    let joined = |path: &[sr_compiler::syntax::ast::Ident]| {
+        path.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(".")
+    };
     let sel_of = |path: &[sr_compiler::syntax::ast::Ident]| match (path.first(), path.last()) {
         (Some(a), Some(b)) => (a.span.start, b.span.end),
         _ => (s.span.start, s.span.end),
@@ -137,7 +140,10 @@ pub fn quick_fixes(uri: &Uri, diagnostics: &[Diagnostic]) -> Vec<CodeActionOrCom
                 title: format!("Replace with `{word}`"),
                 kind: Some(CodeActionKind::QUICKFIX),
                 diagnostics: Some(vec![d.clone()]),
-                edit: Some(WorkspaceEdit { changes: Some(HashMap::from([(uri.clone(), vec![edit])])), ..Default::default() }),
+                edit: Some(WorkspaceEdit {
+                    changes: Some(HashMap::from([(uri.clone(), vec![edit])])),
+                    ..Default::default()
+                }),
                 is_preferred: Some(true),
                 ..Default::default()
             }))
@@ -211,10 +217,8 @@ fn names(text: &str) -> Vec<(NameKind, String, usize, usize, bool)> {
 /// catalogue component, an imported preset, a key).
 pub fn rename_spans(text: &str, offset: usize) -> Option<Vec<(usize, usize)>> {
     let all = names(text);
-    let (kind, name) = all
-        .iter()
-        .find(|(_, _, s, e, _)| *s <= offset && offset <= *e)
-        .map(|(k, n, ..)| (*k, n.clone()))?;
+    let (kind, name) =
+        all.iter().find(|(_, _, s, e, _)| *s <= offset && offset <= *e).map(|(k, n, ..)| (*k, n.clone()))?;
     all.iter().any(|(k, n, .., decl)| *k == kind && *n == name && *decl).then(|| {
         all.iter().filter(|(k, n, ..)| *k == kind && *n == name).map(|(_, _, s, e, _)| (*s, *e)).collect()
     })
@@ -223,7 +227,8 @@ pub fn rename_spans(text: &str, offset: usize) -> Option<Vec<(usize, usize)>> {
 /// Whether `name` can replace an identifier.
 pub fn is_identifier(name: &str) -> bool {
     let mut cs = name.chars();
-    cs.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && cs.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    cs.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && cs.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 #[cfg(test)]
@@ -260,7 +265,10 @@ mod tests {
         let names: Vec<&str> = symbols.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["std.samplers.{fixed_sampler}", "tiny", "e"]);
         let e = &symbols[2];
-        assert_eq!((e.kind, e.selection_range.start.line, e.selection_range.start.character), (SymbolKind::CLASS, 2, 11));
+        assert_eq!(
+            (e.kind, e.selection_range.start.line, e.selection_range.start.character),
+            (SymbolKind::CLASS, 2, 11)
+        );
         let children: Vec<(&str, SymbolKind)> =
             e.children.as_ref().unwrap().iter().map(|c| (c.name.as_str(), c.kind)).collect();
         assert_eq!(

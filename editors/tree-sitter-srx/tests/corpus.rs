@@ -45,7 +45,9 @@ fn cases(dir: &Path) -> Vec<Case> {
             }
             let mut k = j + 1;
             let mut expected = Vec::new();
-            while k < lines.len() && !(is_rule(lines[k], '=') && k + 2 < lines.len() && is_rule(lines[k + 2], '=')) {
+            while k < lines.len()
+                && !(is_rule(lines[k], '=') && k + 2 < lines.len() && is_rule(lines[k + 2], '='))
+            {
                 expected.push(lines[k]);
                 k += 1;
             }
@@ -73,7 +75,13 @@ fn corpus() {
         let tree = parser.parse(&case.source, None).unwrap();
         let got = normalize(&tree.root_node().to_sexp());
         if got != case.expected {
-            failures.push(format!("{} `{}`:\n  expected {}\n  got      {}", case.file.display(), case.name, case.expected, got));
+            failures.push(format!(
+                "{} `{}`:\n  expected {}\n  got      {}",
+                case.file.display(),
+                case.name,
+                case.expected,
+                got
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
