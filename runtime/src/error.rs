@@ -31,6 +31,10 @@ pub enum RuntimeError {
         #[source]
         source: image::ImageError,
     },
+    /// A plot or tracking file could not be drawn or encoded.
+    #[error("{}: {what}", path.display())]
+    #[diagnostic(code(R0120))]
+    Plot { path: PathBuf, what: String },
     /// A component parameter is missing, of the wrong type or out of range.
     #[error("{component}: parameter `{name}`: {what}")]
     #[diagnostic(code(R0201))]
@@ -59,6 +63,15 @@ pub enum RuntimeError {
     #[error("checkpoint {}: {reason}", path.display())]
     #[diagnostic(code(R0301), help("delete or replace the file, or resume from an older checkpoint"))]
     Checkpoint { path: PathBuf, reason: String },
+    /// A checkpoint path that does not exist or holds no checkpoint (a mistyped or unfinished run).
+    #[error("no checkpoint at {}: {what}", path.display())]
+    #[diagnostic(
+        code(R0310),
+        help(
+            "pass a run folder (`sr run --out DIR`), its `checkpoints/` folder or one `step-N` folder in it"
+        )
+    )]
+    NoCheckpoint { path: PathBuf, what: String },
     /// A checkpoint was trained for another model or objective than this plan: `keys` lists the keys
     /// that differ, as `key: checkpoint value → plan value`.
     #[error("checkpoint {}: trained for another model or objective (experiment {}); it differs in {}", path.display(), trained_for, keys.join("; "))]

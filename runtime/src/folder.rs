@@ -89,9 +89,9 @@ pub fn prepare(root: &Path, plan: &Plan, start: Start) -> Result<u64> {
         Start::Resume => {
             let dir = root.join("checkpoints");
             let Some(step_dir) = checkpoint::latest(&dir)? else {
-                return Err(RuntimeError::Checkpoint {
+                return Err(RuntimeError::NoCheckpoint {
                     path: dir,
-                    reason: "no checkpoint to resume from".into(),
+                    what: "nothing to resume from (start the run without `--resume`)".into(),
                 });
             };
             let (step, recorded) = checkpoint::verify(&step_dir)?;

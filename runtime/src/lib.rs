@@ -26,5 +26,6 @@ pub mod run;
 pub mod sample;
 pub mod schedule;
 pub mod step;
+pub mod tensorboard;
 pub mod time;
 pub mod train;

@@ -16,7 +16,7 @@ use crate::data::{make_batch, Dataset};
 use crate::distributed::{self, World};
 use crate::error::{Result, RuntimeError};
 use crate::folder::{prepare, RunLock, Start};
-use crate::image_io::{render_sudoku, write_gif, write_image_grid, GridOptions};
+use crate::image_io::{image_grid, render_sudoku_at, write_gif, GridOptions};
 use crate::metric::{compute_metric, uses_digit_classifier, ClassifierReport, DigitClassifier};
 use crate::model::{device, Model};
 use crate::optim::Ema;
@@ -107,6 +107,7 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary> {
         eprintln!("estimate: {}", sr_compiler::estimate::estimate(plan).summary());
     }
     let mut ema = None;
+    let mut events = None;
     if plan.node("data.train").is_some() && plan.node("train.optimizer").is_some() {
         let trained = train(
             plan,
@@ -117,9 +118,21 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary> {
         results.train_seconds = trained.seconds;
         results.final_loss = trained.losses.last().copied();
         ema = trained.ema;
+        events = trained.events;
     }
     if options.evaluate {
-        results.rows = evaluate(plan, &model, ema.as_mut(), options.eval_limit, options.progress)?;
+        let evaluated = evaluate(plan, &model, ema.as_mut(), options.eval_limit, options.progress)?;
+        if world.is_root() {
+            let mut events = match events {
+                Some(e) => e,
+                None => crate::tensorboard::EventWriter::create(&paths.root, 0)?,
+            };
+            for (row, grid) in &evaluated {
+                record_evaluation(&paths.root, &mut events, results.train_steps, row, grid.as_ref())?;
+            }
+            events.flush()?;
+        }
+        results.rows = evaluated.into_iter().map(|(row, _)| row).collect();
     }
     if !world.is_root() {
         return Ok(RunSummary { results, table: String::new() });
@@ -208,15 +221,47 @@ fn samplers_of(v: Option<&PValue>) -> Vec<String> {
     }
 }
 
+/// Writes an evaluation's sample grid with its caption (`samples_<split>_<sampler>.png`) and records
+/// its scores (`eval/<split>/<sampler>/<score>`) and grid (`samples/<split>/<sampler>`) in TensorBoard.
+fn record_evaluation(
+    root: &Path,
+    events: &mut crate::tensorboard::EventWriter,
+    step: u64,
+    row: &ResultRow,
+    grid: Option<&image::RgbImage>,
+) -> Result<()> {
+    let tags: Vec<(String, f64)> =
+        row.scores.iter().map(|(k, v)| (format!("eval/{}/{}/{k}", row.split, row.sampler), *v)).collect();
+    events.scalars(step, tags.iter().map(|(k, v)| (k.as_str(), *v)))?;
+    let Some(grid) = grid else { return Ok(()) };
+    let scores: Vec<String> = row.scores.iter().map(|(k, v)| format!("{k} {v:.3}")).collect();
+    let caption =
+        format!("{} on {} ({} samples): {}", row.sampler, row.split, row.samples, scores.join(", "));
+    let img = crate::plot::with_caption(grid, &caption)?;
+    let path = root.join(format!("samples_{}_{}.png", row.split, row.sampler));
+    let mut png = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut png, image::ImageFormat::Png)
+        .map_err(|e| RuntimeError::Image { path: path.clone(), source: e })?;
+    write_atomic(&path, png.get_ref())?;
+    events.image(
+        step,
+        &format!("samples/{}/{}", row.split, row.sampler),
+        png.get_ref(),
+        img.height(),
+        img.width(),
+        3,
+    )
+}
+
 /// Samples every `evaluate` split (at most `limit` samples of each) with each of its samplers and
-/// computes the metric.
+/// computes the metric; each row comes with a grid of (up to 16) samples of its first batch.
 pub fn evaluate(
     plan: &Plan,
     model: &Model,
     mut ema: Option<&mut Ema>,
     limit: Option<u64>,
     progress: bool,
-) -> Result<Vec<ResultRow>> {
+) -> Result<Vec<(ResultRow, Option<image::RgbImage>)>> {
     let mut rows = Vec::new();
     for n in plan.nodes_of(Kind::Metric) {
         let split = split_of(n.params.get("on"))
@@ -254,9 +299,10 @@ fn evaluate_one(
     count: u64,
     seed: u64,
     progress: bool,
-) -> Result<ResultRow> {
+) -> Result<(ResultRow, Option<image::RgbImage>)> {
     let began = Instant::now();
     let world = distributed::world();
+    let mut grid = None;
     let mode = if progress && world.is_root() { ProgressMode::Live } else { ProgressMode::Off };
     let mut bar =
         ProgressBar::new(format!("evaluate {metric} on {split} with {}", settings.name), 0, count, mode);
@@ -288,6 +334,13 @@ fn evaluate_one(
                 bar.update(start + within.min(n.saturating_sub(1)), &format!("step {c}/{max}"));
             })?;
         let raw = model.mapper.to_raw(&out.x)?;
+        if start == 0 {
+            let k = raw.dim(0)?.min(16);
+            if let Some(p) = picture(&raw.narrow(0, 0, k)?, Some(&given))? {
+                let scale = upscale(p.dim(2)?.min(p.dim(3)?));
+                grid = Some(image_grid(&p, GridOptions { columns: None, padding: 2, scale })?);
+            }
+        }
         let scores = compute_metric(metric, &raw, Some(&batch.data))?;
         for (k, v) in scores {
             *sums.entry(k).or_default() += v * indices.len() as f64;
@@ -323,7 +376,7 @@ fn evaluate_one(
         );
     }
     let scores = sums.into_iter().map(|(k, v)| (k, v / done.max(1) as f64)).collect();
-    Ok(ResultRow {
+    let row = ResultRow {
         sampler: settings.name.clone(),
         metric: metric.to_string(),
         split: split.to_string(),
@@ -331,7 +384,8 @@ fn evaluate_one(
         samples: done,
         steps: steps as f64 / batches.max(1) as f64,
         seconds: began.elapsed().as_secs_f64(),
-    })
+    };
+    Ok((row, grid))
 }
 
 /// One rank's share of an evaluation: metric sums weighted by samples, samples, denoiser calls, batches.
@@ -448,7 +502,7 @@ pub fn sample(plan: &Plan, options: &SampleOptions) -> Result<Vec<PathBuf>> {
             .ok_or_else(|| RuntimeError::Config("the experiment declares no sampler".into()))?,
     };
     let settings = SamplerSettings::from_plan(plan, &name)?;
-    let ckpt = checkpoint_dir(&options.checkpoint);
+    let ckpt = checkpoint_dir(&options.checkpoint)?;
     load_weights(plan, &model, &ckpt, settings.ema)?;
     let split = match &options.split {
         Some(s) => s.clone(),
@@ -479,6 +533,7 @@ pub fn sample(plan: &Plan, options: &SampleOptions) -> Result<Vec<PathBuf>> {
     // Batches of the sampler's `batch`; the animation and the trace follow the first batch.
     let mut xs = Vec::new();
     let mut givens = Vec::new();
+    let mut references = Vec::new();
     let mut first = None;
     for start in (0..options.n).step_by(settings.batch) {
         let end = (start + settings.batch).min(options.n);
@@ -494,6 +549,7 @@ pub fn sample(plan: &Plan, options: &SampleOptions) -> Result<Vec<PathBuf>> {
         })?;
         xs.push(out.x.clone());
         givens.push(given);
+        references.push(batch.data);
         if first.is_none() {
             first = Some(out);
         }
@@ -506,22 +562,40 @@ pub fn sample(plan: &Plan, options: &SampleOptions) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     let raw = model.mapper.to_raw(&out.x)?;
     let png = options.out.join("samples.png");
-    write_picture(&png, &raw, Some(&given))?;
+    let metric =
+        plan.nodes_of(Kind::Metric).find(|n| split_of(n.params.get("on")).as_deref() == Some(split.as_str()));
+    let scores = match metric {
+        Some(n) => compute_metric(&n.component, &raw, Some(&Tensor::cat(&references, 0)?))?,
+        None => BTreeMap::new(),
+    };
+    let scores: Vec<String> = scores.iter().map(|(k, v)| format!("{k} {v:.3}")).collect();
+    let caption = format!(
+        "{name} on {split} ({} samples){}{}",
+        options.n,
+        if scores.is_empty() { "" } else { ": " },
+        scores.join(", ")
+    );
+    write_picture(&png, &raw, Some(&given), &caption)?;
     written.push(png);
     if !out.frames.is_empty() && picture(&raw, None)?.is_some() {
+        // At most 9 samples and 48 frames keep the animation small (under 1 MB for Sudoku).
         let keep = 48;
+        let shown = out.frames[0].dim(0)?.min(GIF_SAMPLES);
         let stride = out.frames.len().div_ceil(keep);
         let mut frames = Vec::new();
-        for (i, f) in out.frames.iter().enumerate() {
+        for (i, (f, t)) in out.frames.iter().zip(&out.frame_t).enumerate() {
             if i % stride == 0 || i + 1 == out.frames.len() {
-                if let Some(p) = picture(&model.mapper.to_raw(&f.to_device(&model.device)?)?, Some(&given))? {
+                let f = f.narrow(0, 0, shown)?.to_device(&model.device)?;
+                let t = &t[..shown * plan.shapes.variables];
+                if let Some(p) = picture_at(&model.mapper.to_raw(&f)?, Some(&given), Some(t))? {
                     frames.push(p);
                 }
             }
         }
         let video = Tensor::stack(&frames, 1)?; // [N, T, C, H, W]
+        let side = video.dim(3)?.min(video.dim(4)?);
         let gif = options.out.join("denoising.gif");
-        write_gif(&gif, &video, 80, GridOptions::default())?;
+        write_gif(&gif, &video, 80, GridOptions { columns: None, padding: 2, scale: upscale(side) })?;
         written.push(gif);
     }
     if options.trace {
@@ -534,37 +608,72 @@ pub fn sample(plan: &Plan, options: &SampleOptions) -> Result<Vec<PathBuf>> {
     Ok(written)
 }
 
-/// The folder to load weights from: a run folder's `checkpoints/` if present.
-fn checkpoint_dir(path: &Path) -> PathBuf {
-    let sub = path.join("checkpoints");
-    if sub.is_dir() {
-        sub
-    } else {
-        path.to_path_buf()
+/// The folder to load weights from: a run folder's `checkpoints/` if present. A path that does not
+/// exist, or a folder with neither a `latest` pointer nor a checkpoint's `state.json`, is reported as
+/// such (not as a corrupt checkpoint).
+fn checkpoint_dir(path: &Path) -> Result<PathBuf> {
+    if !path.exists() {
+        return Err(RuntimeError::NoCheckpoint {
+            path: path.to_path_buf(),
+            what: "the path does not exist".into(),
+        });
     }
+    let sub = path.join("checkpoints");
+    let dir = if sub.is_dir() { sub } else { path.to_path_buf() };
+    if !dir.join("latest").exists() && !dir.join("state.json").exists() {
+        return Err(RuntimeError::NoCheckpoint {
+            path: path.to_path_buf(),
+            what: "the folder holds no checkpoint (no `latest` pointer, no `state.json`)".into(),
+        });
+    }
+    Ok(dir)
+}
+
+/// Samples shown in the denoising animation.
+const GIF_SAMPLES: usize = 9;
+
+/// The integer factor that brings pictures of `side` pixels to at least 96 pixels (MNIST's 28 → 4).
+fn upscale(side: usize) -> u32 {
+    96usize.div_ceil(side.max(1)).max(1) as u32
 }
 
 /// Raw samples as pictures `[N, C, H, W]`: Sudoku grids are drawn, images kept, videos shown by their
 /// first frame; `None` for data without a picture (point sets).
 fn picture(raw: &Tensor, given: Option<&Tensor>) -> Result<Option<Tensor>> {
+    picture_at(raw, given, None)
+}
+
+/// [`picture`] during sampling: with `t` (`[N · V]`), Sudoku cells (one variable per cell) show how far
+/// each is resolved (see [`render_sudoku_at`]).
+fn picture_at(raw: &Tensor, given: Option<&Tensor>, t: Option<&[f32]>) -> Result<Option<Tensor>> {
     let raw = raw.to_device(&candle_core::Device::Cpu)?.to_dtype(DType::F32)?;
     let given = match given {
         Some(g) => Some(g.to_device(&candle_core::Device::Cpu)?.narrow(0, 0, raw.dim(0)?)?),
         None => None,
     };
     Ok(match raw.dims() {
-        [_, 9, 9] => Some(render_sudoku(&raw, given.as_ref())?),
+        [n, 9, 9] => {
+            let cell_t = t.filter(|t| t.len() == n * 81);
+            Some(render_sudoku_at(&raw, given.as_ref(), cell_t)?)
+        }
         [_, c, _, _] if *c == 1 || *c == 3 => Some(raw),
         [_, _, c, _, _] if *c == 1 || *c == 3 => Some(raw.narrow(1, 0, 1)?.squeeze(1)?),
         _ => None,
     })
 }
 
-fn write_picture(path: &Path, raw: &Tensor, given: Option<&Tensor>) -> Result<()> {
-    match picture(raw, given)? {
-        Some(p) => write_image_grid(path, &p, GridOptions { columns: None, padding: 2, scale: 2 }),
-        None => Err(RuntimeError::Unsupported(format!("no picture for samples of shape {:?}", raw.dims()))),
-    }
+/// Writes samples as one PNG grid under a caption line.
+fn write_picture(path: &Path, raw: &Tensor, given: Option<&Tensor>, caption: &str) -> Result<()> {
+    let Some(p) = picture(raw, given)? else {
+        return Err(RuntimeError::Unsupported(format!("no picture for samples of shape {:?}", raw.dims())));
+    };
+    let scale = upscale(p.dim(2)?.min(p.dim(3)?)).max(2);
+    let grid = crate::plot::with_caption(
+        &image_grid(&p, GridOptions { columns: None, padding: 2, scale })?,
+        caption,
+    )?;
+    grid.save_with_format(path, image::ImageFormat::Png)
+        .map_err(|source| RuntimeError::Image { path: path.to_path_buf(), source })
 }
 
 #[cfg(test)]

@@ -99,6 +99,8 @@ pub struct Sampled {
     pub trace: Vec<TraceStep>,
     /// Latents `[B', V, F]` after every step (for animations).
     pub frames: Vec<Tensor>,
+    /// Times `[B' · V]` after every step, one per frame (0 = resolved, 1 = pure noise).
+    pub frame_t: Vec<Vec<f32>>,
 }
 
 /// Samples a batch conditioned on the given variables: `x` `[B, V, F]` holds their values and
@@ -154,6 +156,7 @@ pub fn sample_with_progress(
         |a: &[f64]| -> Vec<Vec<f32>> { a.chunks(v).map(|r| r.iter().map(|x| *x as f32).collect()).collect() };
     let mut trace = Vec::new();
     let mut frames = Vec::new();
+    let mut frame_t = Vec::new();
     let budget = schedule.max_steps() + 1;
     while !schedule.is_finished() {
         if schedule.calls() > budget {
@@ -217,6 +220,7 @@ pub fn sample_with_progress(
             let n = record.frames.min(b);
             let host: Vec<f32> = z[..n * v * f].iter().map(|x| *x as f32).collect();
             frames.push(Tensor::from_vec(host, (n, v, f), &candle_core::Device::Cpu)?);
+            frame_t.push(t[..n * v].iter().map(|x| *x as f32).collect());
         }
     }
     if record.trace {
@@ -225,7 +229,13 @@ pub fn sample_with_progress(
         trace.push(TraceStep { t: rows(&t), sigma });
     }
     let host: Vec<f32> = z.iter().map(|x| *x as f32).collect();
-    Ok(Sampled { x: Tensor::from_vec(host, (b, v, f), dev)?, steps: schedule.calls(), trace, frames })
+    Ok(Sampled {
+        x: Tensor::from_vec(host, (b, v, f), dev)?,
+        steps: schedule.calls(),
+        trace,
+        frames,
+        frame_t,
+    })
 }
 
 /// Discrete diffusion works on its own time grid; continuous flows use t as it is.

@@ -30,6 +30,7 @@ use crate::model::{node, Model};
 use crate::optim::{build_optimizer, clip_grad_norm, named_vars, Ema, LrSchedule, Optimizer};
 use crate::param::{solve, Parameterization};
 use crate::progress::{ProgressBar, ProgressMode};
+use crate::tensorboard::EventWriter;
 use crate::time::RowDraw;
 
 /// The non-component keys of the `train` block, with the catalogue defaults already filled in.
@@ -297,7 +298,7 @@ impl RunPaths {
     pub fn metrics(&self) -> PathBuf {
         self.root.join("metrics.jsonl")
     }
-    /// Loss-curve picture.
+    /// Loss plot (`loss.png`; `loss.svg` beside it).
     pub fn loss_curve(&self) -> PathBuf {
         self.root.join("loss.png")
     }
@@ -322,6 +323,8 @@ pub struct Trained {
     /// Loss of every step run in this session, in order.
     pub losses: Vec<f64>,
     pub seconds: f64,
+    /// The run's TensorBoard event file, open for the evaluation's scalars and images (rank 0 only).
+    pub events: Option<EventWriter>,
 }
 
 /// What one optimisation step measured.
@@ -562,9 +565,9 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
                 }
             }
             None => {
-                return Err(RuntimeError::Checkpoint {
+                return Err(RuntimeError::NoCheckpoint {
                     path: ckpt_dir.clone(),
-                    reason: "no checkpoint to resume from".into(),
+                    what: "nothing to resume from (start the run without `--resume`)".into(),
                 })
             }
         }
@@ -590,6 +593,8 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
         world.check_same_weights(start, trainer.weights_hash()?)?;
     }
 
+    // TensorBoard events, like every file of the run folder, are written by rank 0 alone.
+    let mut events = if root { Some(EventWriter::create(&options.paths.root, start)?) } else { None };
     let began = Instant::now();
     let mut losses = Vec::new();
     // Sum and count of the losses since the last log line.
@@ -653,6 +658,9 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
                 m.write_all(format!("{line}\n").as_bytes())
                     .map_err(|e| RuntimeError::io(&metrics_path, e))?;
             }
+            if let Some(ev) = events.as_mut() {
+                write_scalars(ev, &line)?;
+            }
             if world.size() > 1 {
                 world.check_same_weights(done, trainer.weights_hash()?)?;
             }
@@ -684,15 +692,17 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
     progress.finish();
     let seconds = began.elapsed().as_secs_f64();
     if root && !losses.is_empty() {
-        // A resumed run plots the logged interval means of the whole run; a fresh one every step.
-        let curve = if start > 0 {
-            read_losses(&metrics_path).unwrap_or_else(|| losses.clone())
-        } else {
-            losses.clone()
-        };
-        crate::plot::loss_curve(&options.paths.loss_curve(), &curve)?;
+        let records = crate::plot::read_log(&metrics_path)?;
+        let per_step: Vec<(u64, f64)> =
+            losses.iter().enumerate().map(|(i, &l)| (start + 1 + i as u64, l)).collect();
+        let title = format!("{}: training loss", plan.experiment);
+        let plot = crate::plot::LossPlot { title: &title, per_step: &per_step, records: &records };
+        crate::plot::write_loss_plots(&options.paths.loss_curve(), &plot)?;
     }
-    Ok(Trained { ema: trainer.ema, step: settings.steps.max(start), start, losses, seconds })
+    if let Some(ev) = events.as_mut() {
+        ev.flush()?;
+    }
+    Ok(Trained { ema: trainer.ema, step: settings.steps.max(start), start, losses, seconds, events })
 }
 
 /// Loads the EMA (or raw) weights of the latest checkpoint under `dir` into `model`, after checking that
@@ -759,20 +769,37 @@ fn truncate_log(path: &Path, step: u64) -> Result<()> {
     Ok(())
 }
 
+/// The TensorBoard scalars of one metrics line: `loss`, `loss/last`, `loss/<term>`, `lr`, `grad_norm`,
+/// `steps_per_sec` and `loss_by_t/<lo>-<hi>` (the bins of `mse_by_t`).
+fn write_scalars(events: &mut EventWriter, line: &serde_json::Value) -> Result<()> {
+    let get = |k: &str| line.get(k).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
+    let mut scalars: Vec<(String, f64)> = vec![
+        ("loss".into(), get("loss")),
+        ("loss/last".into(), get("last_loss")),
+        ("lr".into(), get("lr")),
+        ("grad_norm".into(), get("grad_norm")),
+        ("steps_per_sec".into(), get("steps_per_sec")),
+    ];
+    if let Some(serde_json::Value::Object(terms)) = line.get("terms") {
+        scalars.extend(terms.iter().map(|(k, v)| (format!("loss/{k}"), v.as_f64().unwrap_or(f64::NAN))));
+    }
+    if let Some(serde_json::Value::Array(bins)) = line.get("mse_by_t") {
+        let n = bins.len() as f64;
+        scalars.extend(bins.iter().enumerate().map(|(i, v)| {
+            (
+                format!("loss_by_t/{:.1}-{:.1}", i as f64 / n, (i + 1) as f64 / n),
+                v.as_f64().unwrap_or(f64::NAN),
+            )
+        }));
+    }
+    let step = line.get("step").and_then(|s| s.as_u64()).unwrap_or(0);
+    events.scalars(step, scalars.iter().map(|(k, v)| (k.as_str(), *v)))?;
+    events.flush()
+}
+
 /// Saves `ck` and then removes the checkpoints beyond the newest `keep` (0 = keep all).
 fn save_and_prune(dir: &Path, ck: &Checkpoint, keep: usize) -> Result<()> {
     checkpoint::save(dir, ck)?;
     checkpoint::prune(dir, keep)?;
     Ok(())
-}
-
-/// The `loss` column of a metrics log.
-fn read_losses(path: &Path) -> Option<Vec<f64>> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let v: Vec<f64> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|j| j.get("loss").and_then(|x| x.as_f64()))
-        .collect();
-    (!v.is_empty()).then_some(v)
 }
