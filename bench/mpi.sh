@@ -34,7 +34,9 @@ layout() {
 
 echo "| layout | steps/s | CPU s/step |"
 echo "|---|---:|---:|"
-CANDLE_NUM_THREADS=2 layout "1 process x 2 threads" "$sr"
-CANDLE_NUM_THREADS=1 layout "1 process x 1 thread" "$sr"
-CANDLE_NUM_THREADS=1 layout "2 ranks x 1 thread" mpirun "${mpirun_args[@]}" -np 2 -x CANDLE_NUM_THREADS "$sr"
+# RAYON_NUM_THREADS as well, for builds older than the one where CANDLE_NUM_THREADS sizes every pool.
+CANDLE_NUM_THREADS=2 RAYON_NUM_THREADS=2 layout "1 process x 2 threads" "$sr"
+CANDLE_NUM_THREADS=1 RAYON_NUM_THREADS=1 layout "1 process x 1 thread" "$sr"
+CANDLE_NUM_THREADS=1 RAYON_NUM_THREADS=1 layout "2 ranks x 1 thread" \
+  mpirun "${mpirun_args[@]}" -np 2 -x CANDLE_NUM_THREADS -x RAYON_NUM_THREADS "$sr"
 rm -rf "$out"

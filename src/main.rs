@@ -172,6 +172,7 @@ enum Command {
 
 fn main() -> ExitCode {
     restore_sigpipe();
+    sr_runtime::perf::configure_threads();
     sr_runtime::perf::tune_allocator();
     let cli = Cli::parse();
     let colored = color_enabled(cli.color, std::io::stderr().is_terminal(), |k| std::env::var_os(k));

@@ -208,6 +208,7 @@ fn main() {
             && (filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))
     };
     // As `sr` does at start-up; `SR_MALLOC_TUNING=0` measures without it.
+    sr_runtime::perf::configure_threads();
     let tuned = sr_runtime::perf::tune_allocator();
     let device_name = std::env::var("SR_BENCH_DEVICE").unwrap_or_else(|_| "cpu".into());
     let device = sr_runtime::model::device(&device_name).unwrap_or_else(|e| panic!("SR_BENCH_DEVICE: {e}"));

@@ -9,8 +9,8 @@ thread_local! {
     static SERIAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Compute threads, as candle counts them (`CANDLE_NUM_THREADS`, `RAYON_NUM_THREADS`, else the cores);
-/// 1 inside [`serial`].
+/// Compute threads, as candle counts them for its products (`RAYON_NUM_THREADS`, which
+/// [`crate::perf::configure_threads`] derives from `CANDLE_NUM_THREADS`, else the cores); 1 inside [`serial`].
 pub fn threads() -> usize {
     if SERIAL.with(|s| s.get()) {
         return 1;
