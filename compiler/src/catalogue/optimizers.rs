@@ -17,11 +17,12 @@ pub(super) const COMPONENTS: &[Component] = &[
                 "moment decay rates (β1, β2)",
             )
             .min(0.0)
-            .max(1.0),
+            .below(1.0),
             float("eps", 1e-8, "added to the denominator").min(0.0).max(1.0),
             float("weight_decay", 0.0, "decoupled weight decay").min(0.0).max(1.0),
         ],
         rules: Rules::None,
+        consistent: None,
     },
     Component {
         kind: Kind::Optimizer,
@@ -34,5 +35,6 @@ pub(super) const COMPONENTS: &[Component] = &[
             float("weight_decay", 0.0, "L2 weight decay").min(0.0).max(1.0),
         ],
         rules: Rules::None,
+        consistent: None,
     },
 ];
