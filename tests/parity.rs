@@ -585,7 +585,15 @@ fn every_component_checks_and_runs_at_its_bounds() {
                 }
                 let dir = root.join(format!("c{i:04}"));
                 let t = Instant::now();
-                let outcome = run_config(cfg, &dir);
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_config(cfg, &dir)))
+                    .unwrap_or_else(|e| {
+                        let what = e
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_default();
+                        Outcome::Failed(format!("panicked: {what}\n{}", cfg.exp.render()))
+                    });
                 let _ = std::fs::remove_dir_all(&dir);
                 results.lock().unwrap().push((i, outcome, t.elapsed().as_secs_f64()));
             });

@@ -128,23 +128,8 @@ pub fn write_scatter(path: &Path, sets: &[Vec<(f64, f64)>], reference: &[(f64, f
     let mut buffer = vec![255u8; (side * side * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut buffer, (side, side)).into_drawing_area();
-        let draw = || -> DrawResult<BitMapBackend<'_>> {
-            root.fill(&WHITE)?;
-            let mut chart = ChartBuilder::on(&root)
-                .caption(caption, (FAMILY, 15))
-                .margin(10)
-                .x_label_area_size(30)
-                .y_label_area_size(40)
-                .build_cartesian_2d(pad(x0, x1), pad(y0, y1))?;
-            chart.configure_mesh().label_style((FAMILY, 12)).x_label_formatter(&|x| short(*x)).y_label_formatter(&|y| short(*y)).draw()?;
-            chart.draw_series(reference.iter().map(|&p| Circle::new(p, 2, RGBColor(190, 190, 190).filled())))?;
-            for (i, set) in sets.iter().enumerate() {
-                let color = COLORS[i % COLORS.len()];
-                chart.draw_series(set.iter().filter(|(x, y)| x.is_finite() && y.is_finite()).map(|&p| Circle::new(p, 3, color.filled())))?;
-            }
-            Ok(())
-        };
-        draw().map_err(|e| plot_error(path, e))?;
+        draw_scatter(&root, sets, reference, caption, (pad(x0, x1), pad(y0, y1)))
+            .map_err(|e| plot_error(path, e))?;
         root.present().map_err(|e| plot_error(path, e))?;
     }
     let img = image::RgbImage::from_raw(side, side, buffer)
@@ -153,6 +138,36 @@ pub fn write_scatter(path: &Path, sets: &[Vec<(f64, f64)>], reference: &[(f64, f
     img.write_to(&mut bytes, image::ImageFormat::Png)
         .map_err(|e| RuntimeError::Image { path: path.to_path_buf(), source: e })?;
     crate::checkpoint::write_atomic(path, bytes.get_ref())
+}
+
+fn draw_scatter<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    sets: &[Vec<(f64, f64)>],
+    reference: &[(f64, f64)],
+    caption: &str,
+    (xs, ys): (std::ops::Range<f64>, std::ops::Range<f64>),
+) -> DrawResult<DB> {
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(root)
+        .caption(caption, (FAMILY, 15))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(40)
+        .build_cartesian_2d(xs, ys)?;
+    chart
+        .configure_mesh()
+        .label_style((FAMILY, 12))
+        .x_label_formatter(&|x| short(*x))
+        .y_label_formatter(&|y| short(*y))
+        .draw()?;
+    let finite = |p: &&(f64, f64)| p.0.is_finite() && p.1.is_finite();
+    let grey = RGBColor(190, 190, 190).filled();
+    chart.draw_series(reference.iter().filter(finite).map(|&p| Circle::new(p, 2, grey)))?;
+    for (i, set) in sets.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()].filled();
+        chart.draw_series(set.iter().filter(finite).map(|&p| Circle::new(p, 3, color)))?;
+    }
+    Ok(())
 }
 
 fn plot_error(path: &Path, e: impl std::fmt::Display) -> RuntimeError {
