@@ -215,7 +215,7 @@ pub(super) const COMPONENTS: &[Component] = &[
         doc: "PNG/JPEG images under a directory, resized to a square",
         params: &[
             required("path", Ty::Path, "directory searched recursively for images"),
-            int("size", 64, "side the images are resized to").min(2.0).max(4096.0),
+            int("size", 64, "side the images are resized to").min(2.0).max(1024.0),
         ],
         rules: Rules::Dataset { shape: rgb_square, metrics: ANY_METRICS, output: Output::Image },
         consistent: None,

@@ -3,7 +3,7 @@
 use super::p::{boolean, float, int, optional};
 use super::{Component, Kind, Param, Rules, Ty};
 
-const STEPS: Param = int("steps", 100, "largest number of denoising steps").min(1.0).max(100_000.0);
+const STEPS: Param = int("steps", 100, "largest number of denoising steps").min(1.0).max(1000.0);
 const PARALLEL: Param = int("parallel", 1, "variables started at each step").min(1.0).max(100_000.0);
 const OVERLAP: Param =
     float("overlap", 0.5, "fraction of a variable's steps that overlap the next one's").min(0.0).max(1.0);
@@ -30,7 +30,7 @@ pub(super) const COMPONENTS: &[Component] = &[
         kind: Kind::Schedule,
         name: "raster",
         doc: "one variable after another in raster order",
-        params: &[int("steps", 3, "steps per variable").min(1.0).max(10_000.0)],
+        params: &[int("steps", 3, "steps per variable").min(1.0).max(100.0)],
         rules: NO_SIGMA,
         consistent: None,
     },
@@ -76,8 +76,8 @@ pub(super) const COMPONENTS: &[Component] = &[
         name: "mask_git",
         doc: "MaskGIT-style: random groups of variables, each denoised in a few steps",
         params: &[
-            int("groups", 8, "number of groups the variables are split into").min(1.0).max(100_000.0),
-            int("steps_per_group", 10, "denoising steps per group").min(1.0).max(10_000.0),
+            int("groups", 8, "number of groups the variables are split into").min(1.0).max(1000.0),
+            int("steps_per_group", 10, "denoising steps per group").min(1.0).max(100.0),
         ],
         rules: NO_SIGMA,
         consistent: None,
