@@ -355,6 +355,10 @@ fn place(comp: &Component, u: Use, files: &Files) -> Option<Exp> {
             for (k, v) in &u.args {
                 d.set(k, v.clone());
             }
+            // The attention levels must exist when the levels are the parameter under test.
+            if u.get("mults").is_some() && u.get("attention").is_none() {
+                d.set("attention", "[0]");
+            }
             // Keep the heads dividing the width when the width is the parameter under test.
             if u.get("width").is_some() && u.get("heads").is_none() && comp.param("heads").is_some() {
                 d.set("heads", "1");
@@ -437,7 +441,17 @@ fn trials(p: &Param) -> Vec<String> {
     let int = |x: f64| format!("{}", x as i64);
     match p.ty {
         Ty::Int => out.extend([p.min, p.max].into_iter().flatten().map(int)),
-        Ty::Float => out.extend([p.min, p.max].into_iter().flatten().map(float_text)),
+        Ty::Float => {
+            out.extend([p.min, p.max].into_iter().flatten().map(float_text));
+            // An exclusive bound is rejected; the values just inside it must run.
+            let near = |x: f64, toward: f64| x + toward * 1e-6 * x.abs().max(1.0);
+            if let (Some(lo), true) = (p.min, p.min_exclusive) {
+                out.push(float_text(near(lo, 1.0)));
+            }
+            if let (Some(hi), true) = (p.max, p.max_exclusive) {
+                out.push(float_text(near(hi, -1.0)));
+            }
+        }
         Ty::Range => {
             if let (Some(lo), Some(hi)) = (p.min, p.max) {
                 out.push(format!("{}..{}", lo as i64, lo as i64 + 1));

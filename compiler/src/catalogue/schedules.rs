@@ -76,7 +76,7 @@ pub(super) const COMPONENTS: &[Component] = &[
         name: "mask_git",
         doc: "MaskGIT-style: random groups of variables, each denoised in a few steps",
         params: &[
-            int("groups", 8, "number of groups the variables are split into").min(1.0).max(1000.0),
+            int("groups", 8, "number of groups the variables are split into").min(1.0).max(256.0),
             int("steps_per_group", 10, "denoising steps per group").min(1.0).max(100.0),
         ],
         rules: NO_SIGMA,
