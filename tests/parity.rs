@@ -182,7 +182,9 @@ impl Files {
         let dir = self.root.join("images");
         std::fs::create_dir_all(&dir).unwrap();
         for (i, (w, h)) in [(20u32, 16u32), (16, 16), (9, 30)].into_iter().enumerate() {
-            let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 12) as u8, (y * 8) as u8, i as u8 * 80]));
+            let img = image::RgbImage::from_fn(w, h, |x, y| {
+                image::Rgb([(x * 12) as u8, (y * 8) as u8, i as u8 * 80])
+            });
             img.save(dir.join(format!("{i}.png"))).unwrap();
         }
     }
@@ -409,16 +411,20 @@ fn place(comp: &Component, u: Use, files: &Files) -> Option<Exp> {
 fn small_denoiser(name: &str) -> Use {
     match name {
         "mlp" => Use::new(name, &[("width", "8"), ("depth", "1"), ("time_dim", "4")]),
-        "transformer" => {
-            Use::new(name, &[("width", "8"), ("depth", "1"), ("heads", "2"), ("time_dim", "4")])
-        }
+        "transformer" => Use::new(name, &[("width", "8"), ("depth", "1"), ("heads", "2"), ("time_dim", "4")]),
         "block_causal_transformer" => Use::new(
             name,
             &[("width", "8"), ("depth", "1"), ("heads", "2"), ("time_dim", "4"), ("block", "9")],
         ),
         "unet" => Use::new(
             name,
-            &[("channels", "4"), ("mults", "[1, 2]"), ("blocks", "1"), ("attention", "[1]"), ("time_dim", "4")],
+            &[
+                ("channels", "4"),
+                ("mults", "[1, 2]"),
+                ("blocks", "1"),
+                ("attention", "[1]"),
+                ("time_dim", "4"),
+            ],
         ),
         "uvit" => Use::new(name, &[("width", "8"), ("depth", "1"), ("heads", "2"), ("patch", "4")]),
         _ => Use::new(name, &[]),
@@ -492,7 +498,11 @@ fn configurations(files: &Files) -> Vec<Config> {
                 let mut u = Use::new(comp.name, &[]);
                 u.set(p.name, value.clone());
                 let exp = place(comp, u, files).expect("placed above");
-                out.push(Config { label: format!("{} {} = {value}", comp.qualified(), p.name), exp, must_run: false });
+                out.push(Config {
+                    label: format!("{} {} = {value}", comp.qualified(), p.name),
+                    exp,
+                    must_run: false,
+                });
             }
         }
     }
@@ -529,7 +539,10 @@ fn run_config(cfg: &Config, dir: &Path) -> Outcome {
             .map(|d| format!("{} {} (labels {}, help {:?})", d.code, d.message, d.labels.len(), d.help))
             .collect();
         if !bad.is_empty() {
-            return Outcome::Failed(format!("rejected without a code, span or hint: {}\n{text}", bad.join("; ")));
+            return Outcome::Failed(format!(
+                "rejected without a code, span or hint: {}\n{text}",
+                bad.join("; ")
+            ));
         }
         if cfg.must_run {
             let msgs: Vec<String> = errors.iter().map(|d| format!("{} {}", d.code, d.message)).collect();
@@ -599,15 +612,16 @@ fn every_component_checks_and_runs_at_its_bounds() {
                 }
                 let dir = root.join(format!("c{i:04}"));
                 let t = Instant::now();
-                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_config(cfg, &dir)))
-                    .unwrap_or_else(|e| {
-                        let what = e
-                            .downcast_ref::<String>()
-                            .cloned()
-                            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                            .unwrap_or_default();
-                        Outcome::Failed(format!("panicked: {what}\n{}", cfg.exp.render()))
-                    });
+                let outcome =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_config(cfg, &dir)))
+                        .unwrap_or_else(|e| {
+                            let what = e
+                                .downcast_ref::<String>()
+                                .cloned()
+                                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                                .unwrap_or_default();
+                            Outcome::Failed(format!("panicked: {what}\n{}", cfg.exp.render()))
+                        });
                 let _ = std::fs::remove_dir_all(&dir);
                 results.lock().unwrap().push((i, outcome, t.elapsed().as_secs_f64()));
             });

@@ -289,7 +289,10 @@ impl FlowSetup {
             "rectified" => (Flow::Rectified, config::<Plain>(name, params)?),
             "cosine" => {
                 let p: CosineParams = config(name, params)?;
-                (Flow::Cosine(CosineConfig { skew: p.skew }), Plain { predict: p.predict, variance: p.variance })
+                (
+                    Flow::Cosine(CosineConfig { skew: p.skew }),
+                    Plain { predict: p.predict, variance: p.variance },
+                )
             }
             "diffusion" => {
                 let p: DiffusionParams = config(name, params)?;
@@ -673,7 +676,10 @@ mod tests {
             plan(&[("predict", word("v")), ("variance", word("fixed_small")), ("skew", word("x"))]),
         ] {
             let name = if bad.len() == 3 && bad["skew"] == word("x") { "cosine" } else { "rectified" };
-            assert!(matches!(FlowSetup::from_params(name, &bad), Err(RuntimeError::PlanParams { .. })), "{bad:?}");
+            assert!(
+                matches!(FlowSetup::from_params(name, &bad), Err(RuntimeError::PlanParams { .. })),
+                "{bad:?}"
+            );
         }
     }
 

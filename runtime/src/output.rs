@@ -15,9 +15,9 @@ use crate::image_io::{image_grid, write_gif, GridOptions};
 pub fn output_of(plan: &Plan, split: &str) -> Result<Output> {
     let id = format!("data.{split}");
     let node = crate::model::node(plan, &id)?;
-    catalogue::lookup(Kind::Dataset, &node.component)
-        .and_then(|c| c.output())
-        .ok_or_else(|| RuntimeError::UnknownComponent { kind: "dataset".into(), name: node.component.clone() })
+    catalogue::lookup(Kind::Dataset, &node.component).and_then(|c| c.output()).ok_or_else(|| {
+        RuntimeError::UnknownComponent { kind: "dataset".into(), name: node.component.clone() }
+    })
 }
 
 /// Writes `f32` values of shape `dims` as a NumPy `.npy` file (format 1.0, little-endian, C order).
@@ -45,7 +45,12 @@ pub fn write_npy(path: &Path, dims: &[usize], data: &[f32]) -> Result<()> {
 
 /// Point sets `[n, N, D]`: `samples.npy` (the samples as they are) and `samples.png` (a scatter plot of
 /// the first two coordinates, one colour per sample, the reference data in grey).
-pub fn write_points(dir: &Path, raw: &Tensor, reference: Option<&Tensor>, caption: &str) -> Result<Vec<PathBuf>> {
+pub fn write_points(
+    dir: &Path,
+    raw: &Tensor,
+    reference: Option<&Tensor>,
+    caption: &str,
+) -> Result<Vec<PathBuf>> {
     let host = |t: &Tensor| -> Result<(Vec<usize>, Vec<f32>)> {
         let t = t.to_device(&Device::Cpu)?.to_dtype(DType::F32)?;
         Ok((t.dims().to_vec(), t.flatten_all()?.to_vec1()?))

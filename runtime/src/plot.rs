@@ -110,7 +110,12 @@ const SCATTER_SIDE: u32 = 640;
 
 /// Writes a PNG scatter plot of point sets (`sets[i]` = the (x, y) points of sample i, one colour
 /// each) over `reference` points in grey, under `caption`.
-pub fn write_scatter(path: &Path, sets: &[Vec<(f64, f64)>], reference: &[(f64, f64)], caption: &str) -> Result<()> {
+pub fn write_scatter(
+    path: &Path,
+    sets: &[Vec<(f64, f64)>],
+    reference: &[(f64, f64)],
+    caption: &str,
+) -> Result<()> {
     register_font();
     let all = || sets.iter().flatten().chain(reference).filter(|(x, y)| x.is_finite() && y.is_finite());
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
@@ -132,8 +137,10 @@ pub fn write_scatter(path: &Path, sets: &[Vec<(f64, f64)>], reference: &[(f64, f
             .map_err(|e| plot_error(path, e))?;
         root.present().map_err(|e| plot_error(path, e))?;
     }
-    let img = image::RgbImage::from_raw(side, side, buffer)
-        .ok_or_else(|| RuntimeError::Plot { path: path.to_path_buf(), what: "the bitmap has the wrong size".into() })?;
+    let img = image::RgbImage::from_raw(side, side, buffer).ok_or_else(|| RuntimeError::Plot {
+        path: path.to_path_buf(),
+        what: "the bitmap has the wrong size".into(),
+    })?;
     let mut bytes = std::io::Cursor::new(Vec::new());
     img.write_to(&mut bytes, image::ImageFormat::Png)
         .map_err(|e| RuntimeError::Image { path: path.to_path_buf(), source: e })?;

@@ -14,7 +14,10 @@ use crate::error::{Result, RuntimeError};
 /// The typed configuration `T` of `component` from its plan parameters. `T` should deny unknown
 /// fields; a missing, unknown or mistyped key is [`RuntimeError::PlanParams`].
 pub fn config<T: DeserializeOwned>(component: &str, params: &BTreeMap<String, PValue>) -> Result<T> {
-    let err = |e: serde_json::Error| RuntimeError::PlanParams { component: component.to_string(), what: e.to_string() };
+    let err = |e: serde_json::Error| RuntimeError::PlanParams {
+        component: component.to_string(),
+        what: e.to_string(),
+    };
     let value = serde_json::to_value(params).map_err(err)?;
     serde_json::from_value(value).map_err(err)
 }

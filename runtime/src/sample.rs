@@ -12,9 +12,9 @@ use crate::error::{Result, RuntimeError};
 use crate::flow::Flow;
 use crate::model::{node, referenced, Model};
 use crate::pvalue::config;
-use serde::Deserialize;
 use crate::schedule::{ScheduleConfig, ScheduleContext};
 use crate::step::{reverse_step, StepInput, StepOptions};
+use serde::Deserialize;
 
 /// How classifier-free guidance scales with time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

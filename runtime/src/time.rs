@@ -274,7 +274,10 @@ impl TimeSampler {
                 (TimeKind::MeanSimple { spread: p.spread }, p.scalar_sampler(), p.normalize)
             }
             other => {
-                return Err(RuntimeError::UnknownComponent { kind: "time_sampler".into(), name: other.into() })
+                return Err(RuntimeError::UnknownComponent {
+                    kind: "time_sampler".into(),
+                    name: other.into(),
+                })
             }
         };
         let mut sampler = Self::new(kind, scalar);
@@ -785,7 +788,8 @@ mod tests {
 
     #[test]
     fn from_params_reads_catalogue_names() {
-        let comp = sr_compiler::catalogue::lookup(sr_compiler::catalogue::Kind::TimeSampler, "mean_beta").unwrap();
+        let comp =
+            sr_compiler::catalogue::lookup(sr_compiler::catalogue::Kind::TimeSampler, "mean_beta").unwrap();
         let mut p = comp.default_params();
         p.insert("sharpness".to_string(), PValue::Float(0.5));
         p.insert("scalar".to_string(), PValue::Str("logit_normal".into()));
@@ -795,9 +799,15 @@ mod tests {
         assert!(TimeSampler::from_params("nope", &p, 4, 0).is_err());
         // The plan holds every parameter: an unknown or a missing key is an error.
         p.insert("spread".to_string(), PValue::Float(0.1));
-        assert!(matches!(TimeSampler::from_params("mean_beta", &p, 4, 0), Err(RuntimeError::PlanParams { .. })));
+        assert!(matches!(
+            TimeSampler::from_params("mean_beta", &p, 4, 0),
+            Err(RuntimeError::PlanParams { .. })
+        ));
         p.remove("spread");
         p.remove("scale");
-        assert!(matches!(TimeSampler::from_params("mean_beta", &p, 4, 0), Err(RuntimeError::PlanParams { .. })));
+        assert!(matches!(
+            TimeSampler::from_params("mean_beta", &p, 4, 0),
+            Err(RuntimeError::PlanParams { .. })
+        ));
     }
 }

@@ -148,7 +148,11 @@ pub(super) const COMPONENTS: &[Component] = &[
             SPLIT,
             SEED,
         ],
-        rules: Rules::Dataset { shape: rgb_square, metrics: &["even_pixels_balance", "mse_to_data"], output: Output::Image },
+        rules: Rules::Dataset {
+            shape: rgb_square,
+            metrics: &["even_pixels_balance", "mse_to_data"],
+            output: Output::Image,
+        },
         consistent: Some(known_split),
     },
     Component {
@@ -156,7 +160,11 @@ pub(super) const COMPONENTS: &[Component] = &[
         name: "counting_polygons",
         doc: "polygons on a blank background; the count and vertex numbers must agree",
         params: COUNTING_PARAMS,
-        rules: Rules::Dataset { shape: counting_rules, metrics: &["counting_consistency", "mse_to_data"], output: Output::Image },
+        rules: Rules::Dataset {
+            shape: counting_rules,
+            metrics: &["counting_consistency", "mse_to_data"],
+            output: Output::Image,
+        },
         consistent: Some(known_split),
     },
     Component {
@@ -164,7 +172,11 @@ pub(super) const COMPONENTS: &[Component] = &[
         name: "counting_stars",
         doc: "stars on a blank background; the count and point numbers must agree",
         params: COUNTING_PARAMS,
-        rules: Rules::Dataset { shape: counting_rules, metrics: &["counting_consistency", "mse_to_data"], output: Output::Image },
+        rules: Rules::Dataset {
+            shape: counting_rules,
+            metrics: &["counting_consistency", "mse_to_data"],
+            output: Output::Image,
+        },
         consistent: Some(known_split),
     },
     Component {
@@ -179,7 +191,11 @@ pub(super) const COMPONENTS: &[Component] = &[
             SPLIT,
             SEED,
         ],
-        rules: Rules::Dataset { shape: video_shape, metrics: &["frame_consistency", "mse_to_data"], output: Output::Video },
+        rules: Rules::Dataset {
+            shape: video_shape,
+            metrics: &["frame_consistency", "mse_to_data"],
+            output: Output::Video,
+        },
         consistent: Some(known_split),
     },
     Component {

@@ -7,7 +7,13 @@ const STEPS: Param = int("steps", 100, "largest number of denoising steps").min(
 const PARALLEL: Param = int("parallel", 1, "variables started at each step").min(1.0).max(100_000.0);
 const OVERLAP: Param =
     float("overlap", 0.5, "fraction of a variable's steps that overlap the next one's").min(0.0).max(1.0);
-const EPSILON: Param = float("epsilon", 1e-6, "tolerance: added to σ before comparing certainties, and below which t counts as 0").above(0.0).max(1.0);
+const EPSILON: Param = float(
+    "epsilon",
+    1e-6,
+    "tolerance: added to σ before comparing certainties, and below which t counts as 0",
+)
+.above(0.0)
+.max(1.0);
 const FINISHED: Param =
     float("finished", 1e-3, "t below which a variable counts as finished").min(0.0).max(1.0);
 
@@ -92,9 +98,13 @@ pub(super) const COMPONENTS: &[Component] = &[
             optional("threshold", Ty::Float, "divergence threshold per step (none = derived from `steps`)")
                 .min(0.0),
             float("max_error", 5e-4, "largest tolerated approximation error").above(0.0).below(1.0),
-            optional("search_steps", Ty::Int, "bisection steps of the inversion (none = enough for `max_error`)")
-                .min(1.0)
-                .max(64.0),
+            optional(
+                "search_steps",
+                Ty::Int,
+                "bisection steps of the inversion (none = enough for `max_error`)",
+            )
+            .min(1.0)
+            .max(64.0),
             FINISHED,
             float("min_alpha", 1e-5, "smallest alpha used in the bound").above(0.0).max(1.0),
             float("min_step", 0.1, "smallest step in t").above(0.0).max(1.0),

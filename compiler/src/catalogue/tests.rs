@@ -52,7 +52,10 @@ fn exclusive_bounds_admit_and_read() {
     assert_eq!(q.bounds_notation().as_deref(), Some("1..=10"));
     assert_eq!(q.bounds_words().as_deref(), Some("between 1 and 10"));
     let r = p::float("eps", 1e-6, "doc").above(0.0);
-    assert_eq!((r.bounds_notation().as_deref(), r.bounds_words().as_deref()), (Some("> 0.0"), Some("greater than 0.0")));
+    assert_eq!(
+        (r.bounds_notation().as_deref(), r.bounds_words().as_deref()),
+        (Some("> 0.0"), Some("greater than 0.0"))
+    );
     assert_eq!(p::float("x", 0.0, "doc").bounds_notation(), None);
 }
 
@@ -62,7 +65,8 @@ fn defaults_are_consistent_and_convert_to_plan_values() {
         let defaults = c.default_params();
         if let Some(consistent) = c.consistent {
             // Required parameters are missing here; the rules skip what is absent.
-            consistent(Args(&defaults)).unwrap_or_else(|v| panic!("{} defaults: {}", c.qualified(), v.message));
+            consistent(Args(&defaults))
+                .unwrap_or_else(|v| panic!("{} defaults: {}", c.qualified(), v.message));
         }
         for p in c.params {
             let plain = !matches!(p.ty, Ty::Component(_) | Ty::Mixture(_));

@@ -73,8 +73,12 @@ pub fn build_optimizer(
         }
         "sgd" => {
             let p: SgdParams = config(name, params)?;
-            let cfg =
-                SgdConfig { lr: p.lr, momentum: p.momentum, nesterov: p.nesterov, weight_decay: p.weight_decay };
+            let cfg = SgdConfig {
+                lr: p.lr,
+                momentum: p.momentum,
+                nesterov: p.nesterov,
+                weight_decay: p.weight_decay,
+            };
             Ok(Box::new(Sgd::new(vars, cfg)?))
         }
         other => Err(RuntimeError::UnknownComponent { kind: "optimizer".into(), name: other.into() }),

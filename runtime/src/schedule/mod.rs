@@ -23,8 +23,8 @@ use crate::error::{Result, RuntimeError};
 use crate::flow::Flow;
 use crate::param::Parameterization;
 use crate::pvalue::config;
-use serde::Deserialize;
 use crate::step::SearchSteps;
+use serde::Deserialize;
 
 pub use adaptive::{AdaptiveInverseConfig, AdaptiveSoftmaxConfig};
 pub use sequential::{CertaintySource, SequentialScheduleConfig};

@@ -280,7 +280,8 @@ fn schedule_invariants_on_mixed_batches() {
 
 /// The plan parameters of schedule `name` when nothing is written.
 fn defaults(name: &str) -> BTreeMap<String, PValue> {
-    let comp = sr_compiler::catalogue::lookup(sr_compiler::catalogue::Kind::Schedule, name).expect("a schedule");
+    let comp =
+        sr_compiler::catalogue::lookup(sr_compiler::catalogue::Kind::Schedule, name).expect("a schedule");
     comp.default_params()
 }
 
@@ -291,8 +292,13 @@ fn from_params_checks() {
     assert!(ScheduleConfig::from_params("nope", &defaults("fixed")).is_err());
     let mut extra = defaults("fixed");
     extra.insert("groups".to_string(), PValue::Int(2));
-    assert!(matches!(ScheduleConfig::from_params("fixed", &extra), Err(crate::error::RuntimeError::PlanParams { .. })));
-    assert!(ScheduleConfig::from_params("adaptive_sequential", &defaults("adaptive_sequential")).unwrap().needs_sigma());
+    assert!(matches!(
+        ScheduleConfig::from_params("fixed", &extra),
+        Err(crate::error::RuntimeError::PlanParams { .. })
+    ));
+    assert!(ScheduleConfig::from_params("adaptive_sequential", &defaults("adaptive_sequential"))
+        .unwrap()
+        .needs_sigma());
     assert!(!ScheduleConfig::from_params("fixed", &defaults("fixed")).unwrap().needs_sigma());
     let cfg = ScheduleConfig::from_params("adaptive_inverse", &defaults("adaptive_inverse")).unwrap();
     let ScheduleConfig::AdaptiveInverse(inverse) = &cfg else { panic!("{cfg:?}") };
