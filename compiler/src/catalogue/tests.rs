@@ -208,7 +208,7 @@ fn lookup_by_name_and_describe() {
     assert!(text.starts_with("diffusion (flow)\n"));
     assert!(text.contains("predict: eps, x0, v"));
     assert!(text.contains("steps"));
-    assert!(text.contains("default 1000, 1..=100000"), "{text}");
+    assert!(text.contains("default 1000, 2..=100000"), "{text}");
     let patches = describe(lookup(Kind::Mapper, "image_patches").unwrap());
     assert!(patches.contains("patch") && patches.contains("required"));
     let l = list();
