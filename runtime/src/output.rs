@@ -105,3 +105,40 @@ pub fn write_video(dir: &Path, raw: &Tensor) -> Result<Vec<PathBuf>> {
     write_gif(&gif, &raw, 120, GridOptions { columns: None, padding: 2, scale })?;
     Ok(vec![png, gif])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("sr-output-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn points_are_written_as_npy_and_a_scatter_plot() {
+        let dir = temp("points");
+        let values: Vec<f32> = (0..2 * 5 * 2).map(|i| (i as f32 * 0.3).sin()).collect();
+        let raw = Tensor::from_vec(values.clone(), (2, 5, 2), &Device::Cpu).unwrap();
+        let paths = write_points(&dir, &raw, Some(&raw), "points").unwrap();
+        assert_eq!(paths, [dir.join("samples.npy"), dir.join("samples.png")]);
+        let back = crate::data::read_npy(&paths[0]).unwrap();
+        assert_eq!((back.shape, back.data), (vec![2, 5, 2], values));
+        let png = image::open(&paths[1]).unwrap();
+        assert_eq!((png.width(), png.height()), (640, 640));
+    }
+
+    #[test]
+    fn videos_are_written_as_a_frame_strip_and_a_gif() {
+        let dir = temp("video");
+        let raw = Tensor::zeros((2, 3, 1, 8, 8), DType::F32, &Device::Cpu).unwrap();
+        let paths = write_video(&dir, &raw).unwrap();
+        assert_eq!(paths, [dir.join("frames.png"), dir.join("video.gif")]);
+        let strip = image::open(&paths[0]).unwrap();
+        // 3 frames per row, 2 rows, each frame 8 px scaled by 12, 2 px padding.
+        assert_eq!((strip.width(), strip.height()), (3 * 96 + 4 * 2, 2 * 96 + 3 * 2));
+        assert!(std::fs::metadata(&paths[1]).unwrap().len() > 0);
+    }
+}
