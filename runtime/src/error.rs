@@ -39,6 +39,11 @@ pub enum RuntimeError {
     #[error("{component}: parameter `{name}`: {what}")]
     #[diagnostic(code(R0201))]
     Param { component: String, name: String, what: String },
+    /// A plan node's parameters do not fit its component's configuration: an unknown, missing or
+    /// mistyped key (the plan was written by hand or by another version of sr).
+    #[error("{component}: the plan's parameters do not fit: {what}")]
+    #[diagnostic(code(R0206), help("compile the experiment again with this `sr` (`sr compile`)"))]
+    PlanParams { component: String, what: String },
     /// No component of this kind has this name.
     #[error("unknown {kind} `{name}`")]
     #[diagnostic(code(R0202), help("`sr components` lists every component"))]

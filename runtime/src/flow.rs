@@ -14,8 +14,9 @@ use sr_compiler::plan::PValue;
 
 use crate::error::{Result, RuntimeError};
 use crate::param::Parameterization;
-use crate::pvalue::Params;
+use crate::pvalue::config;
 use crate::step::VarianceMode;
+use serde::Deserialize;
 
 /// `cosine` flow: `a = cos(pi/2 s(t))`, `b = sin(pi/2 s(t))` with `s(t) = (t + skew) / (1 + skew)`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -220,85 +221,111 @@ pub struct FlowSetup {
     pub variance: VarianceMode,
 }
 
+/// The parameters every flow takes.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Plain {
+    predict: Parameterization,
+    variance: VarianceMode,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CosineParams {
+    predict: Parameterization,
+    variance: VarianceMode,
+    skew: f64,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CosineLogsnrParams {
+    predict: Parameterization,
+    variance: VarianceMode,
+    logsnr_min: f64,
+    logsnr_max: f64,
+    shift: f64,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LinearBetaParams {
+    predict: Parameterization,
+    variance: VarianceMode,
+    beta_min: f64,
+    beta_max: f64,
+}
+
+/// The beta schedules of the discrete flow, by name.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Betas {
+    Cosine,
+    Linear,
+    CosineLogsnr,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DiffusionParams {
+    predict: Parameterization,
+    variance: VarianceMode,
+    steps: usize,
+    betas: Betas,
+    max_beta: f64,
+    skew: f64,
+    beta_start: f64,
+    beta_end: f64,
+    logsnr_min: f64,
+    logsnr_max: f64,
+    shift: f64,
+}
+
 impl FlowSetup {
-    /// Builds the `flow` component from its catalogue name and parameters (including `predict`
-    /// and `variance`).
+    /// Builds the `flow` component from its catalogue name and its plan parameters (every catalogue
+    /// parameter, defaults filled in and bounds checked by the compiler).
     pub fn from_params(name: &str, params: &BTreeMap<String, PValue>) -> Result<Self> {
-        let flow = Flow::from_params(name, params)?;
-        let p = Params::new(name, params);
-        let predict = Parameterization::from_name(p.str("predict", "velocity")?)
-            .ok_or_else(|| p.invalid("predict", "expected velocity, eps, x0 or v"))?;
-        let variance = VarianceMode::from_name(p.str("variance", "fixed_small")?)
-            .ok_or_else(|| p.invalid("variance", "expected fixed_small, fixed_large or learned_range"))?;
-        if !flow.is_continuous() && predict == Parameterization::Velocity {
-            return Err(p.invalid("predict", "discrete diffusion has no velocity; use eps, x0 or v"));
-        }
+        let (flow, Plain { predict, variance }) = match name {
+            "rectified" => (Flow::Rectified, config::<Plain>(name, params)?),
+            "cosine" => {
+                let p: CosineParams = config(name, params)?;
+                (
+                    Flow::Cosine(CosineConfig { skew: p.skew }),
+                    Plain { predict: p.predict, variance: p.variance },
+                )
+            }
+            "diffusion" => {
+                let p: DiffusionParams = config(name, params)?;
+                let schedule = match p.betas {
+                    Betas::Cosine => BetaSchedule::Cosine { max_beta: p.max_beta, skew: p.skew },
+                    Betas::Linear => BetaSchedule::Linear { start: p.beta_start, end: p.beta_end },
+                    Betas::CosineLogsnr => BetaSchedule::CosineLogsnr {
+                        logsnr_min: p.logsnr_min,
+                        logsnr_max: p.logsnr_max,
+                        shift: p.shift,
+                    },
+                };
+                let flow = Flow::Diffusion(DiffusionFlow::new(p.steps, schedule)?);
+                (flow, Plain { predict: p.predict, variance: p.variance })
+            }
+            "cosine_logsnr" => {
+                let p: CosineLogsnrParams = config(name, params)?;
+                let cfg =
+                    CosineLogsnrConfig { logsnr_min: p.logsnr_min, logsnr_max: p.logsnr_max, shift: p.shift };
+                (Flow::CosineLogsnr(cfg), Plain { predict: p.predict, variance: p.variance })
+            }
+            "linear_beta" => {
+                let p: LinearBetaParams = config(name, params)?;
+                let cfg = LinearBetaConfig { beta_min: p.beta_min, beta_max: p.beta_max };
+                (Flow::LinearBeta(cfg), Plain { predict: p.predict, variance: p.variance })
+            }
+            other => return Err(RuntimeError::UnknownComponent { kind: "flow".into(), name: other.into() }),
+        };
         Ok(Self { flow, predict, variance })
     }
 }
 
 impl Flow {
-    /// Builds a flow from its catalogue name (`rectified`, `cosine`, `diffusion`,
-    /// `cosine_logsnr`, `linear_beta`) and parameters; `predict` / `variance` are ignored here
-    /// (see [`FlowSetup::from_params`]).
-    pub fn from_params(name: &str, params: &BTreeMap<String, PValue>) -> Result<Self> {
-        let p = Params::new(name, params);
-        match name {
-            "rectified" => Ok(Flow::Rectified),
-            "cosine" => {
-                let skew = p.f64("skew", 0.0)?;
-                if !(skew >= 0.0 && skew.is_finite()) {
-                    return Err(p.invalid("skew", "must be finite and >= 0"));
-                }
-                Ok(Flow::Cosine(CosineConfig { skew }))
-            }
-            "diffusion" => {
-                let steps = p.usize("steps", 1000)?;
-                let schedule = match p.str("betas", "cosine")? {
-                    "cosine" => BetaSchedule::Cosine {
-                        max_beta: p.f64("max_beta", 0.999)?,
-                        skew: p.f64("skew", 0.008)?,
-                    },
-                    "linear" => BetaSchedule::Linear {
-                        start: p.f64("beta_start", 1e-4)?,
-                        end: p.f64("beta_end", 2e-2)?,
-                    },
-                    "cosine_logsnr" => BetaSchedule::CosineLogsnr {
-                        logsnr_min: p.f64("logsnr_min", -15.0)?,
-                        logsnr_max: p.f64("logsnr_max", 15.0)?,
-                        shift: positive(&p, "shift", 0.125)?,
-                    },
-                    other => {
-                        return Err(p.invalid("betas", format!("unknown beta schedule `{other}`")));
-                    }
-                };
-                Ok(Flow::Diffusion(DiffusionFlow::new(steps, schedule)?))
-            }
-            "cosine_logsnr" => {
-                let cfg = CosineLogsnrConfig {
-                    logsnr_min: p.f64("logsnr_min", -15.0)?,
-                    logsnr_max: p.f64("logsnr_max", 15.0)?,
-                    shift: positive(&p, "shift", 0.125)?,
-                };
-                if cfg.logsnr_min.is_nan() || cfg.logsnr_min >= cfg.logsnr_max {
-                    return Err(p.invalid("logsnr_min", "must be below logsnr_max"));
-                }
-                Ok(Flow::CosineLogsnr(cfg))
-            }
-            "linear_beta" => {
-                let cfg = LinearBetaConfig {
-                    beta_min: p.f64("beta_min", 0.1)?,
-                    beta_max: p.f64("beta_max", 20.0)?,
-                };
-                if !(cfg.beta_min > 0.0 && cfg.beta_max >= cfg.beta_min) {
-                    return Err(p.invalid("beta_min", "needs 0 < beta_min <= beta_max"));
-                }
-                Ok(Flow::LinearBeta(cfg))
-            }
-            other => Err(RuntimeError::UnknownComponent { kind: "flow".into(), name: other.into() }),
-        }
-    }
-
     /// Whether `a`, `b` are differentiable in t (every flow except discrete diffusion).
     pub fn is_continuous(&self) -> bool {
         !matches!(self, Flow::Diffusion(_))
@@ -497,15 +524,6 @@ fn check_shapes(x: &Tensor, eps: &Tensor, t: &Tensor) -> Result<()> {
     Ok(())
 }
 
-fn positive(p: &Params<'_>, key: &str, default: f64) -> Result<f64> {
-    let v = p.f64(key, default)?;
-    if v > 0.0 && v.is_finite() {
-        Ok(v)
-    } else {
-        Err(p.invalid(key, "must be positive"))
-    }
-}
-
 fn no_derivative() -> RuntimeError {
     RuntimeError::Unsupported("discrete diffusion has no time derivative (no velocity)".into())
 }
@@ -642,18 +660,27 @@ mod tests {
     }
 
     #[test]
-    fn from_params_validates() {
-        let mut p = BTreeMap::new();
-        assert!(Flow::from_params("nope", &p).is_err());
-        p.insert("skew".to_string(), PValue::Str("x".into()));
-        assert!(Flow::from_params("cosine", &p).is_err());
-        let mut p = BTreeMap::new();
-        p.insert("predict".to_string(), PValue::Str("velocity".into()));
-        assert!(FlowSetup::from_params("diffusion", &p).is_err());
-        p.insert("predict".to_string(), PValue::Str("v".into()));
-        let setup = FlowSetup::from_params("diffusion", &p).unwrap();
-        assert_eq!(setup.predict, Parameterization::V);
-        assert_eq!(setup.variance, VarianceMode::FixedSmall);
+    fn from_params_reads_the_plan() {
+        let plan = |pairs: &[(&str, PValue)]| -> BTreeMap<String, PValue> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+        };
+        let word = |w: &str| PValue::Str(w.into());
+        let plain = plan(&[("predict", word("v")), ("variance", word("fixed_small"))]);
+        let setup = FlowSetup::from_params("rectified", &plain).unwrap();
+        assert_eq!((setup.predict, setup.variance), (Parameterization::V, VarianceMode::FixedSmall));
+        assert!(matches!(FlowSetup::from_params("nope", &plain), Err(RuntimeError::UnknownComponent { .. })));
+        // A missing key, an unknown key and a mistyped key are errors: the plan holds every parameter.
+        for bad in [
+            plan(&[("predict", word("v"))]),
+            plan(&[("predict", word("v")), ("variance", word("fixed_small")), ("skew", PValue::Float(0.1))]),
+            plan(&[("predict", word("v")), ("variance", word("fixed_small")), ("skew", word("x"))]),
+        ] {
+            let name = if bad.len() == 3 && bad["skew"] == word("x") { "cosine" } else { "rectified" };
+            assert!(
+                matches!(FlowSetup::from_params(name, &bad), Err(RuntimeError::PlanParams { .. })),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

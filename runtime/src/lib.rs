@@ -16,6 +16,7 @@ pub mod metric;
 pub mod model;
 pub mod nn;
 pub mod optim;
+pub mod output;
 pub mod param;
 pub mod perf;
 pub mod plot;

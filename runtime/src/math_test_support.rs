@@ -150,5 +150,8 @@ pub fn flow_for(name: &str, config: &Value) -> crate::flow::Flow {
         }
         other => panic!("unknown reference flow {other}"),
     };
-    crate::flow::Flow::from_params(sr_name, &p).expect("reference flow config")
+    let comp = sr_compiler::catalogue::lookup(sr_compiler::catalogue::Kind::Flow, sr_name).expect("a flow");
+    let mut params = comp.default_params();
+    params.extend(p);
+    crate::flow::FlowSetup::from_params(sr_name, &params).expect("reference flow config").flow
 }

@@ -12,13 +12,16 @@ use crate::error::{Result, RuntimeError};
 use crate::flow::Flow;
 
 /// What the denoiser predicts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Parameterization {
     /// The velocity `u_t = dz_t/dt = a' x0 + b' eps` (sr name `velocity`, upstream `ut`).
+    #[serde(alias = "ut")]
     Velocity,
     /// The noise `eps`.
     Eps,
     /// The clean data `x0`.
+    #[serde(rename = "x0")]
     X0,
     /// `v = a eps - b x0`.
     V,

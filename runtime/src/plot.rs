@@ -105,6 +105,78 @@ pub fn write_loss_plots(stem: &Path, plot: &LossPlot) -> Result<()> {
     crate::checkpoint::write_atomic(&svg_path, svg.as_bytes())
 }
 
+/// Side in pixels of a scatter plot.
+const SCATTER_SIDE: u32 = 640;
+
+/// Writes a PNG scatter plot of point sets (`sets[i]` = the (x, y) points of sample i, one colour
+/// each) over `reference` points in grey, under `caption`.
+pub fn write_scatter(
+    path: &Path,
+    sets: &[Vec<(f64, f64)>],
+    reference: &[(f64, f64)],
+    caption: &str,
+) -> Result<()> {
+    register_font();
+    let all = || sets.iter().flatten().chain(reference).filter(|(x, y)| x.is_finite() && y.is_finite());
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in all() {
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    }
+    if x0 > x1 {
+        (x0, x1, y0, y1) = (-1.0, 1.0, -1.0, 1.0);
+    }
+    let pad = |lo: f64, hi: f64| {
+        let m = ((hi - lo) * 0.05).max(1e-3);
+        (lo - m)..(hi + m)
+    };
+    let side = SCATTER_SIDE;
+    let mut buffer = vec![255u8; (side * side * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buffer, (side, side)).into_drawing_area();
+        draw_scatter(&root, sets, reference, caption, (pad(x0, x1), pad(y0, y1)))
+            .map_err(|e| plot_error(path, e))?;
+        root.present().map_err(|e| plot_error(path, e))?;
+    }
+    let img = image::RgbImage::from_raw(side, side, buffer).ok_or_else(|| RuntimeError::Plot {
+        path: path.to_path_buf(),
+        what: "the bitmap has the wrong size".into(),
+    })?;
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut bytes, image::ImageFormat::Png)
+        .map_err(|e| RuntimeError::Image { path: path.to_path_buf(), source: e })?;
+    crate::checkpoint::write_atomic(path, bytes.get_ref())
+}
+
+fn draw_scatter<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    sets: &[Vec<(f64, f64)>],
+    reference: &[(f64, f64)],
+    caption: &str,
+    (xs, ys): (std::ops::Range<f64>, std::ops::Range<f64>),
+) -> DrawResult<DB> {
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(root)
+        .caption(caption, (FAMILY, 15))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(40)
+        .build_cartesian_2d(xs, ys)?;
+    chart
+        .configure_mesh()
+        .label_style((FAMILY, 12))
+        .x_label_formatter(&|x| short(*x))
+        .y_label_formatter(&|y| short(*y))
+        .draw()?;
+    let finite = |p: &&(f64, f64)| p.0.is_finite() && p.1.is_finite();
+    let grey = RGBColor(190, 190, 190).filled();
+    chart.draw_series(reference.iter().filter(finite).map(|&p| Circle::new(p, 2, grey)))?;
+    for (i, set) in sets.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()].filled();
+        chart.draw_series(set.iter().filter(finite).map(|&p| Circle::new(p, 3, color)))?;
+    }
+    Ok(())
+}
+
 fn plot_error(path: &Path, e: impl std::fmt::Display) -> RuntimeError {
     RuntimeError::Plot { path: path.to_path_buf(), what: e.to_string() }
 }

@@ -1,10 +1,26 @@
 //! Typed access to component parameters of a plan node (`BTreeMap<String, PValue>`).
+//!
+//! [`config`] deserialises a component's typed configuration with serde: the plan holds every parameter
+//! (defaults filled in, bounds checked by the compiler), so the runtime keeps no defaults or bounds of
+//! its own, and an unknown or missing key is an error.
 
 use std::collections::BTreeMap;
 
+use serde::de::DeserializeOwned;
 use sr_compiler::plan::PValue;
 
 use crate::error::{Result, RuntimeError};
+
+/// The typed configuration `T` of `component` from its plan parameters. `T` should deny unknown
+/// fields; a missing, unknown or mistyped key is [`RuntimeError::PlanParams`].
+pub fn config<T: DeserializeOwned>(component: &str, params: &BTreeMap<String, PValue>) -> Result<T> {
+    let err = |e: serde_json::Error| RuntimeError::PlanParams {
+        component: component.to_string(),
+        what: e.to_string(),
+    };
+    let value = serde_json::to_value(params).map_err(err)?;
+    serde_json::from_value(value).map_err(err)
+}
 
 /// Reads typed parameters of one component, falling back to defaults for absent keys.
 pub struct Params<'a> {

@@ -8,7 +8,7 @@ use candle_core::{DType, Tensor};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::Serialize;
-use sr_compiler::catalogue::Kind;
+use sr_compiler::catalogue::{Kind, Output};
 use sr_compiler::plan::{PValue, Plan};
 
 use crate::checkpoint::write_atomic;
@@ -488,8 +488,9 @@ pub struct SampleOptions {
     pub progress: bool,
 }
 
-/// Samples `n` items from a trained checkpoint; writes `samples.png`, `denoising.gif` and, with
-/// `trace`, `trace.json`. Returns the written paths.
+/// Samples `n` items from a trained checkpoint; writes `samples.png`, `denoising.gif`, what the
+/// dataset's [`Output`] adds (see [`crate::output`]) and, with `trace`, `trace.json`. Returns the
+/// written paths.
 pub fn sample(plan: &Plan, options: &SampleOptions) -> Result<Vec<PathBuf>> {
     let model =
         Model::build(plan, device(options.device.as_deref().or(plan.device.as_deref()).unwrap_or("cpu"))?)?;
@@ -575,9 +576,18 @@ pub fn sample(plan: &Plan, options: &SampleOptions) -> Result<Vec<PathBuf>> {
         if scores.is_empty() { "" } else { ": " },
         scores.join(", ")
     );
-    write_picture(&png, &raw, Some(&given), &caption)?;
-    written.push(png);
-    if !out.frames.is_empty() && picture(&raw, None)?.is_some() {
+    let output = crate::output::output_of(plan, &split)?;
+    if output == Output::Points {
+        let reference = Tensor::cat(&references, 0)?;
+        written.extend(crate::output::write_points(&options.out, &raw, Some(&reference), &caption)?);
+    } else {
+        write_picture(&png, &raw, Some(&given), &caption)?;
+        written.push(png);
+    }
+    if output == Output::Video {
+        written.extend(crate::output::write_video(&options.out, &raw)?);
+    }
+    if !out.frames.is_empty() && output != Output::Points && picture(&raw, None)?.is_some() {
         // At most 9 samples and 48 frames keep the animation small (under 1 MB for Sudoku).
         let keep = 48;
         let shown = out.frames[0].dim(0)?.min(GIF_SAMPLES);

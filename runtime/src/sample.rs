@@ -11,12 +11,14 @@ use sr_compiler::plan::Plan;
 use crate::error::{Result, RuntimeError};
 use crate::flow::Flow;
 use crate::model::{node, referenced, Model};
-use crate::pvalue::Params;
+use crate::pvalue::config;
 use crate::schedule::{ScheduleConfig, ScheduleContext};
 use crate::step::{reverse_step, StepInput, StepOptions};
+use serde::Deserialize;
 
 /// How classifier-free guidance scales with time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CfgSchedule {
     Constant,
     /// From no guidance at t = 1 to full guidance at t = 0, per variable.
@@ -40,26 +42,36 @@ pub struct SamplerSettings {
     pub batch: usize,
 }
 
+/// Plan parameters of the `scheduled` sampler (its `schedule` is a node of its own).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduledParams {
+    #[allow(dead_code)]
+    schedule: serde::de::IgnoredAny,
+    alpha: f64,
+    temperature: f64,
+    cfg: f64,
+    cfg_schedule: CfgSchedule,
+    ema: bool,
+    batch: usize,
+}
+
 impl SamplerSettings {
     /// Reads sampler `sampler.NAME` and its schedule from the plan.
     pub fn from_plan(plan: &Plan, name: &str) -> Result<Self> {
         let id = format!("sampler.{name}");
         let n = node(plan, &id)?;
         let sched = referenced(plan, n, "schedule")?;
-        let p = Params::new(&n.component, &n.params);
-        let cfg_schedule = match p.str("cfg_schedule", "constant")? {
-            "linear" => CfgSchedule::Linear,
-            _ => CfgSchedule::Constant,
-        };
+        let p: ScheduledParams = config(&n.component, &n.params)?;
         Ok(SamplerSettings {
             name: name.to_string(),
             schedule: ScheduleConfig::from_params(&sched.component, &sched.params)?,
-            alpha: p.f64("alpha", 0.0)?,
-            temperature: p.f64("temperature", 1.0)?,
-            cfg: p.f64("cfg", 1.0)?,
-            cfg_schedule,
-            ema: p.bool("ema", true)?,
-            batch: p.usize("batch", 64)?.max(1),
+            alpha: p.alpha,
+            temperature: p.temperature,
+            cfg: p.cfg,
+            cfg_schedule: p.cfg_schedule,
+            ema: p.ema,
+            batch: p.batch,
         })
     }
 

@@ -23,7 +23,8 @@ pub const MAX_VARIANCE: f64 = 485_165_195.409_790_3; // exp(20)
 pub const DIVERGENCE_MIN_STD: f64 = 1e-4;
 
 /// How the reverse-step variance is chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum VarianceMode {
     /// Posterior (lower-bound) std `alpha b(s) sqrt(1 - r^2)`.
     FixedSmall,

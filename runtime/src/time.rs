@@ -17,7 +17,8 @@ use rand_distr::{Beta, Distribution, StandardNormal};
 use sr_compiler::plan::PValue;
 
 use crate::error::{Result, RuntimeError};
-use crate::pvalue::Params;
+use crate::pvalue::config;
+use serde::Deserialize;
 
 /// A distribution of one time in [0, 1].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -46,31 +47,55 @@ impl ScalarSampler {
             }
         }
     }
-
-    /// Reads `scalar` (`uniform` | `logit_normal` | `mode`) with `min`, `max`, `loc`, `scale`.
-    pub fn from_params(component: &str, params: &BTreeMap<String, PValue>) -> Result<Self> {
-        let p = Params::new(component, params);
-        let s = match p.str("scalar", "uniform")? {
-            "uniform" => {
-                let (min, max) = (p.f64("min", 0.0)?, p.f64("max", 1.0)?);
-                if !(0.0 <= min && min <= max && max <= 1.0) {
-                    return Err(p.invalid("min", "needs 0 <= min <= max <= 1"));
-                }
-                ScalarSampler::Uniform { min, max }
-            }
-            "logit_normal" => {
-                let scale = p.f64("scale", 1.0)?;
-                if !(scale >= 0.0 && scale.is_finite()) {
-                    return Err(p.invalid("scale", "must be finite and >= 0"));
-                }
-                ScalarSampler::LogitNormal { loc: p.f64("loc", 0.0)?, scale }
-            }
-            "mode" => ScalarSampler::Mode { scale: p.f64("scale", 1.29)? },
-            other => return Err(p.invalid("scalar", format!("unknown scalar sampler `{other}`"))),
-        };
-        Ok(s)
-    }
 }
+
+/// The scalar distributions of the catalogue's `scalar` parameter.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ScalarName {
+    Uniform,
+    LogitNormal,
+    Mode,
+}
+
+/// The plan parameters of a time sampler: the scalar-sampler keys every one takes, plus its own.
+macro_rules! time_params {
+    ($name:ident { $($field:ident: $ty:ty),* }) => {
+        #[derive(Debug, Clone, Copy, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct $name {
+            scalar: ScalarName,
+            min: f64,
+            max: f64,
+            loc: f64,
+            scale: f64,
+            normalize: bool,
+            $($field: $ty),*
+        }
+
+        impl $name {
+            fn scalar_sampler(&self) -> ScalarSampler {
+                match self.scalar {
+                    ScalarName::Uniform => ScalarSampler::Uniform { min: self.min, max: self.max },
+                    ScalarName::LogitNormal => ScalarSampler::LogitNormal { loc: self.loc, scale: self.scale },
+                    ScalarName::Mode => ScalarSampler::Mode { scale: self.scale },
+                }
+            }
+        }
+    };
+}
+
+time_params!(PlainTime {});
+time_params!(MeanBetaTime { sharpness: f64 });
+time_params!(SequentialTime {
+    min_ratio: f64,
+    ratio_mean: f64,
+    ratio_std: f64,
+    parallel: usize,
+    independent_time: bool,
+    full_noise: bool
+});
+time_params!(MeanSimpleTime { spread: f64 });
 
 /// Settings of the `sequential` (MAR-like) sampler.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -82,8 +107,6 @@ pub struct SequentialConfig {
     pub ratio_std: f64,
     /// With `full_noise`: number of variables with `0 < t < 1`.
     pub parallel: usize,
-    /// Kept for the catalogue; a sample draws one order per call either way.
-    pub independent_order: bool,
     /// One scalar time per noised variable (else one per sample).
     pub independent_time: bool,
     /// Noised variables get t = 1 except `parallel` ones that get a scalar time.
@@ -224,45 +247,31 @@ impl TimeSampler {
         variables: usize,
         seed: u64,
     ) -> Result<Self> {
-        let p = Params::new(name, params);
-        let scalar = ScalarSampler::from_params(name, params)?;
-        let kind = match name {
-            "shared" => TimeKind::Shared,
-            "independent" => TimeKind::Independent,
+        let (kind, scalar, normalize) = match name {
+            "shared" | "independent" => {
+                let p: PlainTime = config(name, params)?;
+                let kind = if name == "shared" { TimeKind::Shared } else { TimeKind::Independent };
+                (kind, p.scalar_sampler(), p.normalize)
+            }
             "mean_beta" => {
-                let sharpness = p.f64("sharpness", 1.0)?;
-                if !(sharpness > 0.0 && sharpness.is_finite()) {
-                    return Err(p.invalid("sharpness", "must be positive"));
-                }
-                TimeKind::MeanBeta { sharpness }
+                let p: MeanBetaTime = config(name, params)?;
+                (TimeKind::MeanBeta { sharpness: p.sharpness }, p.scalar_sampler(), p.normalize)
             }
             "sequential" => {
+                let p: SequentialTime = config(name, params)?;
                 let cfg = SequentialConfig {
-                    min_ratio: p.f64("min_ratio", 0.7)?,
-                    ratio_mean: p.f64("ratio_mean", 1.0)?,
-                    ratio_std: p.f64("ratio_std", 0.25)?,
-                    parallel: p.usize("parallel", 1)?,
-                    independent_order: p.bool("independent_order", false)?,
-                    independent_time: p.bool("independent_time", true)?,
-                    full_noise: p.bool("full_noise", false)?,
+                    min_ratio: p.min_ratio,
+                    ratio_mean: p.ratio_mean,
+                    ratio_std: p.ratio_std,
+                    parallel: p.parallel,
+                    independent_time: p.independent_time,
+                    full_noise: p.full_noise,
                 };
-                if !(0.0 <= cfg.min_ratio && cfg.min_ratio <= cfg.ratio_mean && cfg.ratio_mean <= 1.0) {
-                    return Err(p.invalid("min_ratio", "needs 0 <= min_ratio <= ratio_mean <= 1"));
-                }
-                if cfg.ratio_std.is_nan() || cfg.ratio_std <= 0.0 {
-                    return Err(p.invalid("ratio_std", "must be positive"));
-                }
-                if cfg.parallel == 0 {
-                    return Err(p.invalid("parallel", "must be at least 1"));
-                }
-                TimeKind::Sequential(cfg)
+                (TimeKind::Sequential(cfg), p.scalar_sampler(), p.normalize)
             }
             "mean_simple" => {
-                let spread = p.f64("spread", 0.5)?;
-                if !(0.0..=0.5).contains(&spread) {
-                    return Err(p.invalid("spread", "must be in [0, 0.5]"));
-                }
-                TimeKind::MeanSimple { spread }
+                let p: MeanSimpleTime = config(name, params)?;
+                (TimeKind::MeanSimple { spread: p.spread }, p.scalar_sampler(), p.normalize)
             }
             other => {
                 return Err(RuntimeError::UnknownComponent {
@@ -272,7 +281,7 @@ impl TimeSampler {
             }
         };
         let mut sampler = Self::new(kind, scalar);
-        if p.bool("normalize", false)? {
+        if normalize {
             let mut rng = StdRng::seed_from_u64(seed);
             sampler = sampler.with_normalization(&mut rng, variables, NORMALIZATION_SAMPLES)?;
         }
@@ -643,7 +652,6 @@ mod tests {
                         ratio_mean: num(&m["mean"]),
                         ratio_std: num(&m["std"]),
                         parallel: cfg["num_parallel"].as_u64().unwrap_or(1) as usize,
-                        independent_order: cfg["independent_order"].as_bool().unwrap_or(false),
                         independent_time: cfg["independent_time"].as_bool().unwrap_or(true),
                         full_noise: cfg["mask_full_noise"].as_bool().unwrap_or(false),
                     })
@@ -760,7 +768,6 @@ mod tests {
             ratio_mean: 1.0,
             ratio_std: 0.25,
             parallel: 2,
-            independent_order: false,
             independent_time: false,
             full_noise: true,
         };
@@ -781,14 +788,26 @@ mod tests {
 
     #[test]
     fn from_params_reads_catalogue_names() {
-        let mut p = BTreeMap::new();
+        let comp =
+            sr_compiler::catalogue::lookup(sr_compiler::catalogue::Kind::TimeSampler, "mean_beta").unwrap();
+        let mut p = comp.default_params();
         p.insert("sharpness".to_string(), PValue::Float(0.5));
         p.insert("scalar".to_string(), PValue::Str("logit_normal".into()));
         let s = TimeSampler::from_params("mean_beta", &p, 4, 0).unwrap();
         assert_eq!(s.kind, TimeKind::MeanBeta { sharpness: 0.5 });
         assert_eq!(s.scalar, ScalarSampler::LogitNormal { loc: 0.0, scale: 1.0 });
         assert!(TimeSampler::from_params("nope", &p, 4, 0).is_err());
-        p.insert("sharpness".to_string(), PValue::Float(-1.0));
-        assert!(TimeSampler::from_params("mean_beta", &p, 4, 0).is_err());
+        // The plan holds every parameter: an unknown or a missing key is an error.
+        p.insert("spread".to_string(), PValue::Float(0.1));
+        assert!(matches!(
+            TimeSampler::from_params("mean_beta", &p, 4, 0),
+            Err(RuntimeError::PlanParams { .. })
+        ));
+        p.remove("spread");
+        p.remove("scale");
+        assert!(matches!(
+            TimeSampler::from_params("mean_beta", &p, 4, 0),
+            Err(RuntimeError::PlanParams { .. })
+        ));
     }
 }

@@ -557,13 +557,8 @@ pub fn param_markdown(owner: &str, p: &Param) -> String {
         None => s.push_str("- required\n"),
         Some(d) => s.push_str(&format!("- default: `{d}`\n")),
     }
-    let integral = matches!(p.ty, Ty::Int | Ty::Range | Ty::IntList);
-    let num = |x: f64| if integral { format!("{}", x as i64) } else { format!("{x}") };
-    match (p.min, p.max) {
-        (Some(lo), Some(hi)) => s.push_str(&format!("- range: `{}..={}`\n", num(lo), num(hi))),
-        (Some(lo), None) => s.push_str(&format!("- range: `≥ {}`\n", num(lo))),
-        (None, Some(hi)) => s.push_str(&format!("- range: `≤ {}`\n", num(hi))),
-        (None, None) => {}
+    if let Some(b) = p.bounds_notation() {
+        s.push_str(&format!("- range: `{b}`\n"));
     }
     s
 }

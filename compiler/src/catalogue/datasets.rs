@@ -1,7 +1,7 @@
 //! Datasets: where raw samples come from, and their shape.
 
 use super::p::{int, optional, required};
-use super::{Args, Component, Default, Kind, Param, Rules, Ty, Violation};
+use super::{Args, Component, Default, Kind, Output, Param, Rules, Ty, Violation};
 
 const SPLIT: Param = Param::new(
     "split",
@@ -19,6 +19,21 @@ const GIVENS: Param = Param::new(
 )
 .min(0.0)
 .max(81.0);
+
+/// The splits a generated or loaded dataset knows.
+const SPLITS: &[&str] = &["train", "test"];
+
+/// `split` names a known split.
+fn known_split(a: Args<'_>) -> Result<(), Violation> {
+    match a.word("split") {
+        Some(s) if !SPLITS.contains(&s) => Err(Violation::of(
+            "split",
+            format!("unknown split `{s}`"),
+            format!("use one of: {}", SPLITS.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ")),
+        )),
+        _ => Ok(()),
+    }
+}
 
 const SUDOKU_METRICS: &[&str] = &["sudoku_accuracy", "mse_to_data"];
 const ANY_METRICS: &[&str] = &["mse_to_data"];
@@ -79,11 +94,11 @@ fn counting_rules(a: Args<'_>) -> Result<Vec<usize>, Violation> {
 }
 
 const COUNTING_PARAMS: &[Param] = &[
-    int("size", 64, "image side in pixels").min(8.0).max(1024.0),
-    int("min_count", 1, "fewest shapes in an image").min(1.0).max(99.0),
-    int("max_count", 9, "most shapes in an image").min(1.0).max(99.0),
-    int("min_vertices", 3, "fewest vertices (stars: points) of a shape").min(3.0).max(32.0),
-    int("max_vertices", 7, "most vertices (stars: points) of a shape").min(3.0).max(32.0),
+    int("size", 64, "image side in pixels").min(16.0).max(1024.0),
+    int("min_count", 1, "fewest shapes in an image").min(1.0).max(64.0),
+    int("max_count", 9, "most shapes in an image").min(1.0).max(64.0),
+    int("min_vertices", 3, "fewest vertices (stars: points) of a shape").min(3.0).max(16.0),
+    int("max_vertices", 7, "most vertices (stars: points) of a shape").min(3.0).max(16.0),
     COUNT,
     SPLIT,
     SEED,
@@ -95,7 +110,8 @@ pub(super) const COMPONENTS: &[Component] = &[
         name: "sudoku",
         doc: "symbolic Sudoku puzzles; one sample is a [9, 9] grid of digits 1..9",
         params: &[SPLIT, GIVENS, COUNT, SEED],
-        rules: Rules::Dataset { shape: sudoku_shape, metrics: SUDOKU_METRICS },
+        rules: Rules::Dataset { shape: sudoku_shape, metrics: SUDOKU_METRICS, output: Output::Sudoku },
+        consistent: Some(known_split),
     },
     Component {
         kind: Kind::Dataset,
@@ -113,7 +129,8 @@ pub(super) const COMPONENTS: &[Component] = &[
             ),
             int("jitter", 2, "random shift of each glyph in pixels").min(0.0).max(8.0),
         ],
-        rules: Rules::Dataset { shape: sudoku_image_shape, metrics: SUDOKU_METRICS },
+        rules: Rules::Dataset { shape: sudoku_image_shape, metrics: SUDOKU_METRICS, output: Output::Image },
+        consistent: Some(known_split),
     },
     Component {
         kind: Kind::Dataset,
@@ -131,21 +148,36 @@ pub(super) const COMPONENTS: &[Component] = &[
             SPLIT,
             SEED,
         ],
-        rules: Rules::Dataset { shape: rgb_square, metrics: &["even_pixels_balance", "mse_to_data"] },
+        rules: Rules::Dataset {
+            shape: rgb_square,
+            metrics: &["even_pixels_balance", "mse_to_data"],
+            output: Output::Image,
+        },
+        consistent: Some(known_split),
     },
     Component {
         kind: Kind::Dataset,
         name: "counting_polygons",
         doc: "polygons on a blank background; the count and vertex numbers must agree",
         params: COUNTING_PARAMS,
-        rules: Rules::Dataset { shape: counting_rules, metrics: &["counting_consistency", "mse_to_data"] },
+        rules: Rules::Dataset {
+            shape: counting_rules,
+            metrics: &["counting_consistency", "mse_to_data"],
+            output: Output::Image,
+        },
+        consistent: Some(known_split),
     },
     Component {
         kind: Kind::Dataset,
         name: "counting_stars",
         doc: "stars on a blank background; the count and point numbers must agree",
         params: COUNTING_PARAMS,
-        rules: Rules::Dataset { shape: counting_rules, metrics: &["counting_consistency", "mse_to_data"] },
+        rules: Rules::Dataset {
+            shape: counting_rules,
+            metrics: &["counting_consistency", "mse_to_data"],
+            output: Output::Image,
+        },
+        consistent: Some(known_split),
     },
     Component {
         kind: Kind::Dataset,
@@ -153,13 +185,18 @@ pub(super) const COMPONENTS: &[Component] = &[
         doc: "videos of shapes moving on straight lines; one sample is [frames, 1, size, size]",
         params: &[
             int("frames", 8, "frames per video").min(1.0).max(256.0),
-            int("size", 32, "frame side in pixels").min(4.0).max(512.0),
+            int("size", 32, "frame side in pixels").min(8.0).max(512.0),
             int("shapes", 2, "shapes per video").min(1.0).max(16.0),
             COUNT,
             SPLIT,
             SEED,
         ],
-        rules: Rules::Dataset { shape: video_shape, metrics: &["frame_consistency", "mse_to_data"] },
+        rules: Rules::Dataset {
+            shape: video_shape,
+            metrics: &["frame_consistency", "mse_to_data"],
+            output: Output::Video,
+        },
+        consistent: Some(known_split),
     },
     Component {
         kind: Kind::Dataset,
@@ -169,7 +206,8 @@ pub(super) const COMPONENTS: &[Component] = &[
             Param::new("path", Ty::Path, Some(Default::Str("data/mnist")), "directory holding the IDX files"),
             SPLIT,
         ],
-        rules: Rules::Dataset { shape: mnist_shape, metrics: ANY_METRICS },
+        rules: Rules::Dataset { shape: mnist_shape, metrics: ANY_METRICS, output: Output::Image },
+        consistent: Some(known_split),
     },
     Component {
         kind: Kind::Dataset,
@@ -184,7 +222,8 @@ pub(super) const COMPONENTS: &[Component] = &[
             ),
             SPLIT,
         ],
-        rules: Rules::Dataset { shape: cifar_shape, metrics: ANY_METRICS },
+        rules: Rules::Dataset { shape: cifar_shape, metrics: ANY_METRICS, output: Output::Image },
+        consistent: Some(known_split),
     },
     Component {
         kind: Kind::Dataset,
@@ -192,9 +231,10 @@ pub(super) const COMPONENTS: &[Component] = &[
         doc: "PNG/JPEG images under a directory, resized to a square",
         params: &[
             required("path", Ty::Path, "directory searched recursively for images"),
-            int("size", 64, "side the images are resized to").min(2.0).max(4096.0),
+            int("size", 64, "side the images are resized to").min(2.0).max(1024.0),
         ],
-        rules: Rules::Dataset { shape: rgb_square, metrics: ANY_METRICS },
+        rules: Rules::Dataset { shape: rgb_square, metrics: ANY_METRICS, output: Output::Image },
+        consistent: None,
     },
     Component {
         kind: Kind::Dataset,
@@ -213,6 +253,7 @@ pub(super) const COMPONENTS: &[Component] = &[
             required("dim", Ty::Int, "coordinates per point D (checked against the file at load time)")
                 .min(1.0),
         ],
-        rules: Rules::Dataset { shape: points_shape, metrics: ANY_METRICS },
+        rules: Rules::Dataset { shape: points_shape, metrics: ANY_METRICS, output: Output::Points },
+        consistent: None,
     },
 ];

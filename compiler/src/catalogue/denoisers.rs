@@ -133,6 +133,7 @@ pub(super) const COMPONENTS: &[Component] = &[
             UNCERTAINTY,
         ],
         rules: Rules::Denoiser { input: Input::Tokens, fit: mlp_fit },
+        consistent: None,
     },
     Component {
         kind: Kind::Denoiser,
@@ -140,6 +141,7 @@ pub(super) const COMPONENTS: &[Component] = &[
         doc: "a DiT: transformer blocks with adaLN-Zero and a time per token",
         params: &TRANSFORMER,
         rules: Rules::Denoiser { input: Input::Tokens, fit: transformer_fit },
+        consistent: None,
     },
     Component {
         kind: Kind::Denoiser,
@@ -156,6 +158,7 @@ pub(super) const COMPONENTS: &[Component] = &[
             required("block", Ty::Int, "variables per causal block; must divide V").min(1.0),
         ],
         rules: Rules::Denoiser { input: Input::Tokens, fit: block_causal_fit },
+        consistent: None,
     },
     Component {
         kind: Kind::Denoiser,
@@ -184,6 +187,7 @@ pub(super) const COMPONENTS: &[Component] = &[
             UNCERTAINTY,
         ],
         rules: Rules::Denoiser { input: Input::Image, fit: unet_fit },
+        consistent: None,
     },
     Component {
         kind: Kind::Denoiser,
@@ -199,5 +203,6 @@ pub(super) const COMPONENTS: &[Component] = &[
             UNCERTAINTY,
         ],
         rules: Rules::Denoiser { input: Input::Frames, fit: uvit_fit },
+        consistent: None,
     },
 ];

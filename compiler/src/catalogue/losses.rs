@@ -9,6 +9,7 @@ pub(super) const COMPONENTS: &[Component] = &[
         doc: "weighted mean squared error on the parameterization's target",
         params: &[],
         rules: Rules::Sigma { needs_sigma: false },
+        consistent: None,
     },
     Component {
         kind: Kind::Loss,
@@ -16,6 +17,7 @@ pub(super) const COMPONENTS: &[Component] = &[
         doc: "Gaussian negative log-likelihood of the target under the predicted σ (mean detached)",
         params: &[],
         rules: Rules::Sigma { needs_sigma: true },
+        consistent: None,
     },
     Component {
         kind: Kind::Loss,
@@ -23,5 +25,6 @@ pub(super) const COMPONENTS: &[Component] = &[
         doc: "variational lower bound term (trains a learned reverse variance)",
         params: &[],
         rules: Rules::Sigma { needs_sigma: false },
+        consistent: None,
     },
 ];

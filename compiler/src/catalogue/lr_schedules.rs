@@ -10,6 +10,7 @@ pub(super) const COMPONENTS: &[Component] = &[
         doc: "the peak learning rate throughout",
         params: &[],
         rules: Rules::None,
+        consistent: None,
     },
     Component {
         kind: Kind::LrSchedule,
@@ -17,6 +18,7 @@ pub(super) const COMPONENTS: &[Component] = &[
         doc: "cosine decay from the peak to `final` × peak",
         params: &[float("final", 0.0, "fraction of the peak rate at the last step").min(0.0).max(1.0)],
         rules: Rules::None,
+        consistent: None,
     },
     Component {
         kind: Kind::LrSchedule,
@@ -24,5 +26,6 @@ pub(super) const COMPONENTS: &[Component] = &[
         doc: "linear decay from the peak to `final` × peak",
         params: &[float("final", 0.0, "fraction of the peak rate at the last step").min(0.0).max(1.0)],
         rules: Rules::None,
+        consistent: None,
     },
 ];

@@ -71,6 +71,7 @@ pub(super) const COMPONENTS: &[Component] = &[
         doc: "a 9×9 grid → 81 variables (one-hot digits or glyph pixels); dependency = row, column, box",
         params: &[],
         rules: Rules::Mapper { map: grid_cells },
+        consistent: None,
     },
     Component {
         kind: Kind::Mapper,
@@ -83,6 +84,7 @@ pub(super) const COMPONENTS: &[Component] = &[
             int("radius", 1, "neighbour distance (in patches) counted as dependent").min(0.0).max(64.0),
         ],
         rules: Rules::Mapper { map: image_patches },
+        consistent: None,
     },
     Component {
         kind: Kind::Mapper,
@@ -90,6 +92,7 @@ pub(super) const COMPONENTS: &[Component] = &[
         doc: "video [T, C, H, W] → T frame variables of C·H·W features; dependency = nearby frames",
         params: &[int("radius", 1, "frame distance counted as dependent").min(0.0).max(256.0)],
         rules: Rules::Mapper { map: video_frames },
+        consistent: None,
     },
     Component {
         kind: Kind::Mapper,
@@ -97,5 +100,6 @@ pub(super) const COMPONENTS: &[Component] = &[
         doc: "point sets [N, D] → N variables of D features; every variable depends on every other",
         params: &[],
         rules: Rules::Mapper { map: identity },
+        consistent: None,
     },
 ];

@@ -4,7 +4,7 @@
 use super::{Component, Kind, Rules};
 
 const fn metric(name: &'static str, doc: &'static str) -> Component {
-    Component { kind: Kind::Metric, name, doc, params: &[], rules: Rules::None }
+    Component { kind: Kind::Metric, name, doc, params: &[], rules: Rules::None, consistent: None }
 }
 
 pub(super) const COMPONENTS: &[Component] = &[

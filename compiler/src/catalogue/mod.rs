@@ -178,6 +178,23 @@ impl fmt::Display for Default {
     }
 }
 
+impl Default {
+    /// The value a plan holds for this default; `None` for [`Default::Absent`]. Words (enum values and
+    /// names of nested components) become strings.
+    pub fn to_pvalue(self) -> Option<PValue> {
+        Some(match self {
+            Default::Int(i) => PValue::Int(i),
+            Default::Float(f) => PValue::Float(f),
+            Default::Bool(b) => PValue::Bool(b),
+            Default::Str(s) | Default::Word(s) => PValue::Str(s.to_string()),
+            Default::Range(lo, hi) => PValue::Range { lo, hi },
+            Default::FloatPair(a, b) => PValue::List(vec![PValue::Float(a), PValue::Float(b)]),
+            Default::IntList(l) => PValue::List(l.iter().map(|&i| PValue::Int(i)).collect()),
+            Default::Absent => return None,
+        })
+    }
+}
+
 /// A float written the way a user would: `1e-4`, `0.5`, `20.0`.
 pub(crate) fn fmt_float(x: f64) -> String {
     if x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e6) {
@@ -196,16 +213,20 @@ pub struct Param {
     pub ty: Ty,
     /// `None` means the parameter is required.
     pub default: Option<Default>,
-    /// Inclusive numeric bounds, where they apply.
+    /// Numeric bounds, where they apply (inclusive unless `min_exclusive` / `max_exclusive`).
     pub min: Option<f64>,
     pub max: Option<f64>,
+    /// The value must lie strictly above `min`.
+    pub min_exclusive: bool,
+    /// The value must lie strictly below `max`.
+    pub max_exclusive: bool,
     pub doc: &'static str,
 }
 
 impl Param {
     /// A parameter with a default (or required, with `None`) and no bounds.
     pub const fn new(name: &'static str, ty: Ty, default: Option<Default>, doc: &'static str) -> Self {
-        Param { name, ty, default, min: None, max: None, doc }
+        Param { name, ty, default, min: None, max: None, min_exclusive: false, max_exclusive: false, doc }
     }
 
     /// Sets the inclusive lower bound.
@@ -218,6 +239,81 @@ impl Param {
     pub const fn max(mut self, v: f64) -> Self {
         self.max = Some(v);
         self
+    }
+
+    /// Sets an exclusive lower bound: the value must be greater than `v`.
+    pub const fn above(mut self, v: f64) -> Self {
+        self.min = Some(v);
+        self.min_exclusive = true;
+        self
+    }
+
+    /// Sets an exclusive upper bound: the value must be less than `v`.
+    pub const fn below(mut self, v: f64) -> Self {
+        self.max = Some(v);
+        self.max_exclusive = true;
+        self
+    }
+
+    /// True if `x` lies within the bounds.
+    pub fn admits(&self, x: f64) -> bool {
+        let low = match self.min {
+            Some(lo) if self.min_exclusive => x > lo,
+            Some(lo) => x >= lo,
+            None => true,
+        };
+        let high = match self.max {
+            Some(hi) if self.max_exclusive => x < hi,
+            Some(hi) => x <= hi,
+            None => true,
+        };
+        low && high
+    }
+
+    /// A bound as the user writes it: integers without a point, floats as in [`fmt_float`].
+    pub fn fmt_bound(&self, x: f64) -> String {
+        if matches!(self.ty, Ty::Int | Ty::Range | Ty::IntList) {
+            format!("{}", x as i64)
+        } else {
+            fmt_float(x)
+        }
+    }
+
+    /// The bounds in words (`between 0 and 1`, `greater than 0 and at most 1`, `at least 1`).
+    pub fn bounds_words(&self) -> Option<String> {
+        let low = self.min.map(|lo| {
+            let word = if self.min_exclusive { "greater than" } else { "at least" };
+            format!("{word} {}", self.fmt_bound(lo))
+        });
+        let high = self.max.map(|hi| {
+            let word = if self.max_exclusive { "less than" } else { "at most" };
+            format!("{word} {}", self.fmt_bound(hi))
+        });
+        match (low, high) {
+            (Some(_), Some(_)) if !self.min_exclusive && !self.max_exclusive => Some(format!(
+                "between {} and {}",
+                self.fmt_bound(self.min.unwrap_or_default()),
+                self.fmt_bound(self.max.unwrap_or_default())
+            )),
+            (Some(l), Some(h)) => Some(format!("{l} and {h}")),
+            (l, h) => l.or(h),
+        }
+    }
+
+    /// The bounds in notation (`0..=1`, `(0, 1]`, `≥ 1`, `> 0`, `≤ 1`, `< 1`).
+    pub fn bounds_notation(&self) -> Option<String> {
+        let (lo, hi) = (self.min.map(|x| self.fmt_bound(x)), self.max.map(|x| self.fmt_bound(x)));
+        Some(match (lo, hi) {
+            (Some(lo), Some(hi)) if !self.min_exclusive && !self.max_exclusive => format!("{lo}..={hi}"),
+            (Some(lo), Some(hi)) => format!(
+                "{}{lo}, {hi}{}",
+                if self.min_exclusive { "(" } else { "[" },
+                if self.max_exclusive { ")" } else { "]" }
+            ),
+            (Some(lo), None) => format!("{} {lo}", if self.min_exclusive { ">" } else { "≥" }),
+            (None, Some(hi)) => format!("{} {hi}", if self.max_exclusive { "<" } else { "≤" }),
+            (None, None) => return None,
+        })
     }
 
     /// True if the user must write this parameter.
@@ -369,6 +465,21 @@ impl Input {
     }
 }
 
+/// What `sr sample` writes for the samples of a dataset (besides `trace.json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Output {
+    /// `[9, 9]` digit grids: `samples.png` (drawn grids) and `denoising.gif`.
+    Sudoku,
+    /// Images `[C, H, W]`: `samples.png` and `denoising.gif`.
+    Image,
+    /// Videos `[T, C, H, W]`: `samples.png` (first frames), `frames.png` (a row of frames per
+    /// sample), `video.gif` (the samples playing) and `denoising.gif`.
+    Video,
+    /// Point sets `[N, D]`: `samples.npy` and `samples.png` (a scatter plot of the first two coordinates).
+    Points,
+}
+
 /// The shapes known when a denoiser is checked.
 #[derive(Debug, Clone, Copy)]
 pub struct ShapeCtx<'a> {
@@ -386,6 +497,8 @@ pub type ShapeFn = fn(Args<'_>) -> Result<Vec<usize>, Violation>;
 pub type MapFn = fn(Args<'_>, &[usize]) -> Result<(usize, usize), Violation>;
 /// A denoiser's constraints on its own parameters and on the shapes it receives.
 pub type FitFn = fn(Args<'_>, ShapeCtx<'_>) -> Result<(), Violation>;
+/// Constraints between a component's own parameters (`logsnr_min < logsnr_max`).
+pub type ConsistentFn = fn(Args<'_>) -> Result<(), Violation>;
 
 /// What the checker needs to know about a component beyond its parameters.
 #[derive(Debug, Clone, Copy)]
@@ -397,6 +510,8 @@ pub enum Rules {
         shape: ShapeFn,
         /// Metrics that can evaluate samples of this dataset.
         metrics: &'static [&'static str],
+        /// What `sr sample` writes for its samples.
+        output: Output,
     },
     Mapper {
         /// Raw shape → (V, F); errors when the raw shape does not fit.
@@ -435,6 +550,9 @@ pub struct Component {
     /// What the checker needs beyond the parameters (shapes, supported modes, σ).
     #[serde(skip)]
     pub rules: Rules,
+    /// Constraints between its own parameters that bounds cannot express (the checker reports E0408).
+    #[serde(skip)]
+    pub consistent: Option<ConsistentFn>,
 }
 
 impl Component {
@@ -456,12 +574,30 @@ impl Component {
         }
     }
 
+    /// What `sr sample` writes for a dataset's samples (`None` for other kinds).
+    pub fn output(&self) -> Option<Output> {
+        match self.rules {
+            Rules::Dataset { output, .. } => Some(output),
+            _ => None,
+        }
+    }
+
     /// The metrics that fit a dataset (empty for other kinds).
     pub fn metrics(&self) -> &'static [&'static str] {
         match self.rules {
             Rules::Dataset { metrics, .. } => metrics,
             _ => &[],
         }
+    }
+
+    /// The plan values of every parameter with a plain default (not required, not absent, not a nested
+    /// component or mixture): what a plan holds for this component when nothing is written.
+    pub fn default_params(&self) -> BTreeMap<String, PValue> {
+        self.params
+            .iter()
+            .filter(|p| !matches!(p.ty, Ty::Component(_) | Ty::Mixture(_)))
+            .filter_map(|p| Some((p.name.to_string(), p.default?.to_pvalue()?)))
+            .collect()
     }
 
     /// The catalogue name with its kind: `flow.rectified`.
@@ -546,14 +682,7 @@ pub fn describe(c: &Component) -> String {
             None => "required".to_string(),
             Some(d) => format!("default {d}"),
         };
-        let integral = matches!(p.ty, Ty::Int | Ty::Range | Ty::IntList);
-        let num = |x: f64| if integral { format!("{}", x as i64) } else { fmt_float(x) };
-        let range = match (p.min, p.max) {
-            (Some(lo), Some(hi)) => format!(", {}..={}", num(lo), num(hi)),
-            (Some(lo), None) => format!(", ≥ {}", num(lo)),
-            (None, Some(hi)) => format!(", ≤ {}", num(hi)),
-            (None, None) => String::new(),
-        };
+        let range = p.bounds_notation().map(|b| format!(", {b}")).unwrap_or_default();
         let _ = writeln!(out, "  {:width$}  {} ({default}{range})", p.name, p.ty);
         let _ = writeln!(out, "  {:width$}  {}", "", p.doc);
     }

@@ -1,7 +1,19 @@
 //! Optimizers of `train.optimizer`.
 
 use super::p::{boolean, float};
-use super::{Component, Default, Kind, Param, Rules, Ty};
+use super::{Args, Component, Default, Kind, Param, Rules, Ty, Violation};
+
+/// `sgd`: Nesterov momentum needs momentum.
+fn nesterov_momentum(a: Args<'_>) -> Result<(), Violation> {
+    match (a.bool("nesterov"), a.float("momentum")) {
+        (Some(true), Some(m)) if m <= 0.0 => Err(Violation::of(
+            "nesterov",
+            "Nesterov momentum with `momentum = 0`",
+            "set a positive `momentum` (e.g. 0.9), or `nesterov = false`",
+        )),
+        _ => Ok(()),
+    }
+}
 
 pub(super) const COMPONENTS: &[Component] = &[
     Component {
@@ -17,11 +29,12 @@ pub(super) const COMPONENTS: &[Component] = &[
                 "moment decay rates (β1, β2)",
             )
             .min(0.0)
-            .max(1.0),
-            float("eps", 1e-8, "added to the denominator").min(0.0).max(1.0),
+            .below(1.0),
+            float("eps", 1e-8, "added to the denominator").above(0.0).max(1.0),
             float("weight_decay", 0.0, "decoupled weight decay").min(0.0).max(1.0),
         ],
         rules: Rules::None,
+        consistent: None,
     },
     Component {
         kind: Kind::Optimizer,
@@ -34,5 +47,6 @@ pub(super) const COMPONENTS: &[Component] = &[
             float("weight_decay", 0.0, "L2 weight decay").min(0.0).max(1.0),
         ],
         rules: Rules::None,
+        consistent: Some(nesterov_momentum),
     },
 ];

@@ -17,4 +17,5 @@ pub(super) const COMPONENTS: &[Component] = &[Component {
         int("batch", 64, "samples generated per batch").min(1.0).max(100_000.0),
     ],
     rules: Rules::None,
+    consistent: None,
 }];

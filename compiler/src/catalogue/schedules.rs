@@ -3,11 +3,17 @@
 use super::p::{boolean, float, int, optional};
 use super::{Component, Kind, Param, Rules, Ty};
 
-const STEPS: Param = int("steps", 100, "largest number of denoising steps").min(1.0).max(100_000.0);
+const STEPS: Param = int("steps", 100, "largest number of denoising steps").min(1.0).max(1000.0);
 const PARALLEL: Param = int("parallel", 1, "variables started at each step").min(1.0).max(100_000.0);
 const OVERLAP: Param =
     float("overlap", 0.5, "fraction of a variable's steps that overlap the next one's").min(0.0).max(1.0);
-const EPSILON: Param = float("epsilon", 1e-6, "added to σ before comparing certainties").min(0.0).max(1.0);
+const EPSILON: Param = float(
+    "epsilon",
+    1e-6,
+    "tolerance: added to σ before comparing certainties, and below which t counts as 0",
+)
+.above(0.0)
+.max(1.0);
 const FINISHED: Param =
     float("finished", 1e-3, "t below which a variable counts as finished").min(0.0).max(1.0);
 
@@ -24,20 +30,23 @@ pub(super) const COMPONENTS: &[Component] = &[
             float("shift", 1.0, "timestep shift (> 1 spends more steps at high noise)").min(1e-3).max(1e3),
         ],
         rules: NO_SIGMA,
+        consistent: None,
     },
     Component {
         kind: Kind::Schedule,
         name: "raster",
         doc: "one variable after another in raster order",
-        params: &[int("steps", 3, "steps per variable").min(1.0).max(10_000.0)],
+        params: &[int("steps", 3, "steps per variable").min(1.0).max(100.0)],
         rules: NO_SIGMA,
+        consistent: None,
     },
     Component {
         kind: Kind::Schedule,
         name: "random_sequential",
         doc: "variables in a random order, `parallel` at a time, overlapping",
-        params: &[STEPS, PARALLEL, OVERLAP],
+        params: &[STEPS, PARALLEL, OVERLAP, EPSILON],
         rules: NO_SIGMA,
+        consistent: None,
     },
     Component {
         kind: Kind::Schedule,
@@ -47,10 +56,12 @@ pub(super) const COMPONENTS: &[Component] = &[
             STEPS,
             PARALLEL,
             OVERLAP,
+            EPSILON,
             int("order", 1, "neighbourhood order used to propagate certainty").min(0.0).max(16.0),
-            float("decay", 0.5, "certainty decay per graph hop").min(0.0).max(1.0),
+            float("decay", 0.5, "certainty decay per graph hop").above(0.0).below(1.0),
         ],
         rules: NO_SIGMA,
+        consistent: None,
     },
     Component {
         kind: Kind::Schedule,
@@ -64,16 +75,18 @@ pub(super) const COMPONENTS: &[Component] = &[
             EPSILON,
         ],
         rules: SIGMA,
+        consistent: None,
     },
     Component {
         kind: Kind::Schedule,
         name: "mask_git",
         doc: "MaskGIT-style: random groups of variables, each denoised in a few steps",
         params: &[
-            int("groups", 8, "number of groups the variables are split into").min(1.0).max(100_000.0),
-            int("steps_per_group", 10, "denoising steps per group").min(1.0).max(10_000.0),
+            int("groups", 8, "number of groups the variables are split into").min(1.0).max(256.0),
+            int("steps_per_group", 10, "denoising steps per group").min(1.0).max(100.0),
         ],
         rules: NO_SIGMA,
+        consistent: None,
     },
     Component {
         kind: Kind::Schedule,
@@ -84,13 +97,20 @@ pub(super) const COMPONENTS: &[Component] = &[
             float("alpha", 0.5, "stochasticity the divergence is computed for").min(0.0).max(1.0),
             optional("threshold", Ty::Float, "divergence threshold per step (none = derived from `steps`)")
                 .min(0.0),
-            float("max_error", 5e-4, "largest tolerated approximation error").min(0.0).max(1.0),
-            int("search_steps", 20, "bisection steps of the inversion").min(1.0).max(64.0),
+            float("max_error", 5e-4, "largest tolerated approximation error").above(0.0).below(1.0),
+            optional(
+                "search_steps",
+                Ty::Int,
+                "bisection steps of the inversion (none = enough for `max_error`)",
+            )
+            .min(1.0)
+            .max(64.0),
             FINISHED,
-            float("min_alpha", 1e-5, "smallest alpha used in the bound").min(0.0).max(1.0),
-            float("min_step", 0.1, "smallest step in t").min(0.0).max(1.0),
+            float("min_alpha", 1e-5, "smallest alpha used in the bound").above(0.0).max(1.0),
+            float("min_step", 0.1, "smallest step in t").above(0.0).max(1.0),
         ],
         rules: SIGMA,
+        consistent: None,
     },
     Component {
         kind: Kind::Schedule,
@@ -99,11 +119,12 @@ pub(super) const COMPONENTS: &[Component] = &[
         params: &[
             STEPS,
             float("alpha", 0.5, "stochasticity of the reverse step").min(0.0).max(1.0),
-            float("scale", 0.1, "temperature of the softmax over certainties").min(1e-6).max(1e3),
+            float("scale", 0.1, "temperature of the softmax over certainties").above(0.0).max(1e3),
             int("max_clip_iter", 8, "iterations of the step clipping").min(0.0).max(100.0),
             FINISHED,
             EPSILON,
         ],
         rules: SIGMA,
+        consistent: None,
     },
 ];

@@ -3,7 +3,7 @@ use std::collections::BTreeSet;
 
 fn default_fits(p: &Param) -> Result<(), String> {
     let Some(d) = p.default else { return Ok(()) };
-    let in_range = |x: f64| p.min.is_none_or(|lo| x >= lo) && p.max.is_none_or(|hi| x <= hi);
+    let in_range = |x: f64| p.admits(x);
     let ok = match (p.ty, d) {
         (_, Default::Absent) => true,
         (Ty::Int, Default::Int(i)) => in_range(i as f64),
@@ -39,6 +39,40 @@ fn every_default_has_its_type_and_is_in_range() {
     }
     for p in train_keys() {
         default_fits(p).unwrap();
+    }
+}
+
+#[test]
+fn exclusive_bounds_admit_and_read() {
+    let p = p::float("decay", 0.5, "doc").above(0.0).max(1.0);
+    assert!(!p.admits(0.0) && p.admits(1e-9) && p.admits(1.0) && !p.admits(1.1));
+    assert_eq!(p.bounds_notation().as_deref(), Some("(0.0, 1.0]"));
+    assert_eq!(p.bounds_words().as_deref(), Some("greater than 0.0 and at most 1.0"));
+    let q = p::int("steps", 3, "doc").min(1.0).max(10.0);
+    assert_eq!(q.bounds_notation().as_deref(), Some("1..=10"));
+    assert_eq!(q.bounds_words().as_deref(), Some("between 1 and 10"));
+    let r = p::float("eps", 1e-6, "doc").above(0.0);
+    assert_eq!(
+        (r.bounds_notation().as_deref(), r.bounds_words().as_deref()),
+        (Some("> 0.0"), Some("greater than 0.0"))
+    );
+    assert_eq!(p::float("x", 0.0, "doc").bounds_notation(), None);
+}
+
+#[test]
+fn defaults_are_consistent_and_convert_to_plan_values() {
+    for c in all() {
+        let defaults = c.default_params();
+        if let Some(consistent) = c.consistent {
+            // Required parameters are missing here; the rules skip what is absent.
+            consistent(Args(&defaults))
+                .unwrap_or_else(|v| panic!("{} defaults: {}", c.qualified(), v.message));
+        }
+        for p in c.params {
+            let plain = !matches!(p.ty, Ty::Component(_) | Ty::Mixture(_));
+            let present = matches!(p.default, Some(d) if d != Default::Absent);
+            assert_eq!(defaults.contains_key(p.name), plain && present, "{}.{}", c.qualified(), p.name);
+        }
     }
 }
 
@@ -174,7 +208,7 @@ fn lookup_by_name_and_describe() {
     assert!(text.starts_with("diffusion (flow)\n"));
     assert!(text.contains("predict: eps, x0, v"));
     assert!(text.contains("steps"));
-    assert!(text.contains("default 1000, 1..=100000"), "{text}");
+    assert!(text.contains("default 1000, 2..=100000"), "{text}");
     let patches = describe(lookup(Kind::Mapper, "image_patches").unwrap());
     assert!(patches.contains("patch") && patches.contains("required"));
     let l = list();

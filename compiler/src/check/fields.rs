@@ -263,26 +263,16 @@ impl Checker<'_> {
     }
 
     fn range_check(&mut self, param: &Param, x: f64, span: Span, owner: &str) -> bool {
-        let integral = matches!(param.ty, Ty::Int | Ty::Range | Ty::IntList);
-        let low = param.min.is_some_and(|lo| x < lo);
-        let high = param.max.is_some_and(|hi| x > hi);
-        if !low && !high {
+        if param.admits(x) {
             return true;
         }
-        let bounds = match (param.min, param.max) {
-            (Some(lo), Some(hi)) => {
-                format!("between {} and {}", fmt_num(lo, integral), fmt_num(hi, integral))
-            }
-            (Some(lo), None) => format!("at least {}", fmt_num(lo, integral)),
-            (None, Some(hi)) => format!("at most {}", fmt_num(hi, integral)),
-            (None, None) => String::new(),
-        };
+        let integral = matches!(param.ty, Ty::Int | Ty::Range | Ty::IntList);
         self.push(
             Diagnostic::error(
                 "E0313",
                 format!("`{}` of {owner} is out of range: {}", param.name, fmt_num(x, integral)),
                 span,
-                format!("must be {bounds}"),
+                format!("must be {}", param.bounds_words().unwrap_or_default()),
             )
             .with_help(format!("{}: {}", param.name, param.doc)),
         );

@@ -221,7 +221,29 @@ impl Checker<'_> {
         }
     }
 
+    /// Constraints between each component's own parameters (E0408).
+    fn consistency(&mut self, ck: &Checked) {
+        let mut insts: Vec<&Inst> = ck.data.iter().map(|d| &d.inst).collect();
+        insts.extend([&ck.mapper, &ck.flow, &ck.tokenizer, &ck.denoiser].into_iter().flatten());
+        if let Some((train, _)) = &ck.train {
+            insts.extend(train.children.values());
+        }
+        for s in &ck.samplers {
+            insts.push(&s.inst);
+            insts.extend(s.inst.fields.children.values());
+        }
+        for inst in insts.into_iter().filter(|i| !i.fields.broken) {
+            let Some(consistent) = inst.comp.consistent else { continue };
+            if let Err(v) = consistent(Args(&inst.fields.values)) {
+                let span = label_span(inst, &v);
+                let label = format!("inconsistent {} parameters", inst.comp.kind);
+                self.push(Diagnostic::error("E0408", v.message, span, label).with_help(v.help));
+            }
+        }
+    }
+
     fn semantics(&mut self, ck: &Checked) {
+        self.consistency(ck);
         if let Some(flow) = &ck.flow {
             if let Some(p) = Args(&flow.fields.values).word("predict") {
                 if !flow.comp.predicts().contains(&p) {
@@ -505,21 +527,6 @@ impl Checker<'_> {
                             "one log line",
                         )
                         .with_help("set `log_every` at most `steps` to follow the loss during training"),
-                    );
-                }
-            }
-            let vlb = train.mixtures.get("loss").into_iter().flatten().find(|t| t.comp.name == "vlb");
-            if let (Some(t), Some(flow)) = (vlb, &ck.flow) {
-                if Args(&flow.fields.values).word("variance") != Some("learned_range") {
-                    self.push(
-                        Diagnostic::warning(
-                            "W0306",
-                            "the `vlb` loss has no effect with a fixed variance",
-                            t.span,
-                            "trains nothing",
-                        )
-                        .with_label(flow.fields.span_or("variance", flow.name_span), "variance is fixed")
-                        .with_help("set `variance = learned_range` on the flow, or drop `vlb`"),
                     );
                 }
             }

@@ -227,7 +227,7 @@ pub fn find_shapes(image: &[f32], c: usize, h: usize, w: usize) -> Vec<ShapeEsti
         (-1i64..=1).flat_map(move |dy| (-1i64..=1).map(move |dx| (x + dx, y + dy))).filter_map(
             move |(nx, ny)| {
                 ((0..w as i64).contains(&nx) && (0..h as i64).contains(&ny))
-                    .then_some(ny as usize * w + nx as usize)
+                    .then(|| ny as usize * w + nx as usize)
             },
         )
     };

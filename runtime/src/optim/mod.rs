@@ -23,6 +23,7 @@ pub use schedule::{LrDecay, LrSchedule};
 pub use sgd::{Sgd, SgdConfig};
 
 use crate::error::{Result, RuntimeError};
+use crate::pvalue::config;
 
 /// The variables of a `VarMap` with their paths, sorted by path (a deterministic order).
 pub fn named_vars(vm: &VarMap) -> Vec<(String, Var)> {
@@ -63,61 +64,45 @@ pub fn build_optimizer(
     params: &BTreeMap<String, sr_compiler::plan::PValue>,
     vars: Vec<(String, Var)>,
 ) -> Result<Box<dyn Optimizer>> {
-    use sr_compiler::plan::PValue;
-    let err = |key: &str, reason: &str| RuntimeError::Param {
-        component: name.into(),
-        name: key.into(),
-        what: reason.into(),
-    };
-    let num = |key: &str, default: f64| -> Result<f64> {
-        match params.get(key) {
-            None => Ok(default),
-            Some(PValue::Float(x)) if x.is_finite() && *x >= 0.0 => Ok(*x),
-            Some(PValue::Int(i)) if *i >= 0 => Ok(*i as f64),
-            Some(_) => Err(err(key, "must be a non-negative number")),
-        }
-    };
     match name {
         "adamw" => {
-            let d = AdamWConfig::default();
-            let (beta1, beta2) = match params.get("betas") {
-                None => (d.beta1, d.beta2),
-                Some(PValue::List(b)) => match b.as_slice() {
-                    [PValue::Float(a), PValue::Float(b)]
-                        if (0.0..1.0).contains(a) && (0.0..1.0).contains(b) =>
-                    {
-                        (*a, *b)
-                    }
-                    _ => return Err(err("betas", "must be a pair of numbers in [0, 1)")),
-                },
-                Some(_) => return Err(err("betas", "must be a pair of numbers in [0, 1)")),
-            };
-            let cfg = AdamWConfig {
-                lr: num("lr", d.lr)?,
-                beta1,
-                beta2,
-                eps: num("eps", d.eps)?,
-                weight_decay: num("weight_decay", d.weight_decay)?,
-            };
+            let p: AdamWParams = config(name, params)?;
+            let (beta1, beta2) = p.betas;
+            let cfg = AdamWConfig { lr: p.lr, beta1, beta2, eps: p.eps, weight_decay: p.weight_decay };
             Ok(Box::new(AdamW::new(vars, cfg)?))
         }
         "sgd" => {
-            let d = SgdConfig::default();
-            let nesterov = match params.get("nesterov") {
-                None => d.nesterov,
-                Some(PValue::Bool(b)) => *b,
-                Some(_) => return Err(err("nesterov", "must be a boolean")),
-            };
+            let p: SgdParams = config(name, params)?;
             let cfg = SgdConfig {
-                lr: num("lr", d.lr)?,
-                momentum: num("momentum", d.momentum)?,
-                nesterov,
-                weight_decay: num("weight_decay", d.weight_decay)?,
+                lr: p.lr,
+                momentum: p.momentum,
+                nesterov: p.nesterov,
+                weight_decay: p.weight_decay,
             };
             Ok(Box::new(Sgd::new(vars, cfg)?))
         }
-        other => Err(RuntimeError::Config(format!("unknown optimizer `{other}`"))),
+        other => Err(RuntimeError::UnknownComponent { kind: "optimizer".into(), name: other.into() }),
     }
+}
+
+/// Plan parameters of `adamw`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdamWParams {
+    lr: f64,
+    betas: (f64, f64),
+    eps: f64,
+    weight_decay: f64,
+}
+
+/// Plan parameters of `sgd`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SgdParams {
+    lr: f64,
+    momentum: f64,
+    nesterov: bool,
+    weight_decay: f64,
 }
 
 /// Check that a loaded state tensor fits the variable it belongs to and give it its own storage.

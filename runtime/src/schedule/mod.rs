@@ -22,8 +22,9 @@ use sr_compiler::plan::PValue;
 use crate::error::{Result, RuntimeError};
 use crate::flow::Flow;
 use crate::param::Parameterization;
-use crate::pvalue::Params;
+use crate::pvalue::config;
 use crate::step::SearchSteps;
+use serde::Deserialize;
 
 pub use adaptive::{AdaptiveInverseConfig, AdaptiveSoftmaxConfig};
 pub use sequential::{CertaintySource, SequentialScheduleConfig};
@@ -89,105 +90,153 @@ enum State {
     Adaptive(Box<adaptive::Adaptive>),
 }
 
+/// Plan parameters of `fixed`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FixedParams {
+    steps: usize,
+    shift: f64,
+}
+
+/// Plan parameters of `raster`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RasterParams {
+    steps: usize,
+}
+
+/// Plan parameters of `random_sequential`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RandomParams {
+    steps: usize,
+    parallel: usize,
+    overlap: f64,
+    epsilon: f64,
+}
+
+/// Plan parameters of `graph_sequential`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GraphParams {
+    steps: usize,
+    parallel: usize,
+    overlap: f64,
+    epsilon: f64,
+    order: usize,
+    decay: f64,
+}
+
+/// Plan parameters of `adaptive_sequential`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdaptiveSequentialParams {
+    steps: usize,
+    parallel: usize,
+    overlap: f64,
+    reverse: bool,
+    epsilon: f64,
+}
+
+/// Plan parameters of `mask_git`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MaskGitParams {
+    groups: usize,
+    steps_per_group: usize,
+}
+
+/// Plan parameters of `adaptive_inverse` (`threshold` and `search_steps` are optional).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdaptiveInverseParams {
+    steps: usize,
+    alpha: f64,
+    #[serde(default)]
+    threshold: Option<f64>,
+    max_error: f64,
+    #[serde(default)]
+    search_steps: Option<usize>,
+    finished: f64,
+    min_alpha: f64,
+    min_step: f64,
+}
+
+/// Plan parameters of `adaptive_softmax`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdaptiveSoftmaxParams {
+    steps: usize,
+    alpha: f64,
+    scale: f64,
+    max_clip_iter: usize,
+    finished: f64,
+    epsilon: f64,
+}
+
 impl ScheduleConfig {
-    /// Builds a schedule configuration from its catalogue name and parameters.
+    /// Builds a schedule configuration from its catalogue name and plan parameters (every catalogue
+    /// parameter, bounds checked by the compiler).
     pub fn from_params(name: &str, params: &BTreeMap<String, PValue>) -> Result<Self> {
-        let p = Params::new(name, params);
-        let steps = |default: usize| -> Result<usize> {
-            let s = p.usize("steps", default)?;
-            if s == 0 {
-                return Err(p.invalid("steps", "must be at least 1"));
-            }
-            Ok(s)
-        };
-        let seq = |certainty: CertaintySource| -> Result<ScheduleConfig> {
-            let cfg = SequentialScheduleConfig {
-                max_steps: steps(100)?,
-                parallel: p.usize("parallel", 1)?,
-                overlap: p.f64("overlap", 0.5)?,
-                epsilon: p.f64("epsilon", 1e-6)?,
-                reverse: p.bool("reverse", false)?,
+        let sequential = |steps, parallel, overlap, epsilon, reverse, certainty| {
+            ScheduleConfig::Sequential(SequentialScheduleConfig {
+                max_steps: steps,
+                parallel,
+                overlap,
+                epsilon,
+                reverse,
                 certainty,
-            };
-            cfg.validate()?;
-            Ok(ScheduleConfig::Sequential(cfg))
+            })
         };
-        let cfg = match name {
+        Ok(match name {
             "fixed" => {
-                let shift = p.f64("shift", 1.0)?;
-                if !(shift > 0.0 && shift.is_finite()) {
-                    return Err(p.invalid("shift", "must be positive"));
-                }
-                ScheduleConfig::Fixed { steps: steps(100)?, shift }
+                let p: FixedParams = config(name, params)?;
+                ScheduleConfig::Fixed { steps: p.steps, shift: p.shift }
             }
-            "raster" => ScheduleConfig::Raster { steps: steps(3)? },
-            "random_sequential" => seq(CertaintySource::Random)?,
-            "adaptive_sequential" => seq(CertaintySource::Sigma)?,
+            "raster" => ScheduleConfig::Raster { steps: config::<RasterParams>(name, params)?.steps },
+            "random_sequential" => {
+                let p: RandomParams = config(name, params)?;
+                sequential(p.steps, p.parallel, p.overlap, p.epsilon, false, CertaintySource::Random)
+            }
             "graph_sequential" => {
-                let decay = p.f64("decay", 0.5)?;
-                if !(decay > 0.0 && decay < 1.0) {
-                    return Err(p.invalid("decay", "must be in (0, 1)"));
-                }
-                seq(CertaintySource::Graph { order: p.usize("order", 1)?, decay })?
+                let p: GraphParams = config(name, params)?;
+                let certainty = CertaintySource::Graph { order: p.order, decay: p.decay };
+                sequential(p.steps, p.parallel, p.overlap, p.epsilon, false, certainty)
+            }
+            "adaptive_sequential" => {
+                let p: AdaptiveSequentialParams = config(name, params)?;
+                sequential(p.steps, p.parallel, p.overlap, p.epsilon, p.reverse, CertaintySource::Sigma)
             }
             "mask_git" => {
-                let groups = p.opt_usize("groups")?.ok_or_else(|| p.invalid("groups", "required"))?;
-                let steps_per_group = p
-                    .opt_usize("steps_per_group")?
-                    .ok_or_else(|| p.invalid("steps_per_group", "required"))?;
-                if groups == 0 || steps_per_group == 0 {
-                    return Err(p.invalid("groups", "groups and steps_per_group must be at least 1"));
-                }
-                ScheduleConfig::MaskGit { groups, steps_per_group }
+                let p: MaskGitParams = config(name, params)?;
+                ScheduleConfig::MaskGit { groups: p.groups, steps_per_group: p.steps_per_group }
             }
             "adaptive_inverse" => {
-                let search = match (p.opt_usize("search_steps")?, p.f64("max_error", 5e-4)?) {
-                    (Some(0), _) => return Err(p.invalid("search_steps", "must be at least 1")),
-                    (Some(n), _) => SearchSteps::Count(n),
-                    (None, e) if e > 0.0 && e < 1.0 => SearchSteps::MaxError(e),
-                    _ => return Err(p.invalid("max_error", "must be in (0, 1)")),
-                };
-                let min_step = p.f64("min_step", 0.1)?;
-                if min_step.is_nan() || min_step <= 0.0 {
-                    return Err(p.invalid("min_step", "must be positive"));
-                }
-                let min_alpha = p.f64("min_alpha", 1e-5)?;
-                if min_alpha.is_nan() || min_alpha <= 0.0 {
-                    return Err(p.invalid("min_alpha", "must be positive"));
-                }
+                let p: AdaptiveInverseParams = config(name, params)?;
                 ScheduleConfig::AdaptiveInverse(AdaptiveInverseConfig {
-                    max_steps: steps(100)?,
-                    alpha: p.f64("alpha", 0.5)?.max(min_alpha),
-                    threshold: p.opt_f64("threshold")?,
-                    search,
-                    finished: p.f64("finished", 1e-3)?,
-                    min_step,
+                    max_steps: p.steps,
+                    alpha: p.alpha.max(p.min_alpha),
+                    threshold: p.threshold,
+                    search: p.search_steps.map_or(SearchSteps::MaxError(p.max_error), SearchSteps::Count),
+                    finished: p.finished,
+                    min_step: p.min_step,
                 })
             }
             "adaptive_softmax" => {
-                let max_steps = steps(100)?;
-                let scale = p.f64("scale", 0.1)?;
-                if scale.is_nan() || scale <= 0.0 {
-                    return Err(p.invalid("scale", "must be positive"));
-                }
-                let finished = p.opt_f64("finished")?.unwrap_or(1.0 / max_steps as f64);
-                if !(0.0..=1.0).contains(&finished) {
-                    return Err(p.invalid("finished", "must be in [0, 1]"));
-                }
+                let p: AdaptiveSoftmaxParams = config(name, params)?;
                 ScheduleConfig::AdaptiveSoftmax(AdaptiveSoftmaxConfig {
-                    max_steps,
-                    alpha: p.f64("alpha", 0.5)?,
-                    scale,
-                    max_clip_iter: p.usize("max_clip_iter", 8)?,
-                    finished,
-                    epsilon: p.f64("epsilon", 1e-6)?,
+                    max_steps: p.steps,
+                    alpha: p.alpha,
+                    scale: p.scale,
+                    max_clip_iter: p.max_clip_iter,
+                    finished: p.finished,
+                    epsilon: p.epsilon,
                 })
             }
             other => {
                 return Err(RuntimeError::UnknownComponent { kind: "schedule".into(), name: other.into() })
             }
-        };
-        Ok(cfg)
+        })
     }
 
     /// Whether the schedule needs the predicted σ of the denoiser.

@@ -207,7 +207,8 @@ fn mask_git_structural_facts() {
 
 fn all_configs() -> Vec<(String, ScheduleConfig)> {
     let mk = |name: &str, kv: &[(&str, PValue)]| {
-        let p: BTreeMap<String, PValue> = kv.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let mut p = defaults(name);
+        p.extend(kv.iter().map(|(k, v)| (k.to_string(), v.clone())));
         (name.to_string(), ScheduleConfig::from_params(name, &p).unwrap())
     };
     vec![
@@ -277,17 +278,32 @@ fn schedule_invariants_on_mixed_batches() {
     }
 }
 
+/// The plan parameters of schedule `name` when nothing is written.
+fn defaults(name: &str) -> BTreeMap<String, PValue> {
+    let comp =
+        sr_compiler::catalogue::lookup(sr_compiler::catalogue::Kind::Schedule, name).expect("a schedule");
+    comp.default_params()
+}
+
 #[test]
 fn from_params_checks() {
-    let mut p = BTreeMap::new();
-    assert!(ScheduleConfig::from_params("mask_git", &p).is_err());
-    assert!(ScheduleConfig::from_params("nope", &p).is_err());
-    p.insert("steps".to_string(), PValue::Int(0));
-    assert!(ScheduleConfig::from_params("fixed", &p).is_err());
-    let p = BTreeMap::new();
-    assert!(ScheduleConfig::from_params("adaptive_sequential", &p).unwrap().needs_sigma());
-    assert!(!ScheduleConfig::from_params("fixed", &p).unwrap().needs_sigma());
-    let cfg = ScheduleConfig::from_params("adaptive_inverse", &p).unwrap();
+    // The plan holds every parameter: a missing or unknown key is an error.
+    assert!(ScheduleConfig::from_params("mask_git", &BTreeMap::new()).is_err());
+    assert!(ScheduleConfig::from_params("nope", &defaults("fixed")).is_err());
+    let mut extra = defaults("fixed");
+    extra.insert("groups".to_string(), PValue::Int(2));
+    assert!(matches!(
+        ScheduleConfig::from_params("fixed", &extra),
+        Err(crate::error::RuntimeError::PlanParams { .. })
+    ));
+    assert!(ScheduleConfig::from_params("adaptive_sequential", &defaults("adaptive_sequential"))
+        .unwrap()
+        .needs_sigma());
+    assert!(!ScheduleConfig::from_params("fixed", &defaults("fixed")).unwrap().needs_sigma());
+    let cfg = ScheduleConfig::from_params("adaptive_inverse", &defaults("adaptive_inverse")).unwrap();
+    let ScheduleConfig::AdaptiveInverse(inverse) = &cfg else { panic!("{cfg:?}") };
+    // Without `search_steps` the bisection depth follows `max_error` (5e-4: 10 halvings).
+    assert_eq!(inverse.search.count(), 10);
     let ctx = ScheduleContext { batch: 1, variables: 2, mask: None, dependency: None, flow: None };
     assert!(cfg.init(&ctx, &mut StdRng::seed_from_u64(0)).is_err());
 }
