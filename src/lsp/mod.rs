@@ -244,7 +244,10 @@ impl Server {
             SemanticTokensFullRequest::METHOD => self.handle::<SemanticTokensFullRequest>(req, |s, p| {
                 let (_, text) = s.doc(&p.text_document.uri)?;
                 let data = tokens::semantic_tokens(text);
-                Some(lsp_types::SemanticTokensResult::Tokens(lsp_types::SemanticTokens { result_id: None, data }))
+                Some(lsp_types::SemanticTokensResult::Tokens(lsp_types::SemanticTokens {
+                    result_id: None,
+                    data,
+                }))
             }),
             DocumentSymbolRequest::METHOD => self.handle::<DocumentSymbolRequest>(req, |s, p| {
                 let (_, text) = s.doc(&p.text_document.uri)?;

@@ -79,7 +79,8 @@ impl Words {
                 self.set(e.span.start, class);
             }
             ExprKind::Component { name, body } => {
-                let class = if self.known.contains(&name.name) { (VARIABLE, 0) } else { (FUNCTION, DEFAULT_LIBRARY) };
+                let class =
+                    if self.known.contains(&name.name) { (VARIABLE, 0) } else { (FUNCTION, DEFAULT_LIBRARY) };
                 self.set(name.span.start, class);
                 body.iter().for_each(|s| self.stmt(s));
             }

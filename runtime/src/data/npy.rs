@@ -35,37 +35,41 @@ pub fn read_npz(path: &Path, key: Option<&str>) -> Result<NpyArray> {
     let (file, len) = open_regular(path)?;
     let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
         .map_err(|e| err(format!("not a .npz (zip) archive: {e}")))?;
-    let mut names: Vec<String> =
-        zip.file_names().filter_map(|n| n.strip_suffix(".npy")).map(str::to_string).collect();
+    let mut names: Vec<String> = zip
+        .file_names()
+        .filter_map(|n| n.ok().and_then(|n| n.strip_suffix(".npy").map(str::to_string)))
+        .collect();
     names.sort();
     let key = match key {
         Some(k) => k.to_string(),
         None if names.len() == 1 => names[0].clone(),
         None => return Err(err(format!("holds arrays {names:?}: set `key` to choose one"))),
     };
-    let header = {
-        let member = zip
-            .by_name(&format!("{key}.npy"))
-            .map_err(|_| err(format!("no array `{key}` (arrays: {names:?})")))?;
-        if member.compression() != zip::CompressionMethod::Stored {
-            return Err(err(format!(
-                "array `{key}` is compressed ({}): save with np.savez, not np.savez_compressed",
-                member.compression()
-            )));
+    let index = zip
+        .index_for_name(&format!("{key}.npy"))
+        .ok_or_else(|| err(format!("no array `{key}` (arrays: {names:?})")))?;
+    // Read raw first: a compressed member cannot be opened for reading without the codecs.
+    let raw = zip.by_index_raw(index).map_err(|e| err(format!("array `{key}`: {e}")))?;
+    if raw.compression() != zip::CompressionMethod::Stored {
+        return Err(err(format!(
+            "array `{key}` is compressed ({:?}): save with np.savez, not np.savez_compressed",
+            raw.compression()
+        )));
+    }
+    let size = raw.size();
+    if size > len || raw.compressed_size() != size {
+        return Err(err(format!("array `{key}` claims {size} bytes, the archive has {len}")));
+    }
+    drop(raw);
+    let member = zip.by_index(index).map_err(|e| err(format!("array `{key}`: {e}")))?;
+    let head = read_head(member, size, path)?;
+    let header = npy_header(&head, size, path).map_err(|e| match e {
+        RuntimeError::DataFile { path, what } => {
+            RuntimeError::DataFile { path, what: format!("array `{key}`: {what}") }
         }
-        let size = member.size();
-        if size > len {
-            return Err(err(format!("array `{key}` claims {size} bytes, the archive has {len}")));
-        }
-        let head = read_head(member, size, path)?;
-        npy_header(&head, size, path).map_err(|e| match e {
-            RuntimeError::DataFile { path, what } => {
-                RuntimeError::DataFile { path, what: format!("array `{key}`: {what}") }
-            }
-            other => other,
-        })?
-    };
-    let mut tensors = Tensor::read_npz_by_name(path, &[&key]).map_err(|e| candle_error(path, e))?;
+        other => other,
+    })?;
+    let mut tensors = Tensor::read_npz_by_name(path, &[key.as_str()]).map_err(|e| candle_error(path, e))?;
     let tensor = tensors.pop().ok_or_else(|| err(format!("no array `{key}`")))?;
     to_array(tensor, &header, path)
 }
@@ -184,7 +188,10 @@ pub(crate) fn npy_header(bytes: &[u8], len: u64, path: &Path) -> Result<Header> 
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
         2 => {
             if bytes.len() < 12 {
-                return Err(err(format!("truncated at byte {}: the v2 preamble needs 12 bytes", bytes.len())));
+                return Err(err(format!(
+                    "truncated at byte {}: the v2 preamble needs 12 bytes",
+                    bytes.len()
+                )));
             }
             (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
         }
@@ -197,7 +204,8 @@ pub(crate) fn npy_header(bytes: &[u8], len: u64, path: &Path) -> Result<Header> 
     if bytes.len() < data_start {
         return Err(err(format!("truncated at byte {}: header ends at byte {data_start}", bytes.len())));
     }
-    let text = std::str::from_utf8(&bytes[start..data_start]).map_err(|_| err("header is not text".into()))?;
+    let text =
+        std::str::from_utf8(&bytes[start..data_start]).map_err(|_| err("header is not text".into()))?;
     let entries = entries(text).map_err(|e| err(format!("bad header ({e}): {text}")))?;
     let get = |key: &str| entries.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
     let descr = get("descr").ok_or_else(|| err(format!("header has no 'descr': {text}")))?;

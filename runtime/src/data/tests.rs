@@ -224,8 +224,7 @@ fn npz_bytes(members: &[(&str, Vec<u8>)], deflate: bool) -> Vec<u8> {
     use std::io::Write;
     let mut out = std::io::Cursor::new(Vec::new());
     let mut zip = zip::ZipWriter::new(&mut out);
-    let options =
-        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     for (name, bytes) in members {
         zip.start_file(format!("{name}.npy"), options).unwrap();
         zip.write_all(bytes).unwrap();
@@ -235,7 +234,8 @@ fn npz_bytes(members: &[(&str, Vec<u8>)], deflate: bool) -> Vec<u8> {
     if deflate {
         // Compression method 8 (deflate) in every local and central header.
         for sig in [&b"PK\x03\x04"[..], &b"PK\x01\x02"[..]] {
-            let at: Vec<usize> = bytes.windows(4).enumerate().filter(|(_, w)| *w == sig).map(|(i, _)| i).collect();
+            let at: Vec<usize> =
+                bytes.windows(4).enumerate().filter(|(_, w)| *w == sig).map(|(i, _)| i).collect();
             for i in at {
                 let off = if sig[2] == 3 { 8 } else { 10 };
                 bytes[i + off] = 8;
@@ -284,7 +284,9 @@ fn numpy_dtypes_and_npz_archives() {
     for (bytes, key, expected) in cases {
         std::fs::write(&npz, bytes).unwrap();
         match read_npz(&npz, key) {
-            Err(RuntimeError::DataFile { what, .. }) => assert!(what.contains(expected), "{what} !~ {expected}"),
+            Err(RuntimeError::DataFile { what, .. }) => {
+                assert!(what.contains(expected), "{what} !~ {expected}")
+            }
             other => panic!("expected an error containing {expected:?}, got {other:?}"),
         }
     }

@@ -23,7 +23,8 @@ fn main() -> ExitCode {
         eprintln!("the temporary folder {} is not UTF-8", out.display());
         return ExitCode::FAILURE;
     };
-    if let Err(e) = tree_sitter_generate::generate_parser_in_directory(&grammar, Some(out_str), None, 14, None, None)
+    if let Err(e) =
+        tree_sitter_generate::generate_parser_in_directory(&grammar, Some(out_str), None, 14, None, None)
     {
         eprintln!("tree-sitter generate failed: {e}");
         return ExitCode::FAILURE;
@@ -38,7 +39,10 @@ fn main() -> ExitCode {
     }
     let _ = std::fs::remove_dir_all(&out);
     if stale.is_empty() {
-        println!("tree-sitter-srx: the committed parser is what grammar.js generates ({} files)", GENERATED.len());
+        println!(
+            "tree-sitter-srx: the committed parser is what grammar.js generates ({} files)",
+            GENERATED.len()
+        );
         ExitCode::SUCCESS
     } else {
         eprintln!(
