@@ -46,7 +46,7 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         eprintln!(
-            "tree-sitter-srx: src/{} differ from what grammar.js generates: run `tree-sitter generate --abi 14` in \
+            "tree-sitter-srx: not what grammar.js generates: src/{}; run `tree-sitter generate --abi 14` in \
              editors/tree-sitter-srx and commit the result",
             stale.join(", src/")
         );
