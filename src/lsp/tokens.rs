@@ -205,13 +205,8 @@ pub fn semantic_tokens(text: &str) -> Vec<SemanticToken> {
             }
             let word = &text[start..i];
             let class = words.at.get(&start).copied().or_else(|| {
-                if KEYWORDS.contains(&word) {
-                    Some((KEYWORD, 0))
-                } else if DTYPES.contains(&word) && b.get(i) == Some(&b'[') {
-                    Some((KEYWORD, 0))
-                } else {
-                    None
-                }
+                let dtype = DTYPES.contains(&word) && b.get(i) == Some(&b'[');
+                (KEYWORDS.contains(&word) || dtype).then_some((KEYWORD, 0))
             });
             if let Some((ty, mods)) = class {
                 raw.push((start, i, ty, mods));
