@@ -142,6 +142,20 @@ fn a_session_over_stdio() {
     assert!(labels.contains(&"rectified"), "{labels:?}");
     assert!(!labels.contains(&"transformer"), "{labels:?}");
 
+    // Semantic tokens: the legend is announced; `flow` (line 4) is a key, `transformer` a component.
+    let legend = &caps["semanticTokensProvider"]["legend"]["tokenTypes"];
+    let ty = |name: &str| legend.as_array().unwrap().iter().position(|t| t == name).expect(name) as u64;
+    let tokens = c.request("textDocument/semanticTokens/full", json!({ "textDocument": { "uri": URI } }));
+    let data: Vec<u64> = tokens["data"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    let (mut line, mut col, mut found) = (0, 0, Vec::new());
+    for t in data.chunks(5) {
+        line += t[0];
+        col = if t[0] == 0 { col + t[1] } else { t[1] };
+        found.push((line, col, t[2], t[3]));
+    }
+    assert!(found.contains(&(4, 2, 4, ty("property"))), "{found:?}");
+    assert!(found.contains(&(5, 13, 11, ty("function"))), "{found:?}");
+
     let edits = c.request(
         "textDocument/formatting",
         json!({ "textDocument": { "uri": URI }, "options": { "tabSize": 2, "insertSpaces": true } }),

@@ -6,7 +6,8 @@
 //! experiments), with the ratio between the two sizes.
 //!
 //! `cargo bench -p sr-compiler --bench check` measures; without `--bench` (as `cargo test --benches`
-//! runs it) every case runs once, as a smoke test.
+//! runs it) every case runs once, as a smoke test. Words after `--` other than flags choose hostile cases
+//! by kind and skip the rest (`cargo bench -p sr-compiler --bench check -- experiments`), for profiling.
 
 use sr_compiler::{compile_text, render, FsLoader};
 use std::hint::black_box;
@@ -180,14 +181,17 @@ fn measure_check(case: &Case, warmup: usize, iters: usize) -> (Duration, Duratio
 
 /// `sr check` on hostile inputs of 5,000 and 50,000 items: the time for 50,000 and the ratio of the two
 /// (10 for a cost linear in the input).
-fn hostile_cases(measuring: bool) {
+fn hostile_cases(measuring: bool, only: &[String]) {
     let iters = if measuring { 5 } else { 1 };
     println!("\nsr check on hostile inputs (compile + render), {iters} iterations, minimum:");
     println!("{:<16} {:>10} {:>12} {:>12} {:>8}", "case", "bytes", "diagnostics", "50,000", "÷ 5,000");
     for (small, large) in hostile(5_000).iter().zip(hostile(50_000).iter()) {
+        let kind = large.name.split('-').next().unwrap_or_default();
+        if !only.is_empty() && !only.iter().any(|o| o == kind) {
+            continue;
+        }
         let (_, t_small, _) = measure_check(small, 1, iters);
         let (_, t_large, diags) = measure_check(large, 1, iters);
-        let kind = large.name.split('-').next().unwrap_or_default();
         println!(
             "{kind:<16} {:>10} {diags:>12} {t_large:>12.3?} {:>8.1}",
             large.text.len(),
@@ -198,6 +202,11 @@ fn hostile_cases(measuring: bool) {
 
 fn main() -> ExitCode {
     let measuring = std::env::args().any(|a| a == "--bench");
+    let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    if !only.is_empty() {
+        hostile_cases(measuring, &only);
+        return ExitCode::SUCCESS;
+    }
     let (warmup, iters) = if measuring { (WARMUP, ITERS) } else { (0, 1) };
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let mut paths: Vec<_> = match std::fs::read_dir(&examples) {
@@ -255,6 +264,6 @@ fn main() -> ExitCode {
         big_lines,
         example_lines
     );
-    hostile_cases(measuring);
+    hostile_cases(measuring, &[]);
     ExitCode::SUCCESS
 }

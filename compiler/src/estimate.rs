@@ -294,8 +294,15 @@ pub fn estimate(plan: &Plan) -> Estimate {
 }
 
 /// The memory this machine can give one process: the smaller of the physical memory and the cgroup
-/// limit (Linux), or `SR_MEMORY_LIMIT` (bytes) when set; `None` where it is not known.
+/// limit (Linux), or `SR_MEMORY_LIMIT` (bytes) when set; `None` where it is not known. Read once per
+/// process: every experiment of a file is checked against it, and reading `/proc` for each of 50,000
+/// experiments cost more than checking them.
 pub fn machine_memory() -> Option<u64> {
+    static MEMORY: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *MEMORY.get_or_init(read_machine_memory)
+}
+
+fn read_machine_memory() -> Option<u64> {
     if let Some(v) = std::env::var_os("SR_MEMORY_LIMIT") {
         return v.to_str().and_then(|s| s.trim().parse().ok());
     }

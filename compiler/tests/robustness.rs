@@ -147,6 +147,37 @@ fn many_items_check_in_linear_time() {
     }
 }
 
+/// Ten times the items cost about ten times the time, not a hundred: the ratio of the fastest of three
+/// runs at 2,000 and at 20,000 items stays under 30 for each kind of hostile input (linear gives 10,
+/// quadratic 100; the margin absorbs a loaded machine).
+#[test]
+fn ten_times_the_items_cost_about_ten_times_the_time() {
+    let inputs = |n: usize| {
+        let keys: String = (0..n).map(|i| format!("  unknown_key_{i} = {i}\n")).collect();
+        let names: Vec<String> = (0..n).map(|i| format!("missing_{i}")).collect();
+        let experiments: String = (0..n).map(|i| format!("experiment e{i} {{ seed = {i} }}\n")).collect();
+        [
+            format!("experiment e {{\n{keys}}}\n"),
+            format!("use std.samplers.{{parallel_sampler, {}}}\n", names.join(", ")),
+            experiments,
+        ]
+    };
+    let fastest = |text: &str| {
+        (0..3)
+            .map(|_| {
+                let start = std::time::Instant::now();
+                let c = sr_compiler::compile_text("many.srx", text, &MemLoader::new(), &[]);
+                std::hint::black_box(sr_compiler::render(&c.diagnostics, &c.sources, false));
+                start.elapsed().as_secs_f64()
+            })
+            .fold(f64::INFINITY, f64::min)
+    };
+    for (small, large) in inputs(2_000).iter().zip(inputs(20_000).iter()) {
+        let ratio = fastest(large) / fastest(small).max(1e-6);
+        assert!(ratio < 30.0, "10x the input took {ratio:.1}x the time: {}", &small[..40]);
+    }
+}
+
 #[test]
 fn reports_on_a_very_long_line_show_only_the_bytes_around_each_span() {
     let names: Vec<String> = (0..20_000).map(|i| format!("missing_{i}")).collect();

@@ -5,9 +5,11 @@
 //! The handler is installed only while training runs ([`Guard`]), so an interrupt during evaluation or
 //! sampling ends the process as usual.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 static REQUESTED: AtomicBool = AtomicBool::new(false);
+/// The step after which the loop stops as if interrupted during it ([`request_after`]).
+static AFTER_STEP: AtomicU64 = AtomicU64::new(u64::MAX);
 
 /// True once an interrupt arrived while a [`Guard`] was held.
 pub fn requested() -> bool {
@@ -18,6 +20,19 @@ pub fn requested() -> bool {
 /// and tests).
 pub fn request() {
     REQUESTED.store(true, Ordering::SeqCst);
+}
+
+/// Asks the training loop to stop once step `step` (counted from 1) is done, as an interrupt arriving
+/// during that step does: a deterministic stand-in for a signal in tests and embedders. It outlives
+/// [`Guard::install`], which clears only a pending signal.
+pub fn request_after(step: u64) {
+    AFTER_STEP.store(step, Ordering::SeqCst);
+}
+
+/// True if the training loop should stop after step `done`: an interrupt arrived, or `done` reached
+/// the step given to [`request_after`].
+pub fn stop_after(done: u64) -> bool {
+    requested() || done >= AFTER_STEP.load(Ordering::SeqCst)
 }
 
 /// Catches SIGINT and SIGTERM while alive; dropping it restores the default actions.

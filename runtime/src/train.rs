@@ -668,7 +668,7 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
         progress.update(done, &format!("loss {:.4} {:.1} steps/s", stats.loss, progress.rate(done)));
         // An interrupt at the last step also stops here, before evaluation. With several ranks, all
         // stop after the same step: the one whose gradient exchange first carried an interrupt.
-        let stop = if world.size() > 1 { interrupted } else { crate::interrupt::requested() };
+        let stop = if world.size() > 1 { interrupted } else { crate::interrupt::stop_after(done) };
         if stop {
             progress.finish();
             if root {

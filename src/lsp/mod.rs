@@ -3,11 +3,13 @@
 //! Diagnostics come from the same pipeline as `sr check` (parse → resolve → check), with imports read
 //! from the editor's unsaved buffers first; hover and completion come from the component catalogue;
 //! go-to-definition finds presets, experiments and `use "file"` targets; formatting is `sr fmt`; the
-//! outline lists items and statements; quick fixes apply did-you-mean suggestions.
+//! outline lists items and statements; quick fixes apply did-you-mean suggestions; semantic tokens
+//! classify every word from the syntax tree ([`tokens`]).
 
 mod analysis;
 mod context;
 mod outline;
+mod tokens;
 pub mod transport;
 
 use analysis::{diagnose, path_to_uri, source_name, LineIndex};
@@ -19,7 +21,7 @@ use lsp_types::notification::{
 };
 use lsp_types::request::{
     CodeActionRequest, Completion, DocumentSymbolRequest, Formatting, GotoDefinition, HoverRequest,
-    PrepareRenameRequest, Rename, Request as _,
+    PrepareRenameRequest, Rename, Request as _, SemanticTokensFullRequest,
 };
 use lsp_types::{
     CompletionOptions, CompletionParams, CompletionResponse, DocumentFormattingParams, GotoDefinitionParams,
@@ -101,6 +103,14 @@ fn capabilities() -> ServerCapabilities {
             lsp_types::CodeActionOptions {
                 code_action_kinds: Some(vec![lsp_types::CodeActionKind::QUICKFIX]),
                 ..Default::default()
+            },
+        )),
+        semantic_tokens_provider: Some(lsp_types::SemanticTokensServerCapabilities::SemanticTokensOptions(
+            lsp_types::SemanticTokensOptions {
+                legend: tokens::legend(),
+                full: Some(lsp_types::SemanticTokensFullOptions::Bool(true)),
+                range: None,
+                work_done_progress_options: Default::default(),
             },
         )),
         ..Default::default()
@@ -231,6 +241,14 @@ impl Server {
             Completion::METHOD => self.handle::<Completion>(req, |s, p| s.complete(p)),
             GotoDefinition::METHOD => self.handle::<GotoDefinition>(req, |s, p| s.definition(p)),
             Formatting::METHOD => self.handle::<Formatting>(req, |s, p| s.format(p)),
+            SemanticTokensFullRequest::METHOD => self.handle::<SemanticTokensFullRequest>(req, |s, p| {
+                let (_, text) = s.doc(&p.text_document.uri)?;
+                let data = tokens::semantic_tokens(text);
+                Some(lsp_types::SemanticTokensResult::Tokens(lsp_types::SemanticTokens {
+                    result_id: None,
+                    data,
+                }))
+            }),
             DocumentSymbolRequest::METHOD => self.handle::<DocumentSymbolRequest>(req, |s, p| {
                 let (_, text) = s.doc(&p.text_document.uri)?;
                 Some(lsp_types::DocumentSymbolResponse::Nested(outline::document_symbols(text)))

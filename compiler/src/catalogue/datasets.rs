@@ -239,14 +239,14 @@ pub(super) const COMPONENTS: &[Component] = &[
     Component {
         kind: Kind::Dataset,
         name: "points",
-        doc: "point sets of shape [points, dim] from a .npy or .safetensors file",
+        doc: "point sets of shape [points, dim] from a .npy, .npz or .safetensors file",
         params: &[
-            required("path", Ty::Path, "the .npy or .safetensors file"),
+            required("path", Ty::Path, "the .npy, .npz or .safetensors file"),
             Param::new(
                 "key",
                 Ty::Str,
                 Some(Default::Str("points")),
-                "tensor name inside a .safetensors file",
+                "array name inside a .npz or tensor name inside a .safetensors file",
             ),
             required("points", Ty::Int, "points per sample N (checked against the file at load time)")
                 .min(1.0),

@@ -1,17 +1,17 @@
 //! Loaders of standard dataset formats: MNIST IDX, CIFAR-10 binary, image folders, point sets.
 
-use super::npy::read_npy;
+use super::npy::{read_npy, read_npz};
 use super::{Dataset, Label, Params, Sample, Split};
 use crate::error::{Result, RuntimeError};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Largest header read before a data file's body: its sizes are checked against the file's length first.
-const MAX_HEADER: u64 = 1 << 20;
+pub(crate) const MAX_HEADER: u64 = 1 << 20;
 
 /// Opens `path` for reading when it is a regular file (not a folder, pipe or device) and returns it
 /// with its length.
-fn open_regular(path: &Path) -> Result<(std::fs::File, u64)> {
+pub(crate) fn open_regular(path: &Path) -> Result<(std::fs::File, u64)> {
     let meta = std::fs::metadata(path).map_err(|e| RuntimeError::io(path, e))?;
     if !meta.is_file() {
         return Err(RuntimeError::data_file(path, "not a regular file (a folder, pipe or device)"));
@@ -398,8 +398,8 @@ impl Dataset for ImageFolderDataset {
     }
 }
 
-/// Point sets from `.npy` or `.safetensors` at `path` (tensor `key`; optional when the file holds one
-/// tensor): an array `[N, D]` is one sample, `[M, N, D]` is M samples; raw `[N, D]`, values as stored.
+/// Point sets from `.npy`, `.npz` or `.safetensors` at `path` (array or tensor `key`; optional when the
+/// file holds one): an array `[N, D]` is one sample, `[M, N, D]` is M samples; raw `[N, D]`, values as stored.
 #[derive(Debug, Clone)]
 pub struct PointsDataset {
     shape: [usize; 2],
@@ -481,7 +481,7 @@ impl PointsDataset {
         Self::load(&path, key.as_deref())
     }
 
-    /// Loads a `.npy` or `.safetensors` file.
+    /// Loads a `.npy`, `.npz` or `.safetensors` file.
     pub fn load(path: &Path, key: Option<&str>) -> Result<Self> {
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
         let (shape, data) = match ext.as_str() {
@@ -489,8 +489,12 @@ impl PointsDataset {
                 let a = read_npy(path)?;
                 (a.shape, a.data)
             }
+            "npz" => {
+                let a = read_npz(path, key)?;
+                (a.shape, a.data)
+            }
             "safetensors" => read_safetensors(path, key)?,
-            _ => return Err(RuntimeError::data_file(path, "expected a .npy or .safetensors file")),
+            _ => return Err(RuntimeError::data_file(path, "expected a .npy, .npz or .safetensors file")),
         };
         let (sets, n, d) = match shape.as_slice() {
             [n, d] => (1, *n, *d),

@@ -1,11 +1,12 @@
-//! Bounded fuzzing of every file loader (npy, IDX, CIFAR-10, safetensors, images) with proptest: random
-//! bytes and mutations of valid files give a value or a data-file error, never a panic, an abort or an
-//! allocation a header asks for without the bytes to back it.
+//! Bounded fuzzing of every file loader (npy, npz, IDX, CIFAR-10, safetensors, images) with proptest:
+//! random bytes and mutations of valid files give a value or a data-file error, never a panic, an abort
+//! or an allocation a header asks for without the bytes to back it. NumPy files go through the whole
+//! reader (sr's header check, then candle's reader) from real files.
 
 use super::files::{checked_size, cifar_size, decode_image, idx_size, safetensors_size};
-use super::npy::parse_npy;
+use super::npy::npy_header;
 use super::testutil::temp_dir;
-use super::{read_idx, read_npy, PointsDataset};
+use super::{read_idx, read_npy, read_npz, PointsDataset};
 use crate::error::RuntimeError;
 use proptest::prelude::*;
 use std::path::Path;
@@ -58,11 +59,40 @@ fn mutate(mut bytes: Vec<u8>, edits: &[(usize, u8)], cut: usize) -> Vec<u8> {
     bytes
 }
 
+/// A stored `.npz` archive holding `members` (name, bytes), as `np.savez` writes it.
+fn npz_bytes(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    use std::io::Write;
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut zip = zip::ZipWriter::new(&mut out);
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for (name, bytes) in members {
+        zip.start_file(format!("{name}.npy"), options).unwrap();
+        zip.write_all(bytes).unwrap();
+    }
+    zip.finish().unwrap();
+    out.into_inner()
+}
+
+/// Reads `bytes` as a `.npy` file and as a `.npz` archive, from files named after `tag`; a value or a
+/// data-file error, never a panic.
+fn load_numpy_files(tag: &str, bytes: &[u8]) {
+    let dir = std::env::temp_dir().join(format!("sr-fuzz-numpy-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let npy = dir.join("a.npy");
+    std::fs::write(&npy, bytes).unwrap();
+    let _ = read_npy(&npy);
+    let npz = dir.join("a.npz");
+    std::fs::write(&npz, npz_bytes(&[("points", bytes.to_vec())])).unwrap();
+    let _ = read_npz(&npz, None);
+    std::fs::write(&npz, bytes).unwrap();
+    let _ = read_npz(&npz, Some("points"));
+}
+
 /// Runs every loader on `bytes`; the only acceptable failures are coded errors.
 fn load_everything(bytes: &[u8]) {
     let path = Path::new(P);
     let len = bytes.len() as u64;
-    let _ = parse_npy(bytes, path);
+    let _ = npy_header(bytes, len, path);
     for ndim in 1..4 {
         let _ = idx_size(bytes, len, ndim, path);
     }
@@ -79,11 +109,12 @@ proptest! {
     #[test]
     fn random_bytes_never_crash_a_loader(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
         load_everything(&bytes);
+        load_numpy_files("random", &bytes);
     }
 
     #[test]
     fn mutated_files_never_crash_a_loader(
-        which in 0usize..4,
+        which in 0usize..6,
         edits in prop::collection::vec((any::<usize>(), any::<u8>()), 0..6),
         cut in any::<usize>(),
     ) {
@@ -91,9 +122,23 @@ proptest! {
             0 => npy_bytes("2, 3,", &[0; 24]),
             1 => idx_bytes(&[2, 3, 4], &[1; 24]),
             2 => safetensors_bytes(),
-            _ => png_bytes(),
+            3 => png_bytes(),
+            4 => npz_bytes(&[("points", npy_bytes("2, 3,", &[0; 24]))]),
+            _ => npz_bytes(&[("a", npy_bytes("2,", &[0; 8])), ("b", npy_bytes("1, 1,", &[0; 4]))]),
         };
-        load_everything(&mutate(valid, &edits, cut));
+        let bytes = mutate(valid, &edits, cut);
+        load_everything(&bytes);
+        if which == 0 {
+            load_numpy_files("mutated-npy", &bytes);
+        }
+        if which >= 4 {
+            let dir = std::env::temp_dir().join(format!("sr-fuzz-npz-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let npz = dir.join("m.npz");
+            std::fs::write(&npz, &bytes).unwrap();
+            let _ = read_npz(&npz, None);
+            let _ = read_npz(&npz, Some("a"));
+        }
     }
 
     /// Dimensions from a header whose product overflows are refused, not wrapped.

@@ -24,7 +24,7 @@ use sr_compiler::plan::PValue;
 use std::collections::BTreeMap;
 
 pub use files::{read_idx, CifarDataset, ImageFolderDataset, MnistDataset, PointsDataset};
-pub use npy::{read_npy, NpyArray};
+pub use npy::{read_npy, read_npz, NpyArray};
 pub use params::Params;
 pub use sudoku::{is_valid_grid, solved_grid, SudokuDataset, SudokuImageDataset, SudokuSource};
 pub use synthetic::{

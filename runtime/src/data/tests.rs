@@ -204,7 +204,7 @@ fn npy_points_round_trip_and_errors() {
 
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (b"NUMPY!\x01\x00\x10\x00".to_vec(), "bad magic number"),
-        (npy_bytes(1, "<i8", &[4, 6], &f64_body), "wrong dtype <i8"),
+        (npy_bytes(1, "<c8", &[4, 6], &f64_body), "wrong dtype <c8"),
         (npy_bytes(1, ">f4", &[4, 6], &f32_body), "big-endian"),
         (npy_bytes(1, "<f4", &[4, 6], &f32_body[..50]), "truncated at byte"),
         (npy_bytes(1, "<f4", &[24], &f32_body), "expected [N, D]"),
@@ -214,6 +214,93 @@ fn npy_points_round_trip_and_errors() {
         std::fs::write(&file, bytes).unwrap();
         let (path, what) = data_file_error(build_dataset("points", &p, 0));
         assert!(path.ends_with("p.npy") && what.contains(expected), "{what} !~ {expected}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A stored `.npz` of `members`, as `np.savez` writes it; `deflate` marks every member compressed
+/// (its bytes are left as they are: the reader must refuse before reading them).
+fn npz_bytes(members: &[(&str, Vec<u8>)], deflate: bool) -> Vec<u8> {
+    use std::io::Write;
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut zip = zip::ZipWriter::new(&mut out);
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for (name, bytes) in members {
+        zip.start_file(format!("{name}.npy"), options).unwrap();
+        zip.write_all(bytes).unwrap();
+    }
+    zip.finish().unwrap();
+    let mut bytes = out.into_inner();
+    if deflate {
+        // Compression method 8 (deflate) in every local and central header.
+        for sig in [&b"PK\x03\x04"[..], &b"PK\x01\x02"[..]] {
+            let at: Vec<usize> =
+                bytes.windows(4).enumerate().filter(|(_, w)| *w == sig).map(|(i, _)| i).collect();
+            for i in at {
+                let off = if sig[2] == 3 { 8 } else { 10 };
+                bytes[i + off] = 8;
+            }
+        }
+    }
+    bytes
+}
+
+/// candle's reader behind sr's header check: int64, float16 and bool arrays, `.npz` archives with and
+/// without `key`, and the refusals (compressed members, a repeated header key, an unknown member).
+#[test]
+fn numpy_dtypes_and_npz_archives() {
+    let dir = temp_dir("npz");
+    let values: Vec<f32> = (0..6).map(|i| i as f32 - 2.0).collect();
+    let i64_body: Vec<u8> = values.iter().flat_map(|&v| (v as i64).to_le_bytes()).collect();
+    let npy = dir.join("p.npy");
+    std::fs::write(&npy, npy_bytes(1, "<i8", &[2, 3], &i64_body)).unwrap();
+    let a = read_npy(&npy).unwrap();
+    assert_eq!((a.shape.as_slice(), a.data.as_slice()), (&[2, 3][..], values.as_slice()));
+    // float16, as candle writes it.
+    let t = candle_core::Tensor::from_slice(&values, (2, 3), &candle_core::Device::Cpu).unwrap();
+    t.to_dtype(candle_core::DType::F16).unwrap().write_npy(&npy).unwrap();
+    assert_eq!(read_npy(&npy).unwrap().data, values);
+    let f16_npy = std::fs::read(&npy).unwrap();
+    std::fs::write(&npy, npy_bytes(1, "|b1", &[2, 3], &[1, 0, 1, 1, 0, 0])).unwrap();
+    assert_eq!(read_npy(&npy).unwrap().data, [1.0, 0.0, 1.0, 1.0, 0.0, 0.0]);
+
+    let npz = dir.join("p.npz");
+    let points = npy_bytes(1, "<i8", &[2, 3], &i64_body);
+    std::fs::write(&npz, npz_bytes(&[("points", points.clone())], false)).unwrap();
+    assert_eq!(read_npz(&npz, None).unwrap().data, values);
+    let p = params(&[("path", path_param(&npz)), ("key", PValue::Str("points".into()))]);
+    let d = build_dataset("points", &p, 0).unwrap();
+    assert_eq!((d.len(), d.raw_shape()), (Some(1), vec![2, 3]));
+    let two = npz_bytes(&[("points", points.clone()), ("labels", f16_npy)], false);
+    std::fs::write(&npz, two).unwrap();
+    assert_eq!(read_npz(&npz, Some("labels")).unwrap().data, values);
+    let cases: Vec<(Vec<u8>, Option<&str>, &str)> = vec![
+        (npz_bytes(&[("a", points.clone()), ("b", points.clone())], false), None, "set `key`"),
+        (npz_bytes(&[("a", points.clone())], false), Some("b"), "no array `b`"),
+        (npz_bytes(&[("points", points.clone())], true), None, "np.savez_compressed"),
+        (npz_bytes(&[("points", points[..points.len() - 8].to_vec())], false), None, "truncated"),
+        (b"PK\x05\x06 not a zip".to_vec(), None, "not a .npz"),
+    ];
+    for (bytes, key, expected) in cases {
+        std::fs::write(&npz, bytes).unwrap();
+        match read_npz(&npz, key) {
+            Err(RuntimeError::DataFile { what, .. }) => {
+                assert!(what.contains(expected), "{what} !~ {expected}")
+            }
+            other => panic!("expected an error containing {expected:?}, got {other:?}"),
+        }
+    }
+
+    // A header that candle would read differently from sr (its last `shape` wins) is refused.
+    let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1,), 'shape': (4000000000,), }";
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    bytes.extend([0; 4]);
+    std::fs::write(&npy, bytes).unwrap();
+    match read_npy(&npy) {
+        Err(RuntimeError::DataFile { what, .. }) => assert!(what.contains("appears twice"), "{what}"),
+        other => panic!("expected a refusal, got {other:?}"),
     }
     std::fs::remove_dir_all(&dir).ok();
 }
