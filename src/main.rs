@@ -211,6 +211,7 @@ fn dispatch(command: Command) -> miette::Result<ExitCode> {
                 evaluate: !no_eval,
                 progress: std::io::stderr().is_terminal(),
                 eval_limit: eval_samples,
+                hooks: Default::default(),
             };
             let summary = sr_runtime::run::run(plan, &options).map_err(miette::Report::new)?;
             println!("{}", summary.table);
@@ -229,6 +230,7 @@ fn dispatch(command: Command) -> miette::Result<ExitCode> {
                 trace,
                 device,
                 progress: std::io::stderr().is_terminal(),
+                hooks: Default::default(),
             };
             let written = sr_runtime::run::sample(plan, &options).map_err(miette::Report::new)?;
             for path in written {

@@ -67,6 +67,14 @@ pub enum RuntimeError {
         help("the last good checkpoint is kept; lower the learning rate, raise warm-up or enable clipping")
     )]
     Diverged { step: u64, what: String },
+    /// A stop was requested (Ctrl-C, or a caller through [`Hooks`](crate::hooks::Hooks)); the message
+    /// says what was saved.
+    #[error("{0}")]
+    #[diagnostic(
+        code(R0402),
+        help("continue with `sr run --resume` (in Python: `sr.run(..., resume=True)`)")
+    )]
+    Interrupted(String),
     /// The requested device is not available in this build or on this machine.
     #[error("device `{device}`: {what}")]
     #[diagnostic(

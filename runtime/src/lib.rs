@@ -4,6 +4,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod error;
 pub mod flow;
+pub mod hooks;
 pub mod image_io;
 pub mod init;
 pub mod mapper;

@@ -14,12 +14,13 @@ use sr_compiler::plan::{PValue, Plan};
 use crate::checkpoint::write_atomic;
 use crate::data::{make_batch, Dataset};
 use crate::error::{Result, RuntimeError};
+use crate::hooks::{Hooks, Progress, Stage};
 use crate::image_io::{render_sudoku, write_gif, write_image_grid, GridOptions};
 use crate::metric::{compute_metric, uses_digit_classifier, ClassifierReport, DigitClassifier};
 use crate::model::{device, Model};
 use crate::optim::Ema;
 use crate::progress::{format_duration, ProgressBar, ProgressMode};
-use crate::sample::{sample_with_progress, Record, SamplerSettings};
+use crate::sample::{sample_with_progress, Record, Sampled, SamplerSettings};
 use crate::train::{load_weights, step_seed, train, RunPaths, TrainOptions};
 
 /// Samples used to evaluate on an endless data split (one without `count`).
@@ -39,6 +40,8 @@ pub struct RunOptions {
     pub progress: bool,
     /// Evaluate at most this many samples of each split (quick looks at long experiments).
     pub eval_limit: Option<u64>,
+    /// A progress callback and a stop flag (training and evaluation).
+    pub hooks: Hooks,
 }
 
 /// One cell group of the result table: a metric on a split with a sampler.
@@ -76,8 +79,7 @@ pub struct RunSummary {
 
 /// Trains (when the plan has a `train` block), then samples and evaluates every `evaluate` line.
 pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary> {
-    let model =
-        Model::build(plan, device(options.device.as_deref().or(plan.device.as_deref()).unwrap_or("cpu"))?)?;
+    let model = build_model(plan, options.device.as_deref())?;
     let paths = RunPaths { root: options.out.clone() };
     std::fs::create_dir_all(&paths.root).map_err(|e| RuntimeError::io(&paths.root, e))?;
     let plan_json = serde_json::to_string_pretty(plan).map_err(|e| RuntimeError::Config(e.to_string()))?;
@@ -96,7 +98,12 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary> {
         let trained = train(
             plan,
             &model,
-            &TrainOptions { paths: paths.clone(), resume: options.resume, progress: options.progress },
+            &TrainOptions {
+                paths: paths.clone(),
+                resume: options.resume,
+                progress: options.progress,
+                hooks: options.hooks.clone(),
+            },
         )?;
         results.train_steps = trained.step;
         results.train_seconds = trained.seconds;
@@ -104,7 +111,8 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary> {
         ema = trained.ema;
     }
     if options.evaluate {
-        results.rows = evaluate(plan, &model, ema.as_mut(), options.eval_limit, options.progress)?;
+        results.rows =
+            evaluate(plan, &model, ema.as_mut(), options.eval_limit, options.progress, &options.hooks)?;
         let read_cells = results
             .rows
             .iter()
@@ -118,6 +126,11 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary> {
     write_atomic(&paths.root.join("results.json"), json.as_bytes())?;
     write_atomic(&paths.root.join("results.md"), table.as_bytes())?;
     Ok(RunSummary { results, table })
+}
+
+/// The live components of `plan` on `device` (`cpu`, `cuda`, `cuda:N`), else the plan's device, else the CPU.
+pub fn build_model(plan: &Plan, device_name: Option<&str>) -> Result<Model> {
+    Model::build(plan, device(device_name.or(plan.device.as_deref()).unwrap_or("cpu"))?)
 }
 
 /// The split name of a `data.NAME` reference.
@@ -143,13 +156,14 @@ fn samplers_of(v: Option<&PValue>) -> Vec<String> {
 }
 
 /// Samples every `evaluate` split (at most `limit` samples of each) with each of its samplers and
-/// computes the metric.
+/// computes the metric. Stops before the next batch once `hooks` asks to.
 pub fn evaluate(
     plan: &Plan,
     model: &Model,
     mut ema: Option<&mut Ema>,
     limit: Option<u64>,
     progress: bool,
+    hooks: &Hooks,
 ) -> Result<Vec<ResultRow>> {
     let mut rows = Vec::new();
     for n in plan.nodes_of(Kind::Metric) {
@@ -165,8 +179,17 @@ pub fn evaluate(
                     e.swap()?;
                 }
             }
-            let row =
-                evaluate_one(model, &settings, &n.component, &split, dataset, count, plan.seed, progress);
+            let row = evaluate_one(
+                model,
+                &settings,
+                &n.component,
+                &split,
+                dataset,
+                count,
+                plan.seed,
+                progress,
+                hooks,
+            );
             if swap {
                 if let Some(e) = ema.as_deref_mut() {
                     e.swap()?;
@@ -188,17 +211,24 @@ fn evaluate_one(
     count: u64,
     seed: u64,
     progress: bool,
+    hooks: &Hooks,
 ) -> Result<ResultRow> {
     let began = Instant::now();
     let mode = if progress { ProgressMode::Live } else { ProgressMode::Off };
-    let mut bar =
-        ProgressBar::new(format!("evaluate {metric} on {split} with {}", settings.name), 0, count, mode);
+    let label = format!("evaluate {metric} on {split} with {}", settings.name);
+    let mut bar = ProgressBar::new(label.clone(), 0, count, mode);
     let mut sums: BTreeMap<String, f64> = BTreeMap::new();
     let mut done = 0usize;
     let mut steps = 0usize;
     let mut batches = 0usize;
     let mut start = 0u64;
     while start < count {
+        if hooks.stop_requested() {
+            bar.finish();
+            return Err(RuntimeError::Interrupted(format!(
+                "evaluation stopped after {start} of {count} samples ({label}); training is complete and saved"
+            )));
+        }
         let end = (start + settings.batch as u64).min(count);
         let indices: Vec<u64> = (start..end).collect();
         let batch = make_batch(dataset, &indices, &model.device)?;
@@ -210,7 +240,15 @@ fn evaluate_one(
             sample_with_progress(model, settings, &x, &given, &mut rng, Record::default(), &mut |c, max| {
                 // Within a batch, progress moves with the denoiser calls.
                 let within = (n as f64 * c.min(max) as f64 / max.max(1) as f64) as u64;
-                bar.update(start + within.min(n.saturating_sub(1)), &format!("step {c}/{max}"));
+                let done = start + within.min(n.saturating_sub(1));
+                bar.update(done, &format!("step {c}/{max}"));
+                hooks.report(&Progress {
+                    stage: Stage::Evaluate,
+                    label: &label,
+                    done,
+                    total: count,
+                    loss: None,
+                });
             })?;
         let raw = model.mapper.to_raw(&out.x)?;
         let scores = compute_metric(metric, &raw, Some(&batch.data))?;
@@ -221,6 +259,14 @@ fn evaluate_one(
         steps += out.steps;
         batches += 1;
         bar.update(done as u64, "");
+        let total = count;
+        hooks.report(&Progress {
+            stage: Stage::Evaluate,
+            label: &label,
+            done: done as u64,
+            total,
+            loss: None,
+        });
         start = end;
     }
     bar.finish();
@@ -332,13 +378,32 @@ pub struct SampleOptions {
     pub device: Option<String>,
     /// Draw a live progress bar (terminals).
     pub progress: bool,
+    /// A progress callback and a stop flag.
+    pub hooks: Hooks,
 }
 
-/// Samples `n` items from a trained checkpoint; writes `samples.png`, `denoising.gif` and, with
-/// `trace`, `trace.json`. Returns the written paths.
-pub fn sample(plan: &Plan, options: &SampleOptions) -> Result<Vec<PathBuf>> {
-    let model =
-        Model::build(plan, device(options.device.as_deref().or(plan.device.as_deref()).unwrap_or("cpu"))?)?;
+/// Samples drawn from a checkpoint by [`draw`], before anything is written.
+pub struct Drawn {
+    /// The sampler used.
+    pub sampler: String,
+    /// The data split whose givens conditioned the samples.
+    pub split: String,
+    /// Samples in the dataset's raw form `[n, ...raw shape]`, f32 (Sudoku digits 1–9, images in [-1, 1]).
+    pub raw: Tensor,
+    /// The split's samples the givens were taken from, `[n, ...raw shape]`.
+    pub reference: Tensor,
+    /// Raw mask `[n, ...raw shape]` (1 = given), when the split has givens.
+    pub mask: Option<Tensor>,
+    /// Variable mask `[n, V]` (1 = given).
+    pub given: Tensor,
+    /// Final variables, denoiser calls, the trace and the latents of every step.
+    pub sampled: Sampled,
+}
+
+/// Samples `options.n` items from a trained checkpoint and returns them with what `record` asks for
+/// (`options.out` and `options.trace` are not read). Stops with [`RuntimeError::Interrupted`] after the
+/// batch when `options.hooks` asks to.
+pub fn draw(plan: &Plan, model: &Model, options: &SampleOptions, record: Record) -> Result<Drawn> {
     let names = SamplerSettings::names(plan);
     let name = match &options.sampler {
         Some(s) => s.clone(),
@@ -349,7 +414,7 @@ pub fn sample(plan: &Plan, options: &SampleOptions) -> Result<Vec<PathBuf>> {
     };
     let settings = SamplerSettings::from_plan(plan, &name)?;
     let ckpt = checkpoint_dir(&options.checkpoint);
-    load_weights(&model, &ckpt, settings.ema)?;
+    load_weights(model, &ckpt, settings.ema)?;
     let split = match &options.split {
         Some(s) => s.clone(),
         None => plan
@@ -365,16 +430,30 @@ pub fn sample(plan: &Plan, options: &SampleOptions) -> Result<Vec<PathBuf>> {
     let (x, given) = model.variables(&batch.data, batch.mask.as_ref())?;
     let mut rng = StdRng::seed_from_u64(step_seed(plan.seed ^ 0x5EED_5A4D, 0));
     let mode = if options.progress { ProgressMode::Live } else { ProgressMode::Off };
-    let mut bar = ProgressBar::new(format!("sample {} with {name}", options.n), 0, 0, mode);
-    let record = Record { trace: options.trace, frames: options.n };
-    let out = sample_with_progress(&model, &settings, &x, &given, &mut rng, record, &mut |c, max| {
+    let label = format!("sample {} with {name}", options.n);
+    let mut bar = ProgressBar::new(label.clone(), 0, 0, mode);
+    let sampled = sample_with_progress(model, &settings, &x, &given, &mut rng, record, &mut |c, max| {
         bar.set_total(max as u64);
         bar.update(c as u64, "steps");
+        let (done, total) = (c as u64, max as u64);
+        options.hooks.report(&Progress { stage: Stage::Sample, label: &label, done, total, loss: None });
     })?;
     bar.finish();
+    if options.hooks.stop_requested() {
+        return Err(RuntimeError::Interrupted(format!("sampling stopped ({label})")));
+    }
+    let raw = model.mapper.to_raw(&sampled.x)?;
+    Ok(Drawn { sampler: name, split, raw, reference: batch.data, mask: batch.mask, given, sampled })
+}
+
+/// Samples `n` items from a trained checkpoint; writes `samples.png`, `denoising.gif` and, with
+/// `trace`, `trace.json`. Returns the written paths.
+pub fn sample(plan: &Plan, options: &SampleOptions) -> Result<Vec<PathBuf>> {
+    let model = build_model(plan, options.device.as_deref())?;
+    let Drawn { sampler: name, raw, given, sampled: out, .. } =
+        draw(plan, &model, options, Record { trace: options.trace, frames: options.n })?;
     std::fs::create_dir_all(&options.out).map_err(|e| RuntimeError::io(&options.out, e))?;
     let mut written = Vec::new();
-    let raw = model.mapper.to_raw(&out.x)?;
     let png = options.out.join("samples.png");
     write_picture(&png, &raw, Some(&given))?;
     written.push(png);
@@ -405,7 +484,7 @@ pub fn sample(plan: &Plan, options: &SampleOptions) -> Result<Vec<PathBuf>> {
 }
 
 /// The folder to load weights from: a run folder's `checkpoints/` if present.
-fn checkpoint_dir(path: &Path) -> PathBuf {
+pub fn checkpoint_dir(path: &Path) -> PathBuf {
     let sub = path.join("checkpoints");
     if sub.is_dir() {
         sub

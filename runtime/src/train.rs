@@ -23,6 +23,7 @@ use sr_compiler::plan::{PValue, Plan};
 use crate::checkpoint::{self, Checkpoint};
 use crate::data::{build_dataset, Batch, Batcher};
 use crate::error::{Result, RuntimeError};
+use crate::hooks::{Hooks, Progress, Stage};
 use crate::model::{node, Model};
 use crate::optim::{build_optimizer, clip_grad_norm, named_vars, Ema, LrSchedule, Optimizer};
 use crate::param::{solve, Parameterization};
@@ -265,6 +266,8 @@ pub struct TrainOptions {
     pub resume: bool,
     /// Draw a live progress line (terminals); otherwise print a line per log interval.
     pub progress: bool,
+    /// A progress callback and a stop flag, read after every step.
+    pub hooks: Hooks,
 }
 
 /// The result of a training run: the EMA weights (if any) and what was measured.
@@ -434,6 +437,11 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
     // finite loss and gradient, so a diverging run never leaves a bad checkpoint as `latest`.
     let mut pending: Option<Checkpoint> = None;
     for step in start..settings.steps {
+        if options.hooks.stop_requested() {
+            progress.finish();
+            let rng = rng_state.clone();
+            return Err(stop_training(model, &trainer, &ckpt_dir, step, start, &settings, rng));
+        }
         let batches = (0..settings.accumulate as u64)
             .map(|micro| {
                 batcher.batch(step * settings.accumulate as u64 + micro, settings.batch, &model.device)
@@ -469,6 +477,13 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
                 .map_err(|e| RuntimeError::io(&metrics_path, e))?;
         }
         progress.update(done, &format!("loss {:.4} {:.1} steps/s", stats.loss, progress.rate(done)));
+        options.hooks.report(&Progress {
+            stage: Stage::Train,
+            label: "train",
+            done,
+            total: settings.steps,
+            loss: Some(stats.loss),
+        });
         let at_checkpoint = settings.checkpoint_every > 0 && done % settings.checkpoint_every == 0;
         if at_checkpoint || done == settings.steps {
             let ck = Checkpoint::capture(
@@ -497,6 +512,40 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
         crate::plot::loss_curve(&options.paths.loss_curve(), &curve)?;
     }
     Ok(Trained { ema: trainer.ema, step: settings.steps.max(start), start, losses, seconds })
+}
+
+/// Saves a checkpoint of the `step` steps done (when this session took any) and says so in the error
+/// that ends an interrupted training run.
+fn stop_training(
+    model: &Model,
+    trainer: &Trainer,
+    ckpt_dir: &Path,
+    step: u64,
+    start: u64,
+    settings: &TrainSettings,
+    rng_state: serde_json::Value,
+) -> RuntimeError {
+    if step == start {
+        let saved =
+            if start > 0 { format!("; the checkpoint of step {start} is unchanged") } else { String::new() };
+        return RuntimeError::Interrupted(format!("training stopped before step {}{saved}", start + 1));
+    }
+    let saved = Checkpoint::capture(
+        step,
+        &model.varmap,
+        trainer.ema.as_ref(),
+        Some(trainer.optimizer.as_ref()),
+        rng_state,
+    )
+    .and_then(|ck| save_and_prune(ckpt_dir, &ck, settings.keep_checkpoints));
+    match saved {
+        Ok(()) => RuntimeError::Interrupted(format!(
+            "training stopped after step {step} of {}; checkpoint saved in {}",
+            settings.steps,
+            ckpt_dir.join(checkpoint::step_dir_name(step)).display()
+        )),
+        Err(e) => e,
+    }
 }
 
 /// Loads the EMA (or raw) weights of the latest checkpoint under `dir` into `model`.
