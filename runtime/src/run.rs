@@ -226,7 +226,7 @@ fn evaluate_one(
         if hooks.stop_requested() {
             bar.finish();
             return Err(RuntimeError::Interrupted(format!(
-                "evaluation stopped after {start} of {count} samples ({label}); training is complete and saved"
+                "evaluation stopped after {start} of {count} samples ({label})"
             )));
         }
         let end = (start + settings.batch as u64).min(count);
