@@ -84,7 +84,9 @@ fn compile_writes_a_plan_with_every_kind_of_node() {
     let dir = fresh_dir("cli-compile");
     let sudoku = example("sudoku.srx");
     let o = run_ok(&dir, &["compile", sudoku.to_str().unwrap(), "-o", "plan.json"]);
-    assert_eq!(text(&o).1, "wrote plan.json\n");
+    let err = text(&o).1;
+    assert!(err.starts_with("estimate: ") && err.contains("parameters; memory ≈"), "{err}");
+    assert!(err.ends_with("\nwrote plan.json\n"), "{err}");
     let plan: sr_compiler::Plan =
         serde_json::from_str(&std::fs::read_to_string(dir.join("plan.json")).unwrap()).expect("a plan");
     assert_eq!((plan.experiment.as_str(), plan.seed), ("sudoku", 7));

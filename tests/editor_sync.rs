@@ -386,6 +386,86 @@ fn every_catalogue_enum_word_and_enum_key_is_highlighted() {
 }
 
 // ---------------------------------------------------------------------------------------------------
+// The tree-sitter grammar (editors/tree-sitter-srx): same keywords, every component highlighted.
+
+const TS_GRAMMAR: &str = "editors/tree-sitter-srx/grammar.js";
+
+/// The captures of the tree-sitter highlight query on `text`, as `(captured text, capture name)`.
+fn ts_captures(text: &str) -> BTreeSet<(String, String)> {
+    use tree_sitter::StreamingIterator;
+    let language: tree_sitter::Language = tree_sitter_srx::LANGUAGE.into();
+    let mut parser = tree_sitter::Parser::new();
+    parser.set_language(&language).expect("the grammar loads");
+    let tree = parser.parse(text, None).expect("parses");
+    assert!(
+        !tree.root_node().has_error(),
+        "tree-sitter cannot parse:\n{text}\n{}",
+        tree.root_node().to_sexp()
+    );
+    let query =
+        tree_sitter::Query::new(&language, tree_sitter_srx::HIGHLIGHTS_QUERY).expect("query compiles");
+    let mut cursor = tree_sitter::QueryCursor::new();
+    let mut out = BTreeSet::new();
+    let mut matches = cursor.matches(&query, tree.root_node(), text.as_bytes());
+    while let Some(m) = matches.next() {
+        for c in m.captures {
+            let word = c.node.utf8_text(text.as_bytes()).unwrap_or_default().to_string();
+            out.insert((word, query.capture_names()[c.index as usize].to_string()));
+        }
+    }
+    out
+}
+
+#[test]
+fn tree_sitter_grammar_knows_every_pest_keyword() {
+    let grammar = read(TS_GRAMMAR);
+    let highlights = read("editors/tree-sitter-srx/queries/highlights.scm");
+    for word in pest_word_literals(&read(PEST_GRAMMAR)) {
+        let quoted = format!("'{word}'");
+        assert!(grammar.contains(&quoted), "{TS_GRAMMAR} lacks the keyword {quoted} of {PEST_GRAMMAR}");
+        // Booleans and dtypes have their own captures; every other word is a keyword.
+        let literal = ["true", "false", "f32", "f16", "bf16", "f64", "u8", "i64"];
+        if !literal.contains(&word.as_str()) {
+            assert!(
+                highlights.contains(&format!("\"{word}\"")),
+                "highlights.scm does not highlight `{word}`"
+            );
+        }
+    }
+    let caps = ts_captures("use std.samplers.{parallel_sampler}\nexperiment e extends base {\n  data train = sudoku { flag = true }\n  x = f32[2]\n  evaluate sudoku_accuracy on train with s\n}\n");
+    for (word, capture) in [
+        ("use", "keyword"),
+        ("extends", "keyword"),
+        ("data", "keyword"),
+        ("on", "keyword"),
+        ("with", "keyword"),
+        ("true", "boolean"),
+        ("f32", "type.builtin"),
+        ("e", "type"),
+    ] {
+        assert!(
+            caps.contains(&(word.to_string(), capture.to_string())),
+            "`{word}` is not @{capture}: {caps:?}"
+        );
+    }
+}
+
+#[test]
+fn tree_sitter_highlights_every_catalogue_component() {
+    let mut text = String::new();
+    for (i, c) in catalogue::all().iter().enumerate() {
+        text += &format!("preset p{i} = {} {{ }}\n", c.name);
+    }
+    let caps = ts_captures(&text);
+    let absent: Vec<&str> = catalogue::all()
+        .iter()
+        .map(|c| c.name)
+        .filter(|n| !caps.contains(&(n.to_string(), "function".to_string())))
+        .collect();
+    assert!(absent.is_empty(), "tree-sitter does not highlight these components as @function: {absent:?}");
+}
+
+// ---------------------------------------------------------------------------------------------------
 // The helpers themselves.
 
 #[test]

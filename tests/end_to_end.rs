@@ -88,7 +88,12 @@ fn train_sample_evaluate_and_draw() {
         let samples = dir.join(&folder);
 
         let png = image::open(samples.join("samples.png")).expect("samples.png decodes");
-        assert_eq!((png.width(), png.height()), grid_side(SAMPLES, 2, 2));
+        let (w, h) = grid_side(SAMPLES, 2, 2);
+        assert_eq!(
+            (png.width(), png.height()),
+            (w, h + sr_runtime::plot::CAPTION_HEIGHT),
+            "the grid and its caption band"
+        );
         let gif = std::fs::File::open(samples.join("denoising.gif")).unwrap();
         let frames = image::codecs::gif::GifDecoder::new(std::io::BufReader::new(gif))
             .expect("denoising.gif decodes")

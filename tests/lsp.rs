@@ -173,3 +173,40 @@ fn a_session_over_stdio() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Bad JSON, a body that is not an object, a missing or absurd Content-Length: each is skipped (a request
+/// with an id is answered with an error) and the server keeps serving.
+#[test]
+fn malformed_messages_do_not_end_the_server() {
+    let mut c = Client::start();
+    c.request("initialize", json!({ "processId": null, "rootUri": null, "capabilities": {} }));
+    c.notify("initialized", json!({}));
+    let raw = |body: &str| format!("Content-Length: {}\r\n\r\n{body}", body.len());
+    let garbage = [
+        raw("{not json"),
+        raw("[1, 2, 3]"),
+        raw("\"a string\""),
+        raw(r#"{"jsonrpc":"2.0","id":99,"method":12}"#),
+        "Content-Type: text/plain\r\n\r\n".into(),
+        "Content-Length: 1000000000000\r\n\r\n".into(),
+        "Content-Length: nope\r\n\r\n".into(),
+    ]
+    .concat();
+    c.stdin.write_all(garbage.as_bytes()).unwrap();
+    c.stdin.flush().unwrap();
+    let answer = c.wait("the error answer to a bad request", |m| m["id"] == json!(99));
+    assert_eq!(answer["error"]["code"], json!(-32600), "{answer}");
+    c.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": URI, "languageId": "srx", "version": 1, "text": DOC } }),
+    );
+    let diags = c.wait("diagnostics", |m| m["method"] == "textDocument/publishDiagnostics");
+    assert_eq!(diags["params"]["uri"], URI);
+    let hover = c.request(
+        "textDocument/hover",
+        json!({ "textDocument": { "uri": URI }, "position": position_of(DOC, "train { st") }),
+    );
+    assert!(hover["contents"]["value"].as_str().unwrap().contains("steps"), "{hover}");
+    c.request("shutdown", Value::Null);
+    c.notify("exit", Value::Null);
+}

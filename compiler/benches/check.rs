@@ -2,6 +2,9 @@
 //! 5,000 lines with many experiments and presets. A small hand-written harness: each case runs a few
 //! times to warm up, then `ITERS` timed times; median and minimum per iteration are printed.
 //!
+//! Then `sr check`'s cost on hostile inputs of 5,000 and 50,000 items (unknown keys, `use` lists,
+//! experiments), with the ratio between the two sizes.
+//!
 //! `cargo bench -p sr-compiler --bench check` measures; without `--bench` (as `cargo test --benches`
 //! runs it) every case runs once, as a smoke test.
 
@@ -137,6 +140,62 @@ fn generated(lines: usize) -> String {
     text
 }
 
+/// Hostile inputs of `n` items, each as `sr check` sees it: unknown keys (about 100 bytes each, so 50,000
+/// make a 5 MB file), a `use {...}` list of unknown names, and many experiments, all with errors.
+fn hostile(n: usize) -> Vec<Case> {
+    let keys: String = (0..n).map(|i| format!("  unknown_key_{i:08}_{} = {i}\n", "x".repeat(70))).collect();
+    let names: Vec<String> = (0..n).map(|i| format!("missing_{i}")).collect();
+    let experiments: String = (0..n).map(|i| format!("experiment e{i} {{ seed = {i} }}\n")).collect();
+    vec![
+        Case { name: format!("keys-{n}"), text: format!("experiment e {{\n{keys}}}\n") },
+        Case {
+            name: format!("use-{n}"),
+            text: format!("use std.samplers.{{parallel_sampler, {}}}\n", names.join(", ")),
+        },
+        Case { name: format!("experiments-{n}"), text: experiments },
+    ]
+}
+
+/// Median and minimum time of `sr check` (compile and render the diagnostics) on `case`.
+fn measure_check(case: &Case, warmup: usize, iters: usize) -> (Duration, Duration, usize) {
+    let once = || {
+        let c = compile_text(&case.name, &case.text, &FsLoader, &[]);
+        black_box(render(&c.diagnostics, &c.sources, false));
+        c.diagnostics.len()
+    };
+    let diags = once();
+    for _ in 0..warmup {
+        once();
+    }
+    let mut times: Vec<Duration> = (0..iters)
+        .map(|_| {
+            let start = Instant::now();
+            once();
+            start.elapsed()
+        })
+        .collect();
+    times.sort_unstable();
+    (times[times.len() / 2], times[0], diags)
+}
+
+/// `sr check` on hostile inputs of 5,000 and 50,000 items: the time for 50,000 and the ratio of the two
+/// (10 for a cost linear in the input).
+fn hostile_cases(measuring: bool) {
+    let iters = if measuring { 5 } else { 1 };
+    println!("\nsr check on hostile inputs (compile + render), {iters} iterations, minimum:");
+    println!("{:<16} {:>10} {:>12} {:>12} {:>8}", "case", "bytes", "diagnostics", "50,000", "÷ 5,000");
+    for (small, large) in hostile(5_000).iter().zip(hostile(50_000).iter()) {
+        let (_, t_small, _) = measure_check(small, 1, iters);
+        let (_, t_large, diags) = measure_check(large, 1, iters);
+        let kind = large.name.split('-').next().unwrap_or_default();
+        println!(
+            "{kind:<16} {:>10} {diags:>12} {t_large:>12.3?} {:>8.1}",
+            large.text.len(),
+            t_large.as_secs_f64() / t_small.as_secs_f64().max(1e-9)
+        );
+    }
+}
+
 fn main() -> ExitCode {
     let measuring = std::env::args().any(|a| a == "--bench");
     let (warmup, iters) = if measuring { (WARMUP, ITERS) } else { (0, 1) };
@@ -196,5 +255,6 @@ fn main() -> ExitCode {
         big_lines,
         example_lines
     );
+    hostile_cases(measuring);
     ExitCode::SUCCESS
 }

@@ -8,6 +8,7 @@ pub mod catalogue;
 pub mod check;
 pub mod diagnostic;
 pub mod driver;
+pub mod estimate;
 pub mod format;
 pub mod plan;
 pub mod render;
@@ -17,7 +18,7 @@ pub mod suggest;
 pub mod syntax;
 pub mod value;
 
-pub use check::check;
+pub use check::{check, check_within};
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use driver::{compile_path, compile_text, select_plan, Compilation};
 pub use format::{format, format_source};

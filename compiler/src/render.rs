@@ -1,10 +1,12 @@
 //! Rendering diagnostics at the edge: miette's graphical reports for terminals, JSON for tools.
 
 use crate::diagnostic::{Diagnostic, Label, Severity};
-use crate::source::{SourceId, SourceMap};
-use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource};
+use crate::source::{SourceFile, SourceId, SourceMap};
+use miette::{
+    GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteError, MietteSpanContents, SourceCode,
+    SourceSpan, SpanContents,
+};
 use std::fmt;
-use std::sync::Arc;
 
 /// The width reports are wrapped to.
 pub const WIDTH: usize = 100;
@@ -12,17 +14,95 @@ pub const WIDTH: usize = 100;
 /// Renders diagnostics as miette reports, one after the other. Labels in another file than the
 /// primary label's are shown as related reports under it. Without colour the output is plain
 /// unicode text, stable for snapshots.
+///
+/// At most [`MAX_RENDERED`] reports are drawn; a last line counts the rest (errors first in the count).
 pub fn render(diags: &[Diagnostic], sources: &SourceMap, color: bool) -> String {
     let theme = if color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
     let handler = GraphicalReportHandler::new_themed(theme).with_width(WIDTH).with_links(false);
     let mut out = String::new();
-    for d in diags {
+    for d in diags.iter().take(MAX_RENDERED) {
         let report = Report::new(d, sources);
         if handler.render_report(&mut out, &report).is_err() {
             out.push_str(&format!("{}[{}]: {}\n", severity_word(d.severity), d.code, d.message));
         }
     }
+    if diags.len() > MAX_RENDERED {
+        let rest = &diags[MAX_RENDERED..];
+        let errors = rest.iter().filter(|d| d.is_error()).count();
+        let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+        out.push_str(&format!(
+            "... and {} more not shown ({}, {}); `--format json` lists them all\n",
+            rest.len(),
+            plural(errors, "error"),
+            plural(rest.len() - errors, "warning")
+        ));
+    }
     out
+}
+
+/// The most diagnostics [`render`] draws.
+pub const MAX_RENDERED: usize = 100;
+
+/// Above this many bytes, a report's context is cut to [`LINE_CONTEXT`] bytes either side of its span.
+const LONG_WINDOW: usize = 4096;
+
+/// Bytes of a very long line kept before and after a span.
+const LINE_CONTEXT: usize = 120;
+
+/// A source file for miette that hands out only the lines around a span: miette's own sources scan the
+/// file from its start for every report, which made many reports on a long file quadratic.
+struct Windowed {
+    name: String,
+    file: SourceFile,
+}
+
+impl SourceCode for Windowed {
+    fn read_span<'a>(
+        &'a self,
+        span: &SourceSpan,
+        before: usize,
+        after: usize,
+    ) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
+        let text: &str = &self.file.text;
+        let starts = self.file.line_starts();
+        let mut first = self.file.line_of(span.offset()).saturating_sub(before + 1);
+        let end = self.file.line_of(span.offset() + span.len()) + after + 2;
+        let mut lo = starts[first];
+        let mut hi = starts.get(end).copied().unwrap_or(text.len());
+        // Very long lines (a minified file, a 50,000-name `use` list) are cut to the bytes around the
+        // span: miette would otherwise scan and print the whole line for every report.
+        let mut column = 0;
+        if hi - lo > LONG_WINDOW {
+            lo = lo.max(span.offset().saturating_sub(LINE_CONTEXT));
+            hi = hi.min(span.offset() + span.len() + LINE_CONTEXT).max(lo);
+            while !text.is_char_boundary(lo) {
+                lo -= 1;
+            }
+            while !text.is_char_boundary(hi) {
+                hi += 1;
+            }
+            first = self.file.line_of(lo);
+            column = text[starts[first]..lo].chars().count();
+        }
+        let local = SourceSpan::new((span.offset().saturating_sub(lo)).into(), span.len());
+        let inner = text[lo..hi].read_span(&local, before, after)?;
+        Ok(Box::new(MietteSpanContents::new_named(
+            self.name.clone(),
+            inner.data(),
+            (inner.span().offset() + lo, inner.span().len()).into(),
+            inner.line() + first,
+            inner.column() + if inner.line() == 0 { column } else { 0 },
+            // Like miette's own sources: lines counted from the start of the file.
+            inner.line_count() + first,
+        )))
+    }
+}
+
+fn windowed(sources: &SourceMap, id: SourceId) -> Windowed {
+    let file = sources.get(id);
+    file.line_starts(); // computed once, shared by the clones
+    let file = file.clone();
+    Windowed { name: file.name.clone(), file }
 }
 
 /// Diagnostics as JSON: an array of objects with `code`, `severity`, `message`, `file`, `line`,
@@ -80,7 +160,7 @@ struct Report {
     message: String,
     severity: miette::Severity,
     help: Option<String>,
-    source: Option<NamedSource<Arc<str>>>,
+    source: Option<Windowed>,
     labels: Vec<LabeledSpan>,
     related: Vec<Report>,
 }
@@ -102,7 +182,7 @@ impl Report {
                 message: format!("in {}", sources.get(f).name),
                 severity: miette::Severity::Advice,
                 help: None,
-                source: Some(sources.named_source(f)),
+                source: Some(windowed(sources, f)),
                 labels: labels_of(d, f, sources, false),
                 related: vec![],
             })
@@ -115,7 +195,7 @@ impl Report {
                 Severity::Warning => miette::Severity::Warning,
             },
             help: d.help.clone(),
-            source: primary.map(|p| sources.named_source(p)),
+            source: primary.map(|p| windowed(sources, p)),
             labels: primary.map(|p| labels_of(d, p, sources, true)).unwrap_or_default(),
             related,
         }

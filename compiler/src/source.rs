@@ -1,7 +1,7 @@
 //! Source files and byte spans shared by every compiler stage.
 
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Identifies one source file inside a [`SourceMap`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
@@ -48,6 +48,23 @@ impl From<Span> for miette::SourceSpan {
 pub struct SourceFile {
     pub name: String,
     pub text: Arc<str>,
+    /// Byte offsets at which lines start, computed on first use: positions cost a binary search, not a
+    /// scan of the file.
+    line_starts: OnceLock<Arc<[usize]>>,
+}
+
+impl SourceFile {
+    /// Byte offsets at which the lines of the text start (the first is 0).
+    pub fn line_starts(&self) -> &[usize] {
+        self.line_starts.get_or_init(|| {
+            std::iter::once(0).chain(self.text.match_indices('\n').map(|(i, _)| i + 1)).collect()
+        })
+    }
+
+    /// 0-based line of a byte offset.
+    pub fn line_of(&self, offset: usize) -> usize {
+        self.line_starts().partition_point(|&s| s <= offset).saturating_sub(1)
+    }
 }
 
 /// All source files of one compilation, user files and embedded standard-library modules alike.
@@ -64,7 +81,7 @@ impl SourceMap {
 
     /// Adds a file and returns its id.
     pub fn add(&mut self, name: impl Into<String>, text: impl Into<Arc<str>>) -> SourceId {
-        self.files.push(SourceFile { name: name.into(), text: text.into() });
+        self.files.push(SourceFile { name: name.into(), text: text.into(), line_starts: OnceLock::new() });
         SourceId((self.files.len() - 1) as u32)
     }
 
@@ -86,11 +103,11 @@ impl SourceMap {
 
     /// 1-based line and column of a byte offset.
     pub fn line_col(&self, id: SourceId, offset: usize) -> (usize, usize) {
-        let text = &self.get(id).text;
-        let offset = offset.min(text.len());
-        let before = &text[..text.floor_char_boundary(offset)];
-        let line = before.matches('\n').count() + 1;
-        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        (line, col)
+        let file = self.get(id);
+        let text = &file.text;
+        let offset = text.floor_char_boundary(offset.min(text.len()));
+        let line = file.line_of(offset);
+        let col = text[file.line_starts()[line]..offset].chars().count() + 1;
+        (line + 1, col)
     }
 }

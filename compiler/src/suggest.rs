@@ -19,10 +19,12 @@ pub fn levenshtein(a: &str, b: &str) -> usize {
 /// The candidate closest to `name`, if it is close enough to be a likely typo: at most a third of
 /// the name's length in edits (at least one). Ties go to the first candidate; `name` itself is skipped.
 pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let limit = (name.chars().count() / 3).max(1);
+    let len = name.chars().count();
+    let limit = (len / 3).max(1);
     let mut best: Option<(usize, &'a str)> = None;
     for c in candidates {
-        if c == name || c.len() > name.len() + 64 {
+        // The distance is at least the difference in length: skip what cannot be close.
+        if c == name || c.chars().count().abs_diff(len) > limit {
             continue;
         }
         let d = levenshtein(name, c);

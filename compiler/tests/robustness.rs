@@ -95,3 +95,71 @@ fn limits_are_reported() {
     let (_, d) = resolve(&module, &mut sources, &MemLoader::new(), &[]);
     assert!(d.iter().any(|d| d.code == "E0217"), "{d:?}");
 }
+
+/// The chain limit does not depend on the order in which the chain is declared.
+#[test]
+fn chain_limits_hold_in_either_order() {
+    let codes = |text: &str| {
+        let mut sources = SourceMap::new();
+        let id = sources.add("m.srx", text);
+        let (module, _) = parse(id, text);
+        let (_, d) = resolve(&module, &mut sources, &MemLoader::new(), &[]);
+        d.into_iter().map(|d| d.code).collect::<Vec<_>>()
+    };
+    for n in [64usize, 65, 2000] {
+        let mut extends: Vec<String> = vec!["experiment e0 {}\n".into()];
+        extends.extend((1..n).map(|i| format!("experiment e{i} extends e{} {{}}\n", i - 1)));
+        let mut presets: Vec<String> = vec!["preset p0 = mlp\n".into()];
+        presets.extend((1..n).map(|i| format!("preset p{i} = p{} {{ width = 8 }}\n", i - 1)));
+        presets.push(format!("experiment x {{ denoiser = p{} }}\n", n - 1));
+        for lines in [extends, presets] {
+            let forward = codes(&lines.concat());
+            let mut reversed = lines.clone();
+            reversed.reverse();
+            let backward = codes(&reversed.concat());
+            let too_deep = n > sr_compiler::resolve::MAX_CHAIN;
+            assert_eq!(forward.contains(&"E0217"), too_deep, "n = {n}, base first: {forward:?}");
+            assert_eq!(backward.contains(&"E0217"), too_deep, "n = {n}, base last: {backward:?}");
+        }
+    }
+}
+
+/// Many items with errors cost time linear in their number: 50,000 unknown keys, a `use` list of 50,000
+/// unknown names and 50,000 experiments each check (and render) in seconds, not minutes. The bound is
+/// loose for loaded machines; `cargo bench --bench check` measures the ratio.
+#[test]
+fn many_items_check_in_linear_time() {
+    let keys: String = (0..50_000).map(|i| format!("  unknown_key_{i} = {i}\n")).collect();
+    let names: Vec<String> = (0..50_000).map(|i| format!("missing_{i}")).collect();
+    let experiments: String = (0..50_000).map(|i| format!("experiment e{i} {{ seed = {i} }}\n")).collect();
+    for text in [
+        format!("experiment e {{\n{keys}}}\n"),
+        format!("use std.samplers.{{parallel_sampler, {}}}\n", names.join(", ")),
+        experiments,
+    ] {
+        let start = std::time::Instant::now();
+        let c = sr_compiler::compile_text("many.srx", &text, &MemLoader::new(), &[]);
+        let shown = sr_compiler::render(&c.diagnostics, &c.sources, false);
+        let elapsed = start.elapsed();
+        assert!(c.diagnostics.len() >= 50_000, "{}", c.diagnostics.len());
+        assert!(shown.contains("more not shown"), "only the first diagnostics are drawn");
+        assert!(elapsed.as_secs() < 30, "{} diagnostics took {elapsed:?}", c.diagnostics.len());
+    }
+}
+
+#[test]
+fn reports_on_a_very_long_line_show_only_the_bytes_around_each_span() {
+    let names: Vec<String> = (0..20_000).map(|i| format!("missing_{i}")).collect();
+    let text = format!("use std.samplers.{{parallel_sampler, {}}}\n", names.join(", "));
+    let c = sr_compiler::compile_text("long.srx", &text, &MemLoader::new(), &[]);
+    assert!(c.diagnostics.len() >= 20_000, "{}", c.diagnostics.len());
+    let shown = sr_compiler::render(&c.diagnostics, &c.sources, false);
+    // 100 reports; uncut, each would print the whole 250 kB line.
+    assert!(shown.len() < 200_000, "{} bytes rendered", shown.len());
+    // The first unknown name, with its true column (1-based) in the long line.
+    let column = text.find("missing_0").unwrap() + 1;
+    assert!(shown.contains(&format!("long.srx:1:{column}]")), "{}", &shown[..shown.len().min(2000)]);
+    assert!(shown.contains("missing_0"));
+    let last = text.find("missing_99,").unwrap() + 1;
+    assert!(shown.contains(&format!("long.srx:1:{last}]")), "the 100th report keeps its column");
+}

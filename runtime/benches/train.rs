@@ -4,14 +4,17 @@
 //!   `mean_beta` times, `mse + 0.01 * nll`, AdamW), batch 64, sampled with 100-step
 //!   `adaptive_sequential`;
 //! - a DiT-S/2-shaped image model (2×2 patches of 32×32×3 images: 256 variables × 12 features, width 384,
-//!   depth 12, 6 heads), batch 8, sampled with a 50-step `fixed` schedule.
+//!   depth 12, 6 heads), batch 8, sampled with a 50-step `fixed` schedule;
+//! - `sudoku_dep`: the denoiser and training of `examples/sudoku.srx` (width 64, depth 8, 4 heads,
+//!   dependency attention), batch 64, sampled with 100-step `adaptive_sequential`.
 //!
 //! The models are compiled from `.srx` text and built exactly as `sr run` builds them; a training step is
 //! [`Trainer::step`], the step `sr run` takes (loss, backward, clipping, AdamW, EMA); sampling is
 //! [`sample`]. Batches are drawn before timing, so data generation is not measured.
 //!
 //! `cargo bench -p sr-runtime --bench train`; `SR_BENCH_QUICK=1` makes a short smoke run;
-//! `SR_BENCH_ONLY=sudoku` (or `dit`) runs one model.
+//! `SR_BENCH_ONLY=sudoku` (or `dit`) runs one model; `SR_BENCH_DEVICE=cuda` runs on the GPU (a `cuda`
+//! build) and `SR_BENCH_PRECISION=bf16` (or `f16`) trains in that precision.
 
 use std::time::Instant;
 
@@ -64,6 +67,36 @@ experiment bench_dit_s2 {
 }
 "#;
 
+/// The denoiser and training of `examples/sudoku.srx` (dependency attention), batch 64.
+const EXAMPLE: &str = r#"
+experiment bench_example {
+  seed = 1
+  data train = sudoku { split = "train", givens = 0..81 }
+  data test = sudoku { split = "test", givens = 27..54, count = 64 }
+  mapper = grid_cells
+  flow = rectified { predict = velocity }
+  denoiser = transformer {
+    width = 64
+    depth = 8
+    heads = 4
+    mlp_ratio = 2.0
+    time_dim = 64
+    uncertainty = true
+    attention = dependency
+  }
+  train {
+    steps = 4000
+    batch = 64
+    optimizer = adamw { lr = 2e-3, betas = (0.9, 0.999), weight_decay = 0.01 }
+    ema = 0.995
+    time = mean_beta { sharpness = 1.0 }
+    loss = mse + 0.01 * nll
+  }
+  sampler adaptive = scheduled { schedule = adaptive_sequential { steps = 100 }, batch = 64 }
+  evaluate sudoku_accuracy on test with adaptive
+}
+"#;
+
 /// Timing of one measured loop.
 struct Timing {
     median: f64,
@@ -88,8 +121,12 @@ fn measure(warmup: usize, iters: usize, mut f: impl FnMut(usize)) -> Timing {
     Timing { median, min: times[0] }
 }
 
-fn plan_of(name: &str, text: &str) -> Plan {
-    let compiled = compile_text(name, text, &MemLoader::new(), &[]);
+fn plan_of(name: &str, text: &str, precision: &str) -> Plan {
+    let text = text.replace(
+        "loss = mse + 0.01 * nll\n",
+        &format!("loss = mse + 0.01 * nll\n    precision = {precision}\n"),
+    );
+    let compiled = compile_text(name, &text, &MemLoader::new(), &[]);
     assert!(compiled.diagnostics.is_empty(), "{name}: {:?}", compiled.diagnostics);
     compiled.plans.into_iter().next().expect("one experiment")
 }
@@ -105,9 +142,18 @@ struct Row {
     calls: usize,
 }
 
-fn bench(model_name: &'static str, text: &str, sampler: &str, quick: bool) -> Row {
-    let plan = plan_of(model_name, text);
-    let model = Model::build(&plan, Device::Cpu).expect("model");
+fn bench(
+    model_name: &'static str,
+    text: &str,
+    sampler: &str,
+    quick: bool,
+    device: &Device,
+    precision: &str,
+) -> Row {
+    let plan = plan_of(model_name, text, precision);
+    let model = Model::build(&plan, device.clone()).expect("model");
+    // GPU work is asynchronous: every timed call ends when the device has finished it.
+    let sync = || model.device.synchronize().expect("device synchronisation");
     let mut trainer = Trainer::from_plan(&plan, &model).expect("trainer");
     let batch = trainer.settings.batch;
     let dataset = sr_runtime::data::build_dataset(
@@ -123,6 +169,7 @@ fn bench(model_name: &'static str, text: &str, sampler: &str, quick: bool) -> Ro
         .collect();
     let train = measure(warmup, iters, |i| {
         trainer.step(&model, i as u64, std::slice::from_ref(&batches[i])).expect("training step");
+        sync();
     });
 
     // Sample with the trained weights: the EMA copy is not swapped in, as it would not change the cost.
@@ -138,6 +185,7 @@ fn bench(model_name: &'static str, text: &str, sampler: &str, quick: bool) -> Ro
         let mut rng = StdRng::seed_from_u64(i as u64);
         let out = sample(&model, &settings, &x, &given, &mut rng, Record::default()).expect("sampling");
         calls = out.steps;
+        sync();
     });
     Row {
         model: model_name,
@@ -161,18 +209,24 @@ fn main() {
     };
     // As `sr` does at start-up; `SR_MALLOC_TUNING=0` measures without it.
     let tuned = sr_runtime::perf::tune_allocator();
+    let device_name = std::env::var("SR_BENCH_DEVICE").unwrap_or_else(|_| "cpu".into());
+    let device = sr_runtime::model::device(&device_name).unwrap_or_else(|e| panic!("SR_BENCH_DEVICE: {e}"));
+    let precision = std::env::var("SR_BENCH_PRECISION").unwrap_or_else(|_| "f32".into());
     println!(
-        "sr-runtime CPU benchmark: {} threads, allocator tuning {}{}",
+        "sr-runtime {precision} benchmark on {device_name}: {} CPU threads, allocator tuning {}{}",
         candle_core::utils::get_num_threads(),
         if tuned { "on" } else { "off" },
         if quick { " (quick)" } else { "" }
     );
     let mut rows = Vec::new();
     if wanted("sudoku") {
-        rows.push(bench("sudoku", SUDOKU, "adaptive", quick));
+        rows.push(bench("sudoku", SUDOKU, "adaptive", quick, &device, &precision));
     }
     if wanted("dit_s2") {
-        rows.push(bench("dit_s2", DIT, "fixed", quick));
+        rows.push(bench("dit_s2", DIT, "fixed", quick, &device, &precision));
+    }
+    if wanted("sudoku_dep") {
+        rows.push(bench("sudoku_dep", EXAMPLE, "adaptive", quick, &device, &precision));
     }
     println!(
         "{:<8} {:>9} {:>6} {:>13} {:>13} {:>6} {:>13} {:>13}",

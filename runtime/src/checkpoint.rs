@@ -9,8 +9,14 @@
 //! <dir>/step-00001000/optimizer.safetensors   optimizer tensors: AdamW "m.<path>", "v.<path>";
 //!                                             SGD "momentum.<path>" (only when an optimizer is saved)
 //! <dir>/step-00001000/state.json              {"format": 1, "step", "optimizer": {"kind", "step", "lr"},
-//!                                              "rng": <caller's JSON>, "files": {<file>: {"bytes", "fnv1a64"}}}
+//!                                              "rng": <caller's JSON>, "files": {<file>: {"bytes", "fnv1a64"}},
+//!                                              "plan": {"experiment", "plan_fnv1a64", "model", "objective"},
+//!                                              "checksum": <fnv1a64 of this file without the checksum>}
 //! ```
+//!
+//! `plan` records the keys of the plan that define the model (shapes, mapper, flow, tokenizer, denoiser)
+//! and the objective (losses, time sampler, optimizer kind): `--resume` and `sr sample` compare them with
+//! the plan at hand and refuse a checkpoint of another model, listing every key that differs.
 //!
 //! The safetensors files are plain safetensors (loadable by PyTorch, JAX, ...). Every file is written to
 //! a temporary file in the same directory, fsynced and renamed into place, and the directory is fsynced;
@@ -29,6 +35,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, RuntimeError};
 use crate::optim::{Ema, Optimizer, OptimizerState};
+use sr_compiler::catalogue::Kind;
+use sr_compiler::plan::Plan;
 
 /// Version of the on-disk layout.
 pub const FORMAT: u32 = 1;
@@ -52,6 +60,104 @@ pub struct Checkpoint {
     pub lr: Option<f64>,
     /// The trainer's RNG state, opaque to this module.
     pub rng: serde_json::Value,
+    /// What the weights were trained for (absent in checkpoints written without a plan).
+    pub plan: Option<PlanKeys>,
+}
+
+/// The keys of a plan that define its model and its objective, each as `node.param` → the value in JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanKeys {
+    pub experiment: String,
+    /// FNV-1a hash of the whole plan's JSON (informational: any change, even of the step count).
+    pub plan_fnv1a64: String,
+    /// Shapes, mapper, flow, tokenizer and denoiser: what the weights mean.
+    pub model: BTreeMap<String, String>,
+    /// Losses, time sampler and optimizer: what training optimises (compared on `--resume`).
+    pub objective: BTreeMap<String, String>,
+}
+
+impl PlanKeys {
+    /// The model and objective keys of `plan`.
+    pub fn of(plan: &Plan) -> PlanKeys {
+        let mut model = BTreeMap::new();
+        let mut objective = BTreeMap::new();
+        model.insert("shapes.raw".into(), json(&plan.shapes.raw));
+        model.insert("shapes.variables".into(), json(&plan.shapes.variables));
+        model.insert("shapes.features".into(), json(&plan.shapes.features));
+        for kind in [
+            Kind::Mapper,
+            Kind::Flow,
+            Kind::Tokenizer,
+            Kind::Denoiser,
+            Kind::Loss,
+            Kind::TimeSampler,
+            Kind::Optimizer,
+        ] {
+            let map = if matches!(kind, Kind::Loss | Kind::TimeSampler | Kind::Optimizer) {
+                &mut objective
+            } else {
+                &mut model
+            };
+            for n in plan.nodes_of(kind) {
+                map.insert(n.id.clone(), json(&n.component));
+                if kind == Kind::Optimizer {
+                    continue; // the optimizer's hyper-parameters may change between sessions
+                }
+                for (k, v) in &n.params {
+                    map.insert(format!("{}.{k}", n.id), json(v));
+                }
+            }
+        }
+        let whole = serde_json::to_vec(plan).unwrap_or_default();
+        PlanKeys { experiment: plan.experiment.clone(), plan_fnv1a64: fnv1a64(&whole), model, objective }
+    }
+
+    /// The keys that differ between what a checkpoint was trained for (`self`) and `plan`:
+    /// `key: checkpoint value → plan value`; with `objective`, losses, time sampler and optimizer too.
+    pub fn differences(&self, plan: &PlanKeys, objective: bool) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut compare = |a: &BTreeMap<String, String>, b: &BTreeMap<String, String>| {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for k in keys {
+                let (x, y) = (a.get(k), b.get(k));
+                if x != y {
+                    let show = |v: Option<&String>| v.cloned().unwrap_or_else(|| "(absent)".into());
+                    out.push(format!("{k}: {} → {}", show(x), show(y)));
+                }
+            }
+        };
+        compare(&self.model, &plan.model);
+        if objective {
+            compare(&self.objective, &plan.objective);
+        }
+        out
+    }
+
+    /// Refuses a checkpoint in `path` that was trained for another model (or, with `objective`, another
+    /// objective) than `plan`; a checkpoint without a recorded plan is accepted with a note.
+    pub fn check(recorded: Option<&PlanKeys>, plan: &Plan, path: &Path, objective: bool) -> Result<()> {
+        let Some(recorded) = recorded else {
+            eprintln!(
+                "note: the checkpoint in {} records no plan; it cannot be checked against this experiment",
+                path.display()
+            );
+            return Ok(());
+        };
+        let keys = recorded.differences(&PlanKeys::of(plan), objective);
+        if keys.is_empty() {
+            return Ok(());
+        }
+        Err(RuntimeError::PlanMismatch {
+            path: path.to_path_buf(),
+            trained_for: format!("`{}`", recorded.experiment),
+            keys,
+        })
+    }
+}
+
+/// A value as compact JSON text.
+fn json<T: Serialize + ?Sized>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -74,6 +180,37 @@ struct State {
     optimizer: Option<OptimizerInfo>,
     rng: serde_json::Value,
     files: BTreeMap<String, FileInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    plan: Option<PlanKeys>,
+    /// FNV-1a of the file's bytes before this field (see [`state_bytes`]; absent in older checkpoints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    checksum: Option<String>,
+}
+
+/// `state.json` with its checksum: the pretty JSON of `state` (without one), whose FNV-1a is appended as
+/// the last field, so that the check reads the very bytes that were hashed.
+fn state_bytes(state: &State, path: &Path) -> Result<Vec<u8>> {
+    let mut json = serde_json::to_vec_pretty(state).map_err(|e| corrupt(path, e.to_string()))?;
+    let sum = fnv1a64(&json);
+    json.truncate(json.len() - 2); // "\n}"
+    json.extend_from_slice(format!(",\n  \"checksum\": \"{sum}\"\n}}").as_bytes());
+    Ok(json)
+}
+
+/// Checks the checksum of `state.json`'s bytes `text` (files without one are accepted).
+fn verify_state(text: &[u8], state: &State, path: &Path) -> Result<()> {
+    let Some(sum) = &state.checksum else { return Ok(()) };
+    let suffix = format!(",\n  \"checksum\": \"{sum}\"\n}}");
+    let ok = text.strip_suffix(suffix.as_bytes()).is_some_and(|body| {
+        let mut hashed = body.to_vec();
+        hashed.extend_from_slice(b"\n}");
+        fnv1a64(&hashed) == *sum
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(corrupt(path, "is corrupt: its checksum does not match its content"))
+    }
 }
 
 impl Checkpoint {
@@ -97,7 +234,7 @@ impl Checkpoint {
             Some(o) => (Some(o.state()?), Some(o.learning_rate())),
             None => (None, None),
         };
-        Ok(Self { step, model, ema, optimizer, lr, rng })
+        Ok(Self { step, model, ema, optimizer, lr, rng, plan: None })
     }
 
     /// Write the saved weights into `model` (every variable must be present with its shape), and the
@@ -226,9 +363,10 @@ pub fn save(dir: &Path, ckpt: &Checkpoint) -> Result<PathBuf> {
         }),
         rng: ckpt.rng.clone(),
         files,
+        plan: ckpt.plan.clone(),
+        checksum: None,
     };
-    let json =
-        serde_json::to_vec_pretty(&state).map_err(|e| corrupt(&step_dir.join(STATE), e.to_string()))?;
+    let json = state_bytes(&state, &step_dir.join(STATE))?;
     write_atomic(&step_dir.join(STATE), &json)?;
     write_atomic(&dir.join(LATEST), format!("{}\n", step_dir_name(ckpt.step)).as_bytes())?;
     Ok(step_dir)
@@ -325,8 +463,17 @@ fn load_tensors(
     Ok(Some(map.into_iter().collect()))
 }
 
-/// Load the checkpoint in `step_dir` onto `device`.
-pub fn load(step_dir: &Path, device: &Device) -> Result<Checkpoint> {
+/// Checks the checkpoint in `step_dir` (its `state.json` and every file's size and hash) without
+/// building tensors, and returns its step and recorded plan.
+pub fn verify(step_dir: &Path) -> Result<(u64, Option<PlanKeys>)> {
+    let state = read_state(step_dir)?;
+    for (name, info) in &state.files {
+        read_checked(&step_dir.join(name), info)?;
+    }
+    Ok((state.step, state.plan))
+}
+
+fn read_state(step_dir: &Path) -> Result<State> {
     let state_path = step_dir.join(STATE);
     let text = match fs::read(&state_path) {
         Ok(t) => t,
@@ -337,12 +484,20 @@ pub fn load(step_dir: &Path, device: &Device) -> Result<Checkpoint> {
     };
     let state: State =
         serde_json::from_slice(&text).map_err(|e| corrupt(&state_path, format!("is not valid: {e}")))?;
+    verify_state(&text, &state, &state_path)?;
     if state.format != FORMAT {
         return Err(corrupt(
             &state_path,
             format!("has format {}, this sr reads format {FORMAT}", state.format),
         ));
     }
+    Ok(state)
+}
+
+/// Load the checkpoint in `step_dir` onto `device`.
+pub fn load(step_dir: &Path, device: &Device) -> Result<Checkpoint> {
+    let state_path = step_dir.join(STATE);
+    let state = read_state(step_dir)?;
     let model = load_tensors(step_dir, MODEL, &state, device)?
         .ok_or_else(|| corrupt(&state_path, "lists no model.safetensors"))?;
     let ema = load_tensors(step_dir, EMA, &state, device)?;
@@ -360,6 +515,7 @@ pub fn load(step_dir: &Path, device: &Device) -> Result<Checkpoint> {
         lr: state.optimizer.as_ref().and_then(|o| o.lr),
         optimizer,
         rng: state.rng,
+        plan: state.plan,
     })
 }
 

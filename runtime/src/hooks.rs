@@ -2,10 +2,11 @@
 //! stop flag, both read at step boundaries.
 //!
 //! The Python package reports progress to a notebook through the callback and sets the flag when the
-//! user presses Ctrl-C; a signal handler of the command line can set the same flag. Training stops
-//! before its next step, saves a checkpoint of the steps done and returns
-//! [`RuntimeError::Interrupted`](crate::error::RuntimeError::Interrupted); evaluation stops before its
-//! next batch; sampling after its batch.
+//! user presses Ctrl-C (Python owns the process's signal handlers there, see
+//! [`Hooks::caller_handles_signals`]). Training stops after the step under way, saves a checkpoint of
+//! it and returns [`RuntimeError::Interrupted`](crate::error::RuntimeError::Interrupted), as on the
+//! command line's Ctrl-C ([`crate::interrupt`]); evaluation stops before its next batch and sampling
+//! after its batch, with [`RuntimeError::Stopped`](crate::error::RuntimeError::Stopped).
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,6 +56,9 @@ pub struct Hooks {
     pub progress: Option<ProgressFn>,
     /// Set (by another thread, a signal handler or the progress callback) to stop at the next step boundary.
     pub stop: Arc<AtomicBool>,
+    /// The caller handles SIGINT and SIGTERM itself (an embedding interpreter): training does not
+    /// install [`crate::interrupt::Guard`] and stops through `stop` alone.
+    pub caller_handles_signals: bool,
 }
 
 impl Hooks {
@@ -86,6 +90,7 @@ impl fmt::Debug for Hooks {
         f.debug_struct("Hooks")
             .field("progress", &self.progress.as_ref().map(|_| "callback"))
             .field("stop", &self.stop_requested())
+            .field("caller_handles_signals", &self.caller_handles_signals)
             .finish()
     }
 }

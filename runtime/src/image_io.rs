@@ -5,8 +5,7 @@ use crate::data::glyphs::{GlyphBank, GLYPH};
 use crate::error::{Result, RuntimeError};
 use crate::metric::sudoku_grids;
 use candle_core::{DType, Device, Tensor};
-use image::codecs::gif::{GifEncoder, Repeat};
-use image::{Delay, Frame, Rgb, RgbImage};
+use image::{Rgb, RgbImage};
 use std::path::Path;
 
 /// Layout of an image grid.
@@ -87,7 +86,19 @@ fn line_offset(i: usize) -> usize {
 /// `sudoku_grids` reads (`[N, 9, 9]` digits, `[N, 81, 9]` cell scores, Sudoku images); `givens` is
 /// `[N, 9, 9]` or `[N, 81]` (1 = given).
 pub fn render_sudoku(grids: &Tensor, givens: Option<&Tensor>) -> Result<Tensor> {
+    render_sudoku_at(grids, givens, None)
+}
+
+/// [`render_sudoku`] during sampling: with `t` (`[N · 81]`, each cell's time), a cell still at pure
+/// noise (t ≥ 0.99) is left blank and a partly denoised one is drawn faded by its t (and grey), so only
+/// resolved cells (t = 0) are solid.
+pub fn render_sudoku_at(grids: &Tensor, givens: Option<&Tensor>, t: Option<&[f32]>) -> Result<Tensor> {
     let grids = sudoku_grids(grids)?;
+    if let Some(t) = t {
+        if t.len() != grids.len() * 81 {
+            return Err(RuntimeError::Shape(format!("{} cell times for {} grids", t.len(), grids.len())));
+        }
+    }
     let given: Vec<f32> = match givens {
         Some(m) => {
             let v = m.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
@@ -138,7 +149,13 @@ pub fn render_sudoku(grids: &Tensor, givens: Option<&Tensor>) -> Result<Tensor> 
                 let (rj, cj) = (j / 9, j % 9);
                 j != k && grid[j] == d && (rj == r || cj == c || (rj / 3 == r / 3 && cj / 3 == c / 3))
             });
-            let colour: [f32; 3] = if conflict {
+            let noise = t.map_or(0.0, |t| t[g * 81 + k].clamp(0.0, 1.0));
+            if noise >= 0.99 {
+                continue;
+            }
+            let colour: [f32; 3] = if noise > 0.0 {
+                [0.55, 0.55, 0.6]
+            } else if conflict {
                 [0.85, 0.1, 0.1]
             } else if given[g * 81 + k] >= 0.5 {
                 [0.0, 0.0, 0.0]
@@ -149,7 +166,7 @@ pub fn render_sudoku(grids: &Tensor, givens: Option<&Tensor>) -> Result<Tensor> 
             let (oy, ox) = (line_offset(r), line_offset(c));
             for y in 0..GLYPH {
                 for x in 0..GLYPH {
-                    let a = glyph[y * GLYPH + x];
+                    let a = glyph[y * GLYPH + x] * (1.0 - noise);
                     if a > 0.0 {
                         for ch in 0..3 {
                             let p = &mut img[ch * plane + (oy + y) * side + ox + x];
@@ -174,8 +191,12 @@ pub fn write_sudoku_grid(
     write_image_grid(path, &render_sudoku(grids, givens)?, options)
 }
 
+/// How long an animation holds its last frame before it loops.
+pub const GIF_HOLD_MS: u32 = 2000;
+
 /// Writes an animated, looping GIF: `frames` is one video `[T, C, H, W]` or a batch of videos
-/// `[N, T, C, H, W]` shown side by side in a grid; values in [-1, 1].
+/// `[N, T, C, H, W]` shown side by side in a grid; values in [-1, 1]. The last frame is held for
+/// [`GIF_HOLD_MS`].
 pub fn write_gif(path: &Path, frames: &Tensor, delay_ms: u32, options: GridOptions) -> Result<()> {
     let videos = match frames.rank() {
         4 => frames.unsqueeze(0)?,
@@ -188,17 +209,77 @@ pub fn write_gif(path: &Path, frames: &Tensor, delay_ms: u32, options: GridOptio
         }
     };
     let t = videos.dim(1)?;
-    let file = std::fs::File::create(path).map_err(|e| RuntimeError::io(path, e))?;
-    let image_err = |source| RuntimeError::Image { path: path.to_path_buf(), source };
-    let mut encoder = GifEncoder::new_with_speed(std::io::BufWriter::new(file), 10);
-    encoder.set_repeat(Repeat::Infinite).map_err(image_err)?;
+    let gif_err = |e: gif::EncodingError| RuntimeError::Image {
+        path: path.to_path_buf(),
+        source: image::ImageError::Encoding(image::error::EncodingError::new(
+            image::ImageFormat::Gif.into(),
+            e,
+        )),
+    };
+    let mut encoder = None;
+    let mut previous: Option<image::RgbaImage> = None;
     for f in 0..t {
         let grid = image_grid(&videos.narrow(1, f, 1)?.squeeze(1)?, options)?;
         let rgba = image::DynamicImage::ImageRgb8(grid).to_rgba8();
-        let frame = Frame::from_parts(rgba, 0, 0, Delay::from_numer_denom_ms(delay_ms, 1));
-        encoder.encode_frame(frame).map_err(image_err)?;
+        let (w, h) = rgba.dimensions();
+        let (Ok(w16), Ok(h16)) = (u16::try_from(w), u16::try_from(h)) else {
+            return Err(RuntimeError::Shape(format!(
+                "a GIF is at most 65535 pixels wide and high, got {w}x{h}"
+            )));
+        };
+        let encoder = match &mut encoder {
+            Some(e) => e,
+            None => {
+                let file = std::fs::File::create(path).map_err(|e| RuntimeError::io(path, e))?;
+                let mut e =
+                    gif::Encoder::new(std::io::BufWriter::new(file), w16, h16, &[]).map_err(gif_err)?;
+                e.set_repeat(gif::Repeat::Infinite).map_err(gif_err)?;
+                encoder.insert(e)
+            }
+        };
+        let (x0, y0, mut pixels) = changed_region(previous.as_ref(), &rgba);
+        let (cw, ch) = pixels.dimensions();
+        let mut frame = gif::Frame::from_rgba_speed(cw as u16, ch as u16, &mut pixels, 10);
+        frame.left = x0 as u16;
+        frame.top = y0 as u16;
+        frame.dispose = gif::DisposalMethod::Keep;
+        let ms = if f + 1 == t { delay_ms.max(GIF_HOLD_MS) } else { delay_ms };
+        frame.delay = (ms / 10).min(u16::MAX as u32) as u16;
+        encoder.write_frame(&frame).map_err(gif_err)?;
+        previous = Some(rgba);
     }
     Ok(())
+}
+
+/// The part of `frame` that differs from `previous` (the whole frame when there is none): its corner and
+/// its pixels, with the unchanged ones transparent so the GIF keeps the previous frame's there. Denoising
+/// changes few cells per step, so these frames are small and compress well.
+fn changed_region(
+    previous: Option<&image::RgbaImage>,
+    frame: &image::RgbaImage,
+) -> (u32, u32, image::RgbaImage) {
+    let Some(previous) = previous.filter(|p| p.dimensions() == frame.dimensions()) else {
+        return (0, 0, frame.clone());
+    };
+    let (mut x0, mut y0, mut x1, mut y1) = (u32::MAX, u32::MAX, 0, 0);
+    for (x, y, p) in frame.enumerate_pixels() {
+        if p != previous.get_pixel(x, y) {
+            (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
+        }
+    }
+    if x0 == u32::MAX {
+        // Nothing changed: one transparent pixel carries the frame's delay.
+        return (0, 0, image::RgbaImage::from_pixel(1, 1, image::Rgba([0, 0, 0, 0])));
+    }
+    let region = image::RgbaImage::from_fn(x1 - x0 + 1, y1 - y0 + 1, |x, y| {
+        let p = *frame.get_pixel(x0 + x, y0 + y);
+        if p == *previous.get_pixel(x0 + x, y0 + y) {
+            image::Rgba([0, 0, 0, 0])
+        } else {
+            p
+        }
+    });
+    (x0, y0, region)
 }
 
 #[cfg(test)]
@@ -271,6 +352,21 @@ mod tests {
             image::codecs::gif::GifDecoder::new(file).unwrap().into_frames().collect_frames().unwrap();
         assert_eq!(frames.len(), 8);
         assert_eq!(frames[0].buffer().dimensions(), (3 * 32 + 4, 32 + 2));
+        // Later frames hold only what changed; decoded, every frame is the full picture again.
+        let options = GridOptions { columns: Some(3), padding: 1, scale: 1 };
+        for (f, frame) in frames.iter().enumerate() {
+            let want = image_grid(&b.data.narrow(1, f, 1).unwrap().squeeze(1).unwrap(), options).unwrap();
+            let got = image::DynamicImage::ImageRgba8(frame.buffer().clone()).to_rgb8();
+            assert!(got == want, "frame {f} differs after decoding");
+        }
+        let still = Tensor::stack(&vec![b.data.narrow(1, 0, 1).unwrap().squeeze(1).unwrap(); 8], 1).unwrap();
+        let moving_size = std::fs::metadata(&path).unwrap().len();
+        write_gif(&path, &still, 100, options).unwrap();
+        let still_size = std::fs::metadata(&path).unwrap().len();
+        assert!(
+            still_size * 2 < moving_size,
+            "unchanged frames are nearly free: {still_size} vs {moving_size} bytes"
+        );
         let single = dir.join("one.gif");
         write_gif(&single, &b.data.get(0).unwrap(), 50, GridOptions::default()).unwrap();
         let file = std::io::BufReader::new(std::fs::File::open(&single).unwrap());

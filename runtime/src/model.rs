@@ -12,10 +12,13 @@ use crate::error::{Result, RuntimeError};
 use crate::flow::FlowSetup;
 use crate::mapper::{build_mapper, Mapper};
 use crate::nn::{build_denoiser, Denoiser, Dependency, Geometry};
+use crate::precision::{LowPrecision, Precision};
 use crate::time::TimeSampler;
 
-/// Parses a device name: `cpu`, `cuda` (= `cuda:0`) or `cuda:N`.
+/// Parses a device name: `cpu`, `cuda` (= `cuda:0`) or `cuda:N`, after checking `SR_KERNELS`
+/// (see [`crate::nn::kernels`]).
 pub fn device(spec: &str) -> Result<Device> {
+    crate::nn::kernels::from_env()?;
     let unavailable = |what: &str| RuntimeError::Device { device: spec.to_string(), what: what.to_string() };
     match spec.trim() {
         "cpu" => Ok(Device::Cpu),
@@ -27,10 +30,31 @@ pub fn device(spec: &str) -> Result<Device> {
             if !candle_core::utils::cuda_is_available() {
                 return Err(unavailable("this build of sr has no CUDA support"));
             }
-            Device::new_cuda(ordinal).map_err(|e| unavailable(&e.to_string()))
+            Device::new_cuda(ordinal).map_err(|e| cuda_error(spec, ordinal, &e.to_string()))
         }
         _ => Err(unavailable("expected `cpu`, `cuda` or `cuda:N`")),
     }
+}
+
+/// The error of a failed `Device::new_cuda`: [`RuntimeError::NoDriver`] when the driver reports no
+/// GPU or cannot start (no device, no or an old driver, the link stub in place of the driver),
+/// [`RuntimeError::Device`] otherwise (a GPU index past the last GPU, out of memory, ...).
+fn cuda_error(spec: &str, ordinal: usize, message: &str) -> RuntimeError {
+    const NO_DRIVER: [&str; 4] = [
+        "CUDA_ERROR_NO_DEVICE",
+        "CUDA_ERROR_INSUFFICIENT_DRIVER",
+        "CUDA_ERROR_NOT_INITIALIZED",
+        "CUDA_ERROR_STUB_LIBRARY",
+    ];
+    let device = spec.to_string();
+    if NO_DRIVER.iter().any(|code| message.contains(code)) {
+        let what = format!("no usable NVIDIA GPU or driver ({message})");
+        return RuntimeError::NoDriver { device, what };
+    }
+    if message.contains("CUDA_ERROR_INVALID_DEVICE") {
+        return RuntimeError::Device { device, what: format!("there is no GPU {ordinal} ({message})") };
+    }
+    RuntimeError::Device { device, what: message.to_string() }
 }
 
 /// Everything a training or sampling run needs, built once from a plan.
@@ -45,6 +69,9 @@ pub struct Model {
     pub geometry: Geometry,
     pub varmap: VarMap,
     pub denoiser: Box<dyn Denoiser>,
+    /// With `precision = bf16 | f16`: the training copy of the denoiser in that precision, whose
+    /// weights follow the f32 masters in `varmap` (see [`crate::precision`]).
+    pub low: Option<LowPrecision>,
     /// The mapper's dependency matrix `[V, V]`, row-major, on the host.
     pub dependency: Vec<f64>,
 }
@@ -68,7 +95,17 @@ impl Model {
         let mut datasets = BTreeMap::new();
         for n in plan.nodes_of(Kind::Dataset) {
             let split = n.id.strip_prefix("data.").unwrap_or(&n.id).to_string();
-            datasets.insert(split, build_dataset(&n.component, &n.params, plan.seed)?);
+            let dataset = build_dataset(&n.component, &n.params, plan.seed)?;
+            // A loaded file decides its own shape: it must be the one the plan was checked with.
+            if dataset.raw_shape() != plan.shapes.raw {
+                return Err(RuntimeError::Shape(format!(
+                    "data split `{split}` ({}) yields samples of shape {:?}, the plan was checked for {:?}",
+                    n.component,
+                    dataset.raw_shape(),
+                    plan.shapes.raw
+                )));
+            }
+            datasets.insert(split, dataset);
         }
         let raw = plan.shapes.raw.clone();
         let mapper_node = node(plan, "mapper")?;
@@ -98,7 +135,20 @@ impl Model {
         let vb = crate::init::seeded_var_builder(&varmap, plan.seed, DType::F32, &device);
         let den = node(plan, "denoiser")?;
         let denoiser = build_denoiser(&den.component, &den.params, &geometry, vb)?;
-        Ok(Model { device, datasets, mapper, flow, time, geometry, varmap, denoiser, dependency })
+        let low = match Precision::from_plan(plan)? {
+            Precision::F32 => None,
+            p => Some(LowPrecision::build(p, &varmap, &den.component, &den.params, &geometry)?),
+        };
+        Ok(Model { device, datasets, mapper, flow, time, geometry, varmap, denoiser, low, dependency })
+    }
+
+    /// The training forward pass: the low-precision copy of the denoiser if the plan asks for one
+    /// (its prediction cast to f32), the f32 denoiser otherwise.
+    pub fn train_forward(&self, z: &Tensor, t: &Tensor) -> Result<crate::nn::Prediction> {
+        match &self.low {
+            Some(low) => low.forward(z, t),
+            None => self.denoiser.forward(z, t),
+        }
     }
 
     /// The dataset of split `name`.

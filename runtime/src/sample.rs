@@ -99,6 +99,8 @@ pub struct Sampled {
     pub trace: Vec<TraceStep>,
     /// Latents `[B', V, F]` after every step (for animations).
     pub frames: Vec<Tensor>,
+    /// Times `[B' · V]` after every step, one per frame (0 = resolved, 1 = pure noise).
+    pub frame_t: Vec<Vec<f32>>,
 }
 
 /// Samples a batch conditioned on the given variables: `x` `[B, V, F]` holds their values and
@@ -154,6 +156,7 @@ pub fn sample_with_progress(
         |a: &[f64]| -> Vec<Vec<f32>> { a.chunks(v).map(|r| r.iter().map(|x| *x as f32).collect()).collect() };
     let mut trace = Vec::new();
     let mut frames = Vec::new();
+    let mut frame_t = Vec::new();
     let budget = schedule.max_steps() + 1;
     while !schedule.is_finished() {
         if schedule.calls() > budget {
@@ -217,6 +220,7 @@ pub fn sample_with_progress(
             let n = record.frames.min(b);
             let host: Vec<f32> = z[..n * v * f].iter().map(|x| *x as f32).collect();
             frames.push(Tensor::from_vec(host, (n, v, f), &candle_core::Device::Cpu)?);
+            frame_t.push(t[..n * v].iter().map(|x| *x as f32).collect());
         }
     }
     if record.trace {
@@ -225,7 +229,13 @@ pub fn sample_with_progress(
         trace.push(TraceStep { t: rows(&t), sigma });
     }
     let host: Vec<f32> = z.iter().map(|x| *x as f32).collect();
-    Ok(Sampled { x: Tensor::from_vec(host, (b, v, f), dev)?, steps: schedule.calls(), trace, frames })
+    Ok(Sampled {
+        x: Tensor::from_vec(host, (b, v, f), dev)?,
+        steps: schedule.calls(),
+        trace,
+        frames,
+        frame_t,
+    })
 }
 
 /// Discrete diffusion works on its own time grid; continuous flows use t as it is.
@@ -248,45 +258,49 @@ fn predict(
     active: &[usize],
     (v, f): (usize, usize),
 ) -> Result<(Vec<f64>, Option<Vec<f64>>)> {
-    let dev = &model.device;
-    let a = active.len();
-    let gather = |src: &[f64], width: usize| -> Vec<f32> {
-        active.iter().flat_map(|&e| src[e * width..(e + 1) * width].iter().map(|x| *x as f32)).collect()
-    };
-    let zt = Tensor::from_vec(gather(z, v * f), (a, v, f), dev)?;
-    let tt = Tensor::from_vec(gather(t, v), (a, v), dev)?;
-    let out = model.denoiser.forward(&zt, &tt)?;
-    let to_host = |x: &Tensor| -> Result<Vec<f64>> { Ok(x.flatten_all()?.to_dtype(DType::F64)?.to_vec1()?) };
-    let mut pred = to_host(&out.out)?;
-    let log_var = match &out.log_var {
-        Some(lv) => Some(to_host(lv)?),
-        None => None,
-    };
-    let has_givens = active.iter().any(|&e| unknown[e * v..(e + 1) * v].contains(&0.0));
-    if settings.cfg != 1.0 && has_givens {
-        // The unconditional branch sees every given variable as pure noise at t = 1.
-        let mut zu = gather(z, v * f);
-        let mut tu = gather(t, v);
-        for (k, &e) in active.iter().enumerate() {
-            for j in 0..v {
-                if unknown[e * v + j] == 0.0 {
-                    tu[k * v + j] = 1.0;
-                    zu[(k * v + j) * f..(k * v + j + 1) * f].iter_mut().for_each(|x| *x = 0.0);
+    // No backward follows: the denoiser keeps no activations for one.
+    crate::nn::without_gradients(|| {
+        let dev = &model.device;
+        let a = active.len();
+        let gather = |src: &[f64], width: usize| -> Vec<f32> {
+            active.iter().flat_map(|&e| src[e * width..(e + 1) * width].iter().map(|x| *x as f32)).collect()
+        };
+        let zt = Tensor::from_vec(gather(z, v * f), (a, v, f), dev)?;
+        let tt = Tensor::from_vec(gather(t, v), (a, v), dev)?;
+        let out = model.denoiser.forward(&zt, &tt)?;
+        let to_host =
+            |x: &Tensor| -> Result<Vec<f64>> { Ok(x.flatten_all()?.to_dtype(DType::F64)?.to_vec1()?) };
+        let mut pred = to_host(&out.out)?;
+        let log_var = match &out.log_var {
+            Some(lv) => Some(to_host(lv)?),
+            None => None,
+        };
+        let has_givens = active.iter().any(|&e| unknown[e * v..(e + 1) * v].contains(&0.0));
+        if settings.cfg != 1.0 && has_givens {
+            // The unconditional branch sees every given variable as pure noise at t = 1.
+            let mut zu = gather(z, v * f);
+            let mut tu = gather(t, v);
+            for (k, &e) in active.iter().enumerate() {
+                for j in 0..v {
+                    if unknown[e * v + j] == 0.0 {
+                        tu[k * v + j] = 1.0;
+                        zu[(k * v + j) * f..(k * v + j + 1) * f].iter_mut().for_each(|x| *x = 0.0);
+                    }
                 }
             }
+            let uncond = model
+                .denoiser
+                .forward(&Tensor::from_vec(zu, (a, v, f), dev)?, &Tensor::from_vec(tu, (a, v), dev)?)?;
+            let pu = to_host(&uncond.out)?;
+            for (i, p) in pred.iter_mut().enumerate() {
+                let ti = t[active[i / (v * f)] * v + (i / f) % v];
+                let scale = match settings.cfg_schedule {
+                    CfgSchedule::Constant => settings.cfg,
+                    CfgSchedule::Linear => 1.0 + (settings.cfg - 1.0) * (1.0 - ti),
+                };
+                *p = pu[i] + scale * (*p - pu[i]);
+            }
         }
-        let uncond = model
-            .denoiser
-            .forward(&Tensor::from_vec(zu, (a, v, f), dev)?, &Tensor::from_vec(tu, (a, v), dev)?)?;
-        let pu = to_host(&uncond.out)?;
-        for (i, p) in pred.iter_mut().enumerate() {
-            let ti = t[active[i / (v * f)] * v + (i / f) % v];
-            let scale = match settings.cfg_schedule {
-                CfgSchedule::Constant => settings.cfg,
-                CfgSchedule::Linear => 1.0 + (settings.cfg - 1.0) * (1.0 - ti),
-            };
-            *p = pu[i] + scale * (*p - pu[i]);
-        }
-    }
-    Ok((pred, log_var))
+        Ok((pred, log_var))
+    })
 }

@@ -116,6 +116,16 @@ pub struct TimeSample {
     pub weights: Vec<f64>,
 }
 
+/// The times of a batch before the batch-level weight scale ([`TimeSampler::sample_rows`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowDraw {
+    pub sample: TimeSample,
+    /// Number of unknown (not given) variables in the batch.
+    pub unknown: usize,
+    /// Number of variables that carry a loss.
+    pub trained: usize,
+}
+
 impl TimeSample {
     /// `t` and `weights` as `[batch, variables]` tensors of `dtype` on `device`.
     pub fn to_tensors(&self, device: &Device, dtype: DType) -> Result<(Tensor, Tensor)> {
@@ -291,6 +301,22 @@ impl TimeSampler {
         variables: usize,
         mask: Option<&[bool]>,
     ) -> Result<TimeSample> {
+        let mut rows = self.sample_rows(std::slice::from_mut(rng), batch, variables, mask)?;
+        self.finish(&mut rows.sample, rows.unknown, rows.trained);
+        Ok(rows.sample)
+    }
+
+    /// Draws the times of `batch` samples like [`TimeSampler::sample`], sample `b` from `rngs[b]`
+    /// alone (or all from `rngs[0]` when only one generator is given), so that a sample's times do
+    /// not depend on the other samples of its batch. The batch-level weight scale of sequential
+    /// samplers is left to [`TimeSampler::finish`], which needs the counts of the whole batch.
+    pub fn sample_rows(
+        &self,
+        rngs: &mut [StdRng],
+        batch: usize,
+        variables: usize,
+        mask: Option<&[bool]>,
+    ) -> Result<RowDraw> {
         if let Some(m) = mask {
             if m.len() != batch * variables {
                 return Err(RuntimeError::Shape(format!(
@@ -298,6 +324,12 @@ impl TimeSampler {
                     m.len()
                 )));
             }
+        }
+        if rngs.len() != 1 && rngs.len() != batch {
+            return Err(RuntimeError::Shape(format!(
+                "{} random generators for a batch of {batch}: expected 1 or {batch}",
+                rngs.len()
+            )));
         }
         let n = batch * variables;
         let mut t = vec![0.0; n];
@@ -311,6 +343,7 @@ impl TimeSampler {
             unknown.extend((0..variables).filter(|&v| mask.is_none_or(|m| m[b * variables + v])));
             times.clear();
             loss.clear();
+            let rng = &mut rngs[if rngs.len() == 1 { 0 } else { b }];
             self.draw(rng, unknown.len(), &mut times, &mut loss);
             for (k, &v) in unknown.iter().enumerate() {
                 t[b * variables + v] = times[k];
@@ -319,18 +352,28 @@ impl TimeSampler {
             unknown_entries += unknown.len();
             loss_entries += loss.iter().filter(|x| **x).count();
         }
-        if let TimeKind::Sequential(_) = self.kind {
-            // Loss only on noised variables, rescaled so the weights average 1 over unknowns.
-            let scale = if loss_entries > 0 { unknown_entries as f64 / loss_entries as f64 } else { 0.0 };
-            w.iter_mut().for_each(|x| *x *= scale);
-        } else if let Some(h) = &self.normalization {
+        if let (false, Some(h)) = (matches!(self.kind, TimeKind::Sequential(_)), &self.normalization) {
             for (wi, ti) in w.iter_mut().zip(&t) {
                 if *wi != 0.0 {
                     *wi = h.weight(*ti);
                 }
             }
         }
-        Ok(TimeSample { batch, variables, t, weights: w })
+        Ok(RowDraw {
+            sample: TimeSample { batch, variables, t, weights: w },
+            unknown: unknown_entries,
+            trained: loss_entries,
+        })
+    }
+
+    /// Applies the batch-level part of the weights to `sample`, given the number of unknown and of
+    /// trained variables in the whole batch (summed over every part of a batch split across ranks):
+    /// sequential samplers rescale their weights so that they average 1 over the unknown variables.
+    pub fn finish(&self, sample: &mut TimeSample, unknown: usize, trained: usize) {
+        if let TimeKind::Sequential(_) = self.kind {
+            let scale = if trained > 0 { unknown as f64 / trained as f64 } else { 0.0 };
+            sample.weights.iter_mut().for_each(|x| *x *= scale);
+        }
     }
 
     /// Times for `n` unknown variables of one sample (`loss[k]`: whether variable k is trained).

@@ -1,8 +1,10 @@
 //! The training loop: batches → variables → per-variable times → noising → denoiser → losses →
 //! AdamW/SGD with warm-up, clipping, EMA, checkpoints and a JSON-lines metrics log.
 //!
-//! Every random draw of step `s` comes from a generator seeded with `(seed, s)`, and every batch is a
-//! pure function of its dataset indices, so a resumed run continues bit for bit where it stopped.
+//! Every random draw of sample `i` of step `s` comes from a generator seeded with `(seed, s, i)`, and
+//! every batch is a pure function of its dataset indices, so a resumed run continues bit for bit where
+//! it stopped, and a batch split across the ranks of a data-parallel run (`crate::distributed`) draws
+//! exactly what one process draws.
 //!
 //! A checkpoint is written to disk one step after it is taken, once the next step has computed a finite
 //! loss and gradient from its weights (the checkpoint of the last step is written at once): when training
@@ -20,14 +22,17 @@ use rand_distr::{Distribution, StandardNormal};
 use sr_compiler::catalogue::Kind;
 use sr_compiler::plan::{PValue, Plan};
 
-use crate::checkpoint::{self, Checkpoint};
-use crate::data::{build_dataset, Batch, Batcher};
+use crate::checkpoint::{self, Checkpoint, PlanKeys};
+use crate::data::{build_dataset, make_batch, Batch, Batcher};
+use crate::distributed::{self, World};
 use crate::error::{Result, RuntimeError};
 use crate::hooks::{Hooks, Progress, Stage};
 use crate::model::{node, Model};
 use crate::optim::{build_optimizer, clip_grad_norm, named_vars, Ema, LrSchedule, Optimizer};
 use crate::param::{solve, Parameterization};
 use crate::progress::{ProgressBar, ProgressMode};
+use crate::tensorboard::EventWriter;
+use crate::time::RowDraw;
 
 /// The non-component keys of the `train` block, with the catalogue defaults already filled in.
 #[derive(Debug, Clone, PartialEq)]
@@ -121,12 +126,11 @@ pub fn step_seed(seed: u64, step: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Standard normal noise of `shape` drawn on the host from `rng` (so that CPU and GPU runs draw the
-/// same numbers), placed on `device`.
-pub fn host_noise(rng: &mut StdRng, shape: &[usize], device: &candle_core::Device) -> Result<Tensor> {
-    let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n).map(|_| StandardNormal.sample(rng)).collect();
-    Ok(Tensor::from_vec(v, shape, device)?)
+/// The seed of the generator of sample `position` of micro-batch `micro` of step `step`. Each sample
+/// draws its times and noise from its own generator, so its draws do not depend on the other samples
+/// of its batch, nor on how the batch is split across ranks.
+pub fn sample_seed(seed: u64, step: u64, micro: u64, position: u64) -> u64 {
+    step_seed(step_seed(seed, step), (micro << 32) ^ position)
 }
 
 /// Number of t bins of the per-bin loss in the metrics log.
@@ -142,46 +146,76 @@ pub struct StepStats {
     pub mse_by_t: [f64; T_BINS],
 }
 
-/// The loss of one batch: returns the scalar loss tensor (for backward) and its statistics.
-pub fn batch_loss(
-    model: &Model,
-    terms: &[(f64, LossTerm)],
-    raw: &Tensor,
-    mask: Option<&Tensor>,
-    rng: &mut StdRng,
-) -> Result<(Tensor, StepStats)> {
+/// A batch (or a rank's part of one) with its variables, times and noise drawn.
+pub struct DrawnBatch {
+    /// Variables `[B, V, F]`.
+    pub x: Tensor,
+    /// Per variable, whether it is to be generated (not given).
+    pub unknown: Vec<bool>,
+    /// Times and weights; the batch-level scale comes with [`crate::time::TimeSampler::finish`].
+    pub times: RowDraw,
+    /// Standard normal noise `[B, V, F]`.
+    pub eps: Tensor,
+}
+
+/// Maps `raw` to variables and draws each sample's times and noise from the generator seeded with
+/// its entry of `seeds`.
+pub fn draw_batch(model: &Model, raw: &Tensor, mask: Option<&Tensor>, seeds: &[u64]) -> Result<DrawnBatch> {
     let dev = &model.device;
     let (x, given) = model.variables(raw, mask)?;
     let (b, v, f) = x.dims3()?;
+    if seeds.len() != b {
+        return Err(RuntimeError::Shape(format!("{} sample seeds for a batch of {b}", seeds.len())));
+    }
     let unknown: Vec<bool> = given.flatten_all()?.to_vec1::<f32>()?.iter().map(|g| *g < 0.5).collect();
     let time =
         model.time.as_ref().ok_or_else(|| RuntimeError::Config("the plan has no time sampler".into()))?;
-    let draw = time.sample(rng, b, v, Some(&unknown))?;
+    let mut rngs: Vec<StdRng> = seeds.iter().map(|s| StdRng::seed_from_u64(*s)).collect();
+    let times = time.sample_rows(&mut rngs, b, v, Some(&unknown))?;
+    let mut noise: Vec<f32> = Vec::with_capacity(b * v * f);
+    for rng in &mut rngs {
+        noise.extend((0..v * f).map(|_| -> f32 { StandardNormal.sample(rng) }));
+    }
+    let eps = Tensor::from_vec(noise, (b, v, f), dev)?;
+    Ok(DrawnBatch { x, unknown, times, eps })
+}
+
+/// The loss of a drawn batch whose time weights are finished, normalised by `trained`, the number of
+/// trained variables of the whole batch (all ranks' parts). Returns the scalar loss tensor (for
+/// backward) and its sums: the loss, each term, then the squared-error sums and counts per t bin.
+pub fn batch_loss(
+    model: &Model,
+    terms: &[(f64, LossTerm)],
+    batch: &DrawnBatch,
+    trained: usize,
+) -> Result<(Tensor, Vec<f64>)> {
+    let dev = &model.device;
+    let draw = &batch.times.sample;
+    let (b, v, _) = batch.x.dims3()?;
     let (t, w) = draw.to_tensors(dev, DType::F32)?;
-    let eps = host_noise(rng, &[b, v, f], dev)?;
     let setup = &model.flow;
-    let z = setup.flow.noise(&x, &eps, &t)?;
-    let target = setup.flow.target(setup.predict, &x, &eps, &t)?;
-    let pred = model.denoiser.forward(&z, &t)?;
+    let z = setup.flow.noise(&batch.x, &batch.eps, &t)?;
+    let target = setup.flow.target(setup.predict, &batch.x, &batch.eps, &t)?;
+    let pred = model.train_forward(&z, &t)?;
     let err = (&pred.out - &target)?.sqr()?.mean(D::Minus1)?; // [B, V]
-    let active = draw.weights.iter().filter(|w| **w > 0.0).count().max(1) as f64;
+    let active = trained.max(1) as f64;
     let weighted_mean = |per_var: &Tensor| -> Result<Tensor> { Ok(((per_var * &w)?.sum_all()? / active)?) };
 
     let mut total: Option<Tensor> = None;
-    let mut stats = BTreeMap::new();
+    let mut sums = vec![0.0];
     for &(weight, term) in terms {
-        let (name, value) = match term {
-            LossTerm::Mse => ("mse", weighted_mean(&err)?),
+        let value = match term {
+            LossTerm::Mse => weighted_mean(&err)?,
             LossTerm::Nll => {
                 let log_var = pred.log_var.as_ref().ok_or_else(|| {
                     RuntimeError::Config("the nll loss needs a denoiser with `uncertainty = true`".into())
                 })?;
                 let nll = ((err.detach() * log_var.neg()?.exp()?)? + log_var)?.affine(0.5, 0.0)?;
-                ("nll", weighted_mean(&nll)?)
+                weighted_mean(&nll)?
             }
-            LossTerm::Vlb => ("vlb", weighted_mean(&(vlb_weights(model, &draw.t, b, v)? * &err)?)?),
+            LossTerm::Vlb => weighted_mean(&(vlb_weights(model, &draw.t, b, v)? * &err)?)?,
         };
-        stats.insert(name, value.to_dtype(DType::F64)?.to_scalar::<f64>()?);
+        sums.push(value.to_dtype(DType::F64)?.to_scalar::<f64>()?);
         let scaled = (value * weight)?;
         total = Some(match total {
             Some(t) => (t + scaled)?,
@@ -189,25 +223,37 @@ pub fn batch_loss(
         });
     }
     let total = total.ok_or_else(|| RuntimeError::Config("no loss term".into()))?;
-    let loss = total.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+    sums[0] = total.to_dtype(DType::F64)?.to_scalar::<f64>()?;
 
-    let mut sums = [0.0; T_BINS];
-    let mut counts = [0usize; T_BINS];
+    let mut bins = [0.0; 2 * T_BINS];
     let err_host = err.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
-    for ((e, t), known) in err_host.iter().zip(&draw.t).zip(unknown.iter().map(|u| !u)) {
-        if !known {
+    for ((e, t), unknown) in err_host.iter().zip(&draw.t).zip(&batch.unknown) {
+        if *unknown {
             let bin = ((t * T_BINS as f64) as usize).min(T_BINS - 1);
-            sums[bin] += e;
-            counts[bin] += 1;
+            bins[bin] += e;
+            bins[T_BINS + bin] += 1.0;
         }
     }
+    sums.extend(bins);
+    Ok((total, sums))
+}
+
+/// The statistics of a step from the sums of [`batch_loss`] (added over micro-batches and ranks).
+fn step_stats(terms: &[(f64, LossTerm)], sums: &[f64], parts: f64) -> StepStats {
+    let names = terms.iter().map(|(_, term)| match term {
+        LossTerm::Mse => "mse",
+        LossTerm::Nll => "nll",
+        LossTerm::Vlb => "vlb",
+    });
+    let terms = names.zip(&sums[1..]).map(|(n, v)| (n, v / parts)).collect();
+    let bins = &sums[sums.len() - 2 * T_BINS..];
     let mut mse_by_t = [f64::NAN; T_BINS];
     for i in 0..T_BINS {
-        if counts[i] > 0 {
-            mse_by_t[i] = sums[i] / counts[i] as f64;
+        if bins[T_BINS + i] > 0.0 {
+            mse_by_t[i] = bins[i] / bins[T_BINS + i];
         }
     }
-    Ok((total, StepStats { loss, terms: stats, mse_by_t }))
+    StepStats { loss: sums[0] / parts, terms, mse_by_t }
 }
 
 /// Per-variable weights `[B, V]` that turn the squared error of the prediction into the
@@ -253,7 +299,7 @@ impl RunPaths {
     pub fn metrics(&self) -> PathBuf {
         self.root.join("metrics.jsonl")
     }
-    /// Loss-curve picture.
+    /// Loss plot (`loss.png`; `loss.svg` beside it).
     pub fn loss_curve(&self) -> PathBuf {
         self.root.join("loss.png")
     }
@@ -280,6 +326,8 @@ pub struct Trained {
     /// Loss of every step run in this session, in order.
     pub losses: Vec<f64>,
     pub seconds: f64,
+    /// The run's TensorBoard event file, open for the evaluation's scalars and images (rank 0 only).
+    pub events: Option<EventWriter>,
 }
 
 /// What one optimisation step measured.
@@ -291,6 +339,12 @@ pub struct StepOutcome {
     pub grad_norm: f64,
     /// Learning rate of the step.
     pub lr: f64,
+    /// With `precision = f16`: the gradient overflowed at the current loss scale, so the weights were
+    /// not updated and the scale was halved.
+    pub skipped: bool,
+    /// An interrupt (SIGINT, SIGTERM) arrived before this step's gradient exchange, on this process
+    /// or, in a data-parallel run, on any rank: every rank sees the same value.
+    pub interrupted: bool,
 }
 
 /// The optimisation state of a training run: loss terms, optimizer, learning-rate schedule, gradient
@@ -303,6 +357,10 @@ pub struct Trainer {
     pub ema: Option<Ema>,
     seed: u64,
     vars: Vec<Var>,
+    /// The factor the loss is multiplied by before backward (1 except with `precision = f16`).
+    pub loss_scale: f64,
+    /// Steps in a row without an overflow at the current loss scale.
+    good_steps: u64,
 }
 
 impl Trainer {
@@ -332,49 +390,121 @@ impl Trainer {
         };
         let ema = if settings.ema > 0.0 { Some(Ema::new(&named, settings.ema)?) } else { None };
         let vars = named.into_iter().map(|(_, v)| v).collect();
-        Ok(Trainer { settings, terms, optimizer, schedule, ema, seed: plan.seed, vars })
+        let loss_scale = model.low.as_ref().map_or(1.0, |l| l.precision.initial_loss_scale());
+        Ok(Trainer {
+            settings,
+            terms,
+            optimizer,
+            schedule,
+            ema,
+            seed: plan.seed,
+            vars,
+            loss_scale,
+            good_steps: 0,
+        })
     }
 
     /// Runs optimisation step `step` on `batches` (one per micro-batch, `settings.accumulate` of them):
-    /// loss, backward, gradient clipping, optimizer update and EMA. Every random draw comes from the
-    /// generator of `(seed, step)`. Fails without updating when the loss or gradient is not finite.
+    /// loss, backward, gradient clipping, optimizer update and EMA. Sample `i` of micro-batch `m` draws
+    /// from the generator of [`sample_seed`]`(seed, step, m, i)`. Fails without updating when the loss
+    /// or gradient is not finite.
     pub fn step(&mut self, model: &Model, step: u64, batches: &[Batch]) -> Result<StepOutcome> {
+        self.step_part(model, step, batches, 0, &World::single())
+    }
+
+    /// Runs optimisation step `step` as one rank of `world`: `batches[m]` holds the samples at
+    /// positions `offset..` of micro-batch `m`, and the other ranks hold the rest. The loss is
+    /// normalised over the whole batch, gradients and statistics are summed over the ranks by one
+    /// all-reduce, and every rank applies the same update; the result equals that of one process
+    /// given the whole batch, up to rounding. A non-finite loss or gradient on any rank fails the
+    /// step on every rank.
+    pub fn step_part(
+        &mut self,
+        model: &Model,
+        step: u64,
+        batches: &[Batch],
+        offset: usize,
+        world: &World,
+    ) -> Result<StepOutcome> {
         if batches.is_empty() {
             return Err(RuntimeError::Config("a training step needs at least one batch".into()));
         }
-        let mut rng = StdRng::seed_from_u64(step_seed(self.seed, step));
+        let time =
+            model.time.as_ref().ok_or_else(|| RuntimeError::Config("the plan has no time sampler".into()))?;
+        if let Some(low) = &model.low {
+            low.refresh()?;
+        }
         let lr = self.schedule.lr(step);
         self.optimizer.set_learning_rate(lr);
+        let mut drawn = Vec::with_capacity(batches.len());
+        let mut counts = Vec::with_capacity(2 * batches.len());
+        for (m, batch) in batches.iter().enumerate() {
+            let seeds: Vec<u64> = (0..batch.indices.len())
+                .map(|i| sample_seed(self.seed, step, m as u64, (offset + i) as u64))
+                .collect();
+            let d = draw_batch(model, &batch.data, batch.mask.as_ref(), &seeds)?;
+            counts.extend([d.times.unknown as f64, d.times.trained as f64]);
+            drawn.push(d);
+        }
+        world.sum_f64("the loss normalisation", &mut counts)?;
         let parts = batches.len() as f64;
         let mut total: Option<Tensor> = None;
-        let mut stats: Option<StepStats> = None;
-        for batch in batches {
-            let (loss, s) = batch_loss(model, &self.terms, &batch.data, batch.mask.as_ref(), &mut rng)?;
+        let mut sums: Vec<f64> = Vec::new();
+        for (m, d) in drawn.iter_mut().enumerate() {
+            let (unknown, trained) = (counts[2 * m] as usize, counts[2 * m + 1] as usize);
+            time.finish(&mut d.times.sample, unknown, trained);
+            let (loss, s) = batch_loss(model, &self.terms, d, trained)?;
             let scaled = if batches.len() == 1 { loss } else { (loss / parts)? };
             total = Some(match total {
                 Some(t) => (t + scaled)?,
                 None => scaled,
             });
-            stats = Some(match stats {
-                None => s,
-                Some(mut acc) => {
-                    acc.loss += s.loss;
-                    acc
-                }
+            if sums.is_empty() {
+                sums = s;
+            } else {
+                sums.iter_mut().zip(s).for_each(|(a, b)| *a += b);
+            }
+        }
+        let total =
+            total.ok_or_else(|| RuntimeError::Config("a training step needs at least one batch".into()))?;
+        if world.size() == 1 && !sums[0].is_finite() {
+            return Err(RuntimeError::Diverged {
+                step: step + 1,
+                what: format!("the loss is {}", sums[0] / parts),
             });
         }
-        let (Some(total), Some(mut stats)) = (total, stats) else {
-            return Err(RuntimeError::Config("a training step needs at least one batch".into()));
-        };
-        stats.loss /= parts;
+        let scaled = self.loss_scale != 1.0;
+        let mut grads = if scaled { (total * self.loss_scale)?.backward()? } else { total.backward()? };
+        if let Some(low) = &model.low {
+            low.to_master_grads(&mut grads, self.loss_scale)?;
+        }
+        // Every rank learns in the same all-reduce whether any rank was asked to stop.
+        let mut interrupted = crate::interrupt::requested();
+        if world.size() > 1 {
+            sums.push(f64::from(u8::from(interrupted)));
+            distributed::sum_gradients(world, &mut grads, &self.vars, &mut sums)?;
+            interrupted = sums.pop().is_some_and(|n| n > 0.0);
+        }
+        let stats = step_stats(&self.terms, &sums, parts);
         if !stats.loss.is_finite() {
             return Err(RuntimeError::Diverged {
                 step: step + 1,
                 what: format!("the loss is {}", stats.loss),
             });
         }
-        let mut grads = total.backward()?;
         let grad_norm = clip_grad_norm(&mut grads, &self.vars, self.settings.clip)?;
+        if scaled {
+            if !grad_norm.is_finite() {
+                self.loss_scale /= 2.0;
+                self.good_steps = 0;
+                return Ok(StepOutcome { stats, grad_norm, lr, skipped: true, interrupted });
+            }
+            self.good_steps += 1;
+            if self.good_steps >= crate::precision::SCALE_GROWTH_INTERVAL {
+                self.loss_scale *= 2.0;
+                self.good_steps = 0;
+            }
+        }
         if !grad_norm.is_finite() {
             return Err(RuntimeError::Diverged {
                 step: step + 1,
@@ -385,7 +515,19 @@ impl Trainer {
         if let Some(e) = self.ema.as_mut() {
             e.update_at(step)?;
         }
-        Ok(StepOutcome { stats, grad_norm, lr })
+        Ok(StepOutcome { stats, grad_norm, lr, skipped: false, interrupted })
+    }
+
+    /// A hash of the model's weights, equal on two ranks exactly when their weights are bit-identical.
+    pub fn weights_hash(&self) -> Result<u64> {
+        let mut h = distributed::HASH_START;
+        for v in &self.vars {
+            h = distributed::hash_f32(
+                h,
+                &v.as_tensor().flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?,
+            );
+        }
+        Ok(h)
     }
 }
 
@@ -396,58 +538,101 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
     let train_node = node(plan, "data.train")?;
     let batcher =
         Batcher::new(build_dataset(&train_node.component, &train_node.params, plan.seed)?, plan.seed);
+    // With several ranks, each draws its contiguous part of every batch; only rank 0 writes files.
+    let world = distributed::world();
+    if settings.batch < world.size() {
+        return Err(RuntimeError::Distributed(format!(
+            "the batch of {} samples cannot be split across {} ranks",
+            settings.batch,
+            world.size()
+        )));
+    }
+    let shard = world.shard(settings.batch);
+    let root = world.is_root();
 
     let ckpt_dir = options.paths.checkpoints();
+    let keys = PlanKeys::of(plan);
     let mut start = 0;
     if options.resume {
         match checkpoint::load_latest(&ckpt_dir, &model.device)? {
             Some(ck) => {
+                PlanKeys::check(ck.plan.as_ref(), plan, &ckpt_dir, true)?;
                 ck.restore(&model.varmap, trainer.ema.as_mut(), Some(trainer.optimizer.as_mut()))?;
                 start = ck.step;
+                if root && start > settings.steps {
+                    eprintln!(
+                        "note: the checkpoint is at step {start}, past the {} steps asked for: nothing is \
+                         trained; the step-{start} weights are used",
+                        settings.steps
+                    );
+                }
             }
             None => {
-                return Err(RuntimeError::Checkpoint {
+                return Err(RuntimeError::NoCheckpoint {
                     path: ckpt_dir.clone(),
-                    reason: "no checkpoint to resume from".into(),
+                    what: "nothing to resume from (start the run without `--resume`)".into(),
                 })
             }
         }
     }
-    std::fs::create_dir_all(&options.paths.root).map_err(|e| RuntimeError::io(&options.paths.root, e))?;
     let metrics_path = options.paths.metrics();
-    if options.resume {
-        truncate_log(&metrics_path, start)?;
+    let mut metrics = if root {
+        std::fs::create_dir_all(&options.paths.root).map_err(|e| RuntimeError::io(&options.paths.root, e))?;
+        if options.resume {
+            truncate_log(&metrics_path, start)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(options.resume)
+            .write(true)
+            .truncate(!options.resume)
+            .open(&metrics_path)
+            .map_err(|e| RuntimeError::io(&metrics_path, e))?;
+        Some(file)
+    } else {
+        None
+    };
+    if world.size() > 1 {
+        world.check_same_weights(start, trainer.weights_hash()?)?;
     }
-    let mut metrics = std::fs::OpenOptions::new()
-        .create(true)
-        .append(options.resume)
-        .write(true)
-        .truncate(!options.resume)
-        .open(&metrics_path)
-        .map_err(|e| RuntimeError::io(&metrics_path, e))?;
 
+    // TensorBoard events, like every file of the run folder, are written by rank 0 alone.
+    let mut events = if root { Some(EventWriter::create(&options.paths.root, start)?) } else { None };
     let began = Instant::now();
     let mut losses = Vec::new();
     // Sum and count of the losses since the last log line.
     let mut interval = (0.0, 0usize);
-    let mode = if options.progress { ProgressMode::Live } else { ProgressMode::Log(10.0) };
+    let mode = match (root, options.progress) {
+        (false, _) => ProgressMode::Off,
+        (true, true) => ProgressMode::Live,
+        (true, false) => ProgressMode::Log(10.0),
+    };
     let mut progress = ProgressBar::new("train", start, settings.steps, mode);
-    let rng_state = serde_json::json!({"scheme": "per-step", "seed": plan.seed});
+    let rng_state = serde_json::json!({"scheme": "per-sample", "seed": plan.seed});
     // A checkpoint taken after step s is written once step s + 1 has shown that its weights give a
     // finite loss and gradient, so a diverging run never leaves a bad checkpoint as `latest`.
     let mut pending: Option<Checkpoint> = None;
+    let capture = |done: u64, trainer: &Trainer| -> Result<Checkpoint> {
+        let mut ck = Checkpoint::capture(
+            done,
+            &model.varmap,
+            trainer.ema.as_ref(),
+            Some(trainer.optimizer.as_ref()),
+            rng_state.clone(),
+        )?;
+        ck.plan = Some(keys.clone());
+        Ok(ck)
+    };
+    let interrupts = (!options.hooks.caller_handles_signals).then(crate::interrupt::Guard::install);
     for step in start..settings.steps {
-        if options.hooks.stop_requested() {
-            progress.finish();
-            let rng = rng_state.clone();
-            return Err(stop_training(model, &trainer, &ckpt_dir, step, start, &settings, rng));
-        }
         let batches = (0..settings.accumulate as u64)
             .map(|micro| {
-                batcher.batch(step * settings.accumulate as u64 + micro, settings.batch, &model.device)
+                let indices = batcher.indices(step * settings.accumulate as u64 + micro, settings.batch);
+                make_batch(batcher.dataset(), &indices[shard.clone()], &model.device)
             })
             .collect::<Result<Vec<_>>>()?;
-        let StepOutcome { stats, grad_norm, lr } = trainer.step(model, step, &batches)?;
+        let StepOutcome { stats, grad_norm, lr, interrupted, .. } =
+            trainer.step_part(model, step, &batches, shard.start, world)?;
         // The weights of the pending checkpoint gave a finite loss and gradient: it is a good one.
         if let Some(ck) = pending.take() {
             save_and_prune(&ckpt_dir, &ck, settings.keep_checkpoints)?;
@@ -472,9 +657,16 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
                 "seconds": elapsed,
             });
             // One write per line, so that an interrupted run leaves at most one partial line.
-            metrics
-                .write_all(format!("{line}\n").as_bytes())
-                .map_err(|e| RuntimeError::io(&metrics_path, e))?;
+            if let Some(m) = metrics.as_mut() {
+                m.write_all(format!("{line}\n").as_bytes())
+                    .map_err(|e| RuntimeError::io(&metrics_path, e))?;
+            }
+            if let Some(ev) = events.as_mut() {
+                write_scalars(ev, &line)?;
+            }
+            if world.size() > 1 {
+                world.check_same_weights(done, trainer.weights_hash()?)?;
+            }
         }
         progress.update(done, &format!("loss {:.4} {:.1} steps/s", stats.loss, progress.rate(done)));
         options.hooks.report(&Progress {
@@ -484,15 +676,24 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
             total: settings.steps,
             loss: Some(stats.loss),
         });
+        // An interrupt at the last step also stops here, before evaluation. With several ranks, all
+        // stop after the same step: the one whose gradient exchange first carried an interrupt (a
+        // caller's stop flag is read on one rank only).
+        let stop = if world.size() > 1 {
+            interrupted
+        } else {
+            crate::interrupt::requested() || options.hooks.stop_requested()
+        };
+        if stop {
+            progress.finish();
+            if root {
+                save_and_prune(&ckpt_dir, &capture(done, &trainer)?, settings.keep_checkpoints)?;
+            }
+            return Err(RuntimeError::Interrupted { step: done, dir: ckpt_dir });
+        }
         let at_checkpoint = settings.checkpoint_every > 0 && done % settings.checkpoint_every == 0;
-        if at_checkpoint || done == settings.steps {
-            let ck = Checkpoint::capture(
-                done,
-                &model.varmap,
-                trainer.ema.as_ref(),
-                Some(trainer.optimizer.as_ref()),
-                rng_state.clone(),
-            )?;
+        if root && (at_checkpoint || done == settings.steps) {
+            let ck = capture(done, &trainer)?;
             if done == settings.steps {
                 save_and_prune(&ckpt_dir, &ck, settings.keep_checkpoints)?;
             } else {
@@ -500,56 +701,29 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
             }
         }
     }
+    drop(interrupts);
+    // The activation buffers kept between steps are not needed by evaluation.
+    crate::nn::pool::release();
     progress.finish();
     let seconds = began.elapsed().as_secs_f64();
-    if !losses.is_empty() {
-        // A resumed run plots the logged interval means of the whole run; a fresh one every step.
-        let curve = if start > 0 {
-            read_losses(&metrics_path).unwrap_or_else(|| losses.clone())
-        } else {
-            losses.clone()
-        };
-        crate::plot::loss_curve(&options.paths.loss_curve(), &curve)?;
+    if root && !losses.is_empty() {
+        let records = crate::plot::read_log(&metrics_path)?;
+        let per_step: Vec<(u64, f64)> =
+            losses.iter().enumerate().map(|(i, &l)| (start + 1 + i as u64, l)).collect();
+        let title = format!("{}: training loss", plan.experiment);
+        let plot = crate::plot::LossPlot { title: &title, per_step: &per_step, records: &records };
+        crate::plot::write_loss_plots(&options.paths.loss_curve(), &plot)?;
     }
-    Ok(Trained { ema: trainer.ema, step: settings.steps.max(start), start, losses, seconds })
+    if let Some(ev) = events.as_mut() {
+        ev.flush()?;
+    }
+    Ok(Trained { ema: trainer.ema, step: settings.steps.max(start), start, losses, seconds, events })
 }
 
-/// Saves a checkpoint of the `step` steps done (when this session took any) and says so in the error
-/// that ends an interrupted training run.
-fn stop_training(
-    model: &Model,
-    trainer: &Trainer,
-    ckpt_dir: &Path,
-    step: u64,
-    start: u64,
-    settings: &TrainSettings,
-    rng_state: serde_json::Value,
-) -> RuntimeError {
-    if step == start {
-        let saved =
-            if start > 0 { format!("; the checkpoint of step {start} is unchanged") } else { String::new() };
-        return RuntimeError::Interrupted(format!("training stopped before step {}{saved}", start + 1));
-    }
-    let saved = Checkpoint::capture(
-        step,
-        &model.varmap,
-        trainer.ema.as_ref(),
-        Some(trainer.optimizer.as_ref()),
-        rng_state,
-    )
-    .and_then(|ck| save_and_prune(ckpt_dir, &ck, settings.keep_checkpoints));
-    match saved {
-        Ok(()) => RuntimeError::Interrupted(format!(
-            "training stopped after step {step} of {}; checkpoint saved in {}",
-            settings.steps,
-            ckpt_dir.join(checkpoint::step_dir_name(step)).display()
-        )),
-        Err(e) => e,
-    }
-}
-
-/// Loads the EMA (or raw) weights of the latest checkpoint under `dir` into `model`.
-pub fn load_weights(model: &Model, dir: &Path, use_ema: bool) -> Result<u64> {
+/// Loads the EMA (or raw) weights of the latest checkpoint under `dir` into `model`, after checking that
+/// the checkpoint was trained for `plan`'s model (R0302 lists the keys that differ). Without EMA weights
+/// the raw weights are used, and said so.
+pub fn load_weights(plan: &Plan, model: &Model, dir: &Path, use_ema: bool) -> Result<u64> {
     let ck = match checkpoint::latest(dir)? {
         Some(_) => checkpoint::load_latest(dir, &model.device)?,
         None => Some(checkpoint::load(dir, &model.device)?),
@@ -558,8 +732,16 @@ pub fn load_weights(model: &Model, dir: &Path, use_ema: bool) -> Result<u64> {
         path: dir.to_path_buf(),
         reason: "no checkpoint found".into(),
     })?;
+    PlanKeys::check(ck.plan.as_ref(), plan, dir, false)?;
     let weights = match (&ck.ema, use_ema) {
         (Some(ema), true) => ema,
+        (None, true) => {
+            eprintln!(
+                "note: the checkpoint of step {} has no EMA weights; sampling with the trained weights",
+                ck.step
+            );
+            &ck.model
+        }
         _ => &ck.model,
     };
     for (name, var) in named_vars(&model.varmap) {
@@ -602,20 +784,37 @@ fn truncate_log(path: &Path, step: u64) -> Result<()> {
     Ok(())
 }
 
+/// The TensorBoard scalars of one metrics line: `loss`, `loss/last`, `loss/<term>`, `lr`, `grad_norm`,
+/// `steps_per_sec` and `loss_by_t/<lo>-<hi>` (the bins of `mse_by_t`).
+fn write_scalars(events: &mut EventWriter, line: &serde_json::Value) -> Result<()> {
+    let get = |k: &str| line.get(k).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
+    let mut scalars: Vec<(String, f64)> = vec![
+        ("loss".into(), get("loss")),
+        ("loss/last".into(), get("last_loss")),
+        ("lr".into(), get("lr")),
+        ("grad_norm".into(), get("grad_norm")),
+        ("steps_per_sec".into(), get("steps_per_sec")),
+    ];
+    if let Some(serde_json::Value::Object(terms)) = line.get("terms") {
+        scalars.extend(terms.iter().map(|(k, v)| (format!("loss/{k}"), v.as_f64().unwrap_or(f64::NAN))));
+    }
+    if let Some(serde_json::Value::Array(bins)) = line.get("mse_by_t") {
+        let n = bins.len() as f64;
+        scalars.extend(bins.iter().enumerate().map(|(i, v)| {
+            (
+                format!("loss_by_t/{:.1}-{:.1}", i as f64 / n, (i + 1) as f64 / n),
+                v.as_f64().unwrap_or(f64::NAN),
+            )
+        }));
+    }
+    let step = line.get("step").and_then(|s| s.as_u64()).unwrap_or(0);
+    events.scalars(step, scalars.iter().map(|(k, v)| (k.as_str(), *v)))?;
+    events.flush()
+}
+
 /// Saves `ck` and then removes the checkpoints beyond the newest `keep` (0 = keep all).
 fn save_and_prune(dir: &Path, ck: &Checkpoint, keep: usize) -> Result<()> {
     checkpoint::save(dir, ck)?;
     checkpoint::prune(dir, keep)?;
     Ok(())
-}
-
-/// The `loss` column of a metrics log.
-fn read_losses(path: &Path) -> Option<Vec<f64>> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let v: Vec<f64> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|j| j.get("loss").and_then(|x| x.as_f64()))
-        .collect();
-    (!v.is_empty()).then_some(v)
 }

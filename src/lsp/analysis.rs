@@ -4,7 +4,7 @@
 use lsp_types::{
     DiagnosticRelatedInformation, DiagnosticSeverity, Location, NumberOrString, Position, Range, Uri,
 };
-use sr_compiler::resolve::{read_source, relative_to};
+use sr_compiler::resolve::{locate, read_source, relative_to};
 use sr_compiler::{check, parse, resolve, Diagnostic, Loader, Severity, SourceMap, Span};
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -114,8 +114,13 @@ impl Loader for BufferLoader<'_> {
         if let Some(text) = self.open.get(&name) {
             return Ok((name, text.clone()));
         }
-        match read_source(std::path::Path::new(&name)) {
-            Ok(text) => Ok((name, text)),
+        // On disk, the file system decides what the path names (links included).
+        let real = locate(importer, path)?.to_string_lossy().into_owned();
+        if let Some(text) = self.open.get(&real) {
+            return Ok((real, text.clone()));
+        }
+        match read_source(std::path::Path::new(&real)) {
+            Ok(text) => Ok((real, text)),
             Err(d) => Err(d.message),
         }
     }
@@ -137,16 +142,53 @@ pub fn diagnose(
             diags.extend(check(exp).1);
         }
     }
+    let uses = use_ranges(&module, name, text);
     let mut out: HashMap<String, Vec<lsp_types::Diagnostic>> = HashMap::new();
     out.insert(name.to_string(), Vec::new());
-    for d in &diags {
-        let (file, diag) = convert(d, &sources, name);
+    let mut push = |file: String, diag: lsp_types::Diagnostic| {
         let list = out.entry(file).or_default();
         if !list.contains(&diag) {
             list.push(diag);
         }
+    };
+    for d in &diags {
+        let (file, diag) = convert(d, &sources, name);
+        let origin = d.labels.first().map(|l| sources.get(l.span.source).name.clone()).filter(|o| o != name);
+        // A problem in an imported file (a user file or a standard-library module) is also shown on the
+        // `use` line that imports it, so the importing file shows why it fails.
+        let on_use = origin.as_ref().and_then(|o| uses.get(o).map(|range| (o, *range)));
+        if let Some((origin, range)) = on_use {
+            let mut copy = diag.clone();
+            copy.range = range;
+            copy.message = format!("in {origin}: {}", diag.message);
+            push(name.to_string(), copy);
+            if file == name {
+                continue; // a standard-library problem: the `use` line replaces the first line.
+            }
+        }
+        push(file, diag);
     }
     out
+}
+
+/// The range of each `use` item of `module`, by the source name of what it imports.
+fn use_ranges(module: &sr_compiler::Module, name: &str, text: &str) -> HashMap<String, Range> {
+    let index = LineIndex::new(text);
+    module
+        .items
+        .iter()
+        .filter_map(|item| {
+            let sr_compiler::syntax::ast::Item::Use(u) = item else { return None };
+            let file = match &u.target {
+                sr_compiler::syntax::ast::UseTarget::File { path, .. } => relative_to(name, path),
+                sr_compiler::syntax::ast::UseTarget::Module { path, .. } => match path.as_slice() {
+                    [std, m, ..] if std.name == "std" => sr_compiler::resolve::stdlib::file_name(&m.name),
+                    _ => return None,
+                },
+            };
+            Some((file, index.range(u.span.start, u.span.end)))
+        })
+        .collect()
 }
 
 /// Whether a file name is a standard-library module (shown as `std/<name>.srx`, not on disk).
@@ -234,8 +276,17 @@ mod tests {
     fn diagnostics_of_imports_go_to_their_file() {
         let mut open = HashMap::new();
         open.insert("/w/common.srx".to_string(), "preset p = transformer { depth = }\n".to_string());
-        let out = diagnose("/w/main.srx", "use \"common.srx\"\n", &open);
+        let out = diagnose("/w/main.srx", "\nuse \"common.srx\"\n", &open);
         assert_eq!(out["/w/common.srx"][0].code, Some(NumberOrString::String("E0101".into())));
-        assert!(out["/w/main.srx"].is_empty() || out["/w/main.srx"].iter().all(|d| d.range.start.line == 0));
+        let on_use = &out["/w/main.srx"];
+        assert!(!on_use.is_empty(), "the importing file shows the problem");
+        for d in on_use {
+            assert_eq!(
+                (d.range.start.line, d.range.start.character, d.range.end.character),
+                (1, 0, 16),
+                "{d:?}"
+            );
+            assert!(d.message.starts_with("in /w/common.srx: "), "{}", d.message);
+        }
     }
 }

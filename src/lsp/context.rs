@@ -215,6 +215,8 @@ pub struct Definition {
     pub location: Option<Location>,
     /// The file it comes from, for display (`std/sudoku.srx`, a path).
     pub file: String,
+    /// A preset's value as written (`transformer { depth = 2 }`), shown on hover.
+    pub source: Option<String>,
 }
 
 /// The definitions a document can see, and every standard-library preset to follow preset chains.
@@ -223,12 +225,36 @@ pub struct Scope {
     all_std: HashMap<String, Definition>,
 }
 
-/// The file on disk holding the embedded module `std.<name>`, if this build's sources are present
-/// and unchanged.
+/// A read-only copy of the embedded module `std.<name>` for go-to-definition, written on first use
+/// under the user's cache folder (`$XDG_CACHE_HOME/sr` or `~/.cache/sr`, else the temporary folder), in
+/// a folder named by the content's hash: never a path of the machine that built `sr`, and never a
+/// file whose edits would be silently ignored.
 fn std_path(module: &str) -> Option<String> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("stdlib").join(format!("{module}.srx"));
-    let text = std::fs::read_to_string(&path).ok()?;
-    (Some(text.as_str()) == stdlib::module(module)).then(|| path.display().to_string())
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    std_path_in(module, &cache)
+}
+
+/// [`std_path`] under the cache folder `cache`.
+fn std_path_in(module: &str, cache: &std::path::Path) -> Option<String> {
+    let text = stdlib::module(module)?;
+    let hash =
+        text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    let dir = cache.join("sr").join(format!("stdlib-{hash:016x}"));
+    let path = dir.join(format!("{module}.srx"));
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(text) {
+        std::fs::create_dir_all(&dir).ok()?;
+        let tmp = dir.join(format!(".{module}.srx.{}", std::process::id()));
+        std::fs::write(&tmp, text).ok()?;
+        let mut perms = std::fs::metadata(&tmp).ok()?.permissions();
+        perms.set_readonly(true);
+        std::fs::set_permissions(&tmp, perms).ok()?;
+        std::fs::rename(&tmp, &path).ok()?;
+    }
+    Some(path.display().to_string())
 }
 
 fn definitions(file: &str, text: &str, on_disk: Option<&str>) -> Vec<Definition> {
@@ -239,16 +265,17 @@ fn definitions(file: &str, text: &str, on_disk: Option<&str>) -> Vec<Definition>
         .items
         .iter()
         .filter_map(|item| {
-            let (name, target, doc) = match item {
+            let (name, target, doc, source) = match item {
                 Item::Preset(p) => {
                     let target = match &p.value.kind {
                         ExprKind::Name(n) => Some(n.clone()),
                         ExprKind::Component { name, .. } => Some(name.name.clone()),
                         _ => None,
                     };
-                    (&p.name, target, p.doc.clone())
+                    let source = text.get(p.value.span.start..p.value.span.end).map(str::to_string);
+                    (&p.name, target, p.doc.clone(), source)
                 }
-                Item::Experiment(e) => (&e.name, None, e.doc.clone()),
+                Item::Experiment(e) => (&e.name, None, e.doc.clone(), None),
                 Item::Use(_) => return None,
             };
             let range = index.range(name.span.start, name.span.end);
@@ -258,6 +285,7 @@ fn definitions(file: &str, text: &str, on_disk: Option<&str>) -> Vec<Definition>
                 doc,
                 location: uri.clone().map(|u| Location::new(u, range)),
                 file: file.to_string(),
+                source,
             })
         })
         .collect()
@@ -595,9 +623,10 @@ fn value_markdown(word: &str, kind: Option<Kind>, scope: &Scope) -> Option<Strin
         return Some(direct.iter().map(|c| component_markdown(c)).collect::<Vec<_>>().join("\n\n"));
     }
     let def = scope.get(word)?;
-    let mut s = match &def.target {
-        Some(t) => format!("**preset {word}** = `{t} {{ ... }}` (from `{}`)\n\n", def.file),
-        None => format!("**experiment {word}** (from `{}`)\n\n", def.file),
+    let mut s = match (&def.target, &def.source) {
+        (Some(_), Some(src)) => format!("```srx\npreset {word} = {src}\n```\n(from `{}`)\n\n", def.file),
+        (Some(t), None) => format!("**preset {word}** = `{t} {{ ... }}` (from `{}`)\n\n", def.file),
+        (None, _) => format!("**experiment {word}** (from `{}`)\n\n", def.file),
     };
     if let Some(doc) = &def.doc {
         s.push_str(doc);
@@ -778,6 +807,15 @@ mod tests {
         .unwrap();
         assert!(h.contains("preset transformer_s") && h.contains("transformer (denoiser)"), "{h}");
         let h = hover_at(
+            "preset tiny = transformer { depth = 2, width = 48 }\nexperiment e {\n  denoiser = tiny\n}\n",
+            "tiny\n",
+        )
+        .unwrap();
+        assert!(
+            h.contains("```srx\npreset tiny = transformer { depth = 2, width = 48 }\n```"),
+            "the preset's own values: {h}"
+        );
+        let h = hover_at(
             "use std.denoisers\nexperiment e {\n  denoiser = transformer_s { depth = 4 }\n}\n",
             "depth",
         )
@@ -786,6 +824,23 @@ mod tests {
         let h = hover_at("experiment e {\n  sampler s = scheduled { schedule.steps = 5 }\n}\n", "steps =")
             .unwrap();
         assert!(h.contains("a schedule"), "{h}");
+    }
+
+    #[test]
+    fn definitions_into_the_standard_library_open_a_read_only_copy() {
+        let cache = std::env::temp_dir().join(format!("sr-lsp-cache-{}", std::process::id()));
+        let path = std::path::PathBuf::from(std_path_in("denoisers", &cache).unwrap());
+        assert!(path.starts_with(&cache), "{}", path.display());
+        assert!(!path.starts_with(env!("CARGO_MANIFEST_DIR")), "not a path of the build machine");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), stdlib::module("denoisers").unwrap());
+        assert!(std::fs::metadata(&path).unwrap().permissions().readonly());
+        // A second call reuses the copy.
+        assert_eq!(std_path_in("denoisers", &cache).unwrap(), path.display().to_string());
+        let mut perms = std::fs::metadata(&path).unwrap().permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        perms.set_readonly(false);
+        std::fs::set_permissions(&path, perms).unwrap();
+        std::fs::remove_dir_all(&cache).unwrap();
     }
 
     #[test]

@@ -2,10 +2,13 @@
 //!
 //! Diagnostics come from the same pipeline as `sr check` (parse → resolve → check), with imports read
 //! from the editor's unsaved buffers first; hover and completion come from the component catalogue;
-//! go-to-definition finds presets, experiments and `use "file"` targets; formatting is `sr fmt`.
+//! go-to-definition finds presets, experiments and `use "file"` targets; formatting is `sr fmt`; the
+//! outline lists items and statements; quick fixes apply did-you-mean suggestions.
 
 mod analysis;
 mod context;
+mod outline;
+pub mod transport;
 
 use analysis::{diagnose, path_to_uri, source_name, LineIndex};
 use context::Scope;
@@ -14,7 +17,10 @@ use lsp_types::notification::{
     DidChangeTextDocument, DidCloseTextDocument, DidOpenTextDocument, DidSaveTextDocument, Notification as _,
     PublishDiagnostics,
 };
-use lsp_types::request::{Completion, Formatting, GotoDefinition, HoverRequest, Request as _};
+use lsp_types::request::{
+    CodeActionRequest, Completion, DocumentSymbolRequest, Formatting, GotoDefinition, HoverRequest,
+    PrepareRenameRequest, Rename, Request as _,
+};
 use lsp_types::{
     CompletionOptions, CompletionParams, CompletionResponse, DocumentFormattingParams, GotoDefinitionParams,
     GotoDefinitionResponse, Hover, HoverContents, HoverParams, HoverProviderCapability, OneOf,
@@ -24,13 +30,50 @@ use lsp_types::{
 use std::collections::{HashMap, HashSet};
 use std::error::Error;
 
-/// Runs the language server on stdin/stdout until the client sends `shutdown` and `exit`.
+/// Runs the language server on stdin/stdout until the client sends `shutdown` and `exit` (or closes
+/// the input). Malformed messages are skipped with a note on standard error (see [`transport`]).
 pub fn run_stdio() -> Result<(), Box<dyn Error>> {
-    let (connection, io_threads) = Connection::stdio();
-    serve(&connection).map_err(|e| -> Box<dyn Error> { e })?;
-    drop(connection);
-    io_threads.join()?;
-    Ok(())
+    let (server, client) = Connection::memory();
+    let replies = server.sender.clone();
+    let to_server = client.sender;
+    // The reader stops after `exit` or at the end of the input; it is not joined, as it may be blocked
+    // on a standard input that the client keeps open.
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        loop {
+            match transport::read_frame(&mut stdin) {
+                Ok(Some(transport::Frame::Message(m))) => {
+                    let exit = matches!(&m, Message::Notification(n) if n.method == "exit");
+                    if to_server.send(m).is_err() || exit {
+                        return;
+                    }
+                }
+                Ok(Some(transport::Frame::Skipped { reason, reply })) => {
+                    eprintln!("sr lsp: skipped a malformed message: {reason}");
+                    if let Some(r) = reply {
+                        let _ = replies.send(Message::Response(r));
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    eprintln!("sr lsp: cannot read standard input: {e}");
+                    return;
+                }
+            }
+        }
+    });
+    let from_server = client.receiver;
+    let writer = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut stdout = std::io::stdout().lock();
+        for m in from_server {
+            m.write(&mut stdout)?;
+        }
+        Ok(())
+    });
+    let served = serve(&server);
+    drop(server);
+    writer.join().map_err(|_| "the writer thread panicked")??;
+    served.map_err(|e| -> Box<dyn Error> { e })
 }
 
 /// What the server announces it can do.
@@ -49,6 +92,17 @@ fn capabilities() -> ServerCapabilities {
         }),
         definition_provider: Some(OneOf::Left(true)),
         document_formatting_provider: Some(OneOf::Left(true)),
+        document_symbol_provider: Some(OneOf::Left(true)),
+        rename_provider: Some(OneOf::Right(lsp_types::RenameOptions {
+            prepare_provider: Some(true),
+            work_done_progress_options: Default::default(),
+        })),
+        code_action_provider: Some(lsp_types::CodeActionProviderCapability::Options(
+            lsp_types::CodeActionOptions {
+                code_action_kinds: Some(vec![lsp_types::CodeActionKind::QUICKFIX]),
+                ..Default::default()
+            },
+        )),
         ..Default::default()
     }
 }
@@ -177,6 +231,38 @@ impl Server {
             Completion::METHOD => self.handle::<Completion>(req, |s, p| s.complete(p)),
             GotoDefinition::METHOD => self.handle::<GotoDefinition>(req, |s, p| s.definition(p)),
             Formatting::METHOD => self.handle::<Formatting>(req, |s, p| s.format(p)),
+            DocumentSymbolRequest::METHOD => self.handle::<DocumentSymbolRequest>(req, |s, p| {
+                let (_, text) = s.doc(&p.text_document.uri)?;
+                Some(lsp_types::DocumentSymbolResponse::Nested(outline::document_symbols(text)))
+            }),
+            PrepareRenameRequest::METHOD => self.handle::<PrepareRenameRequest>(req, |s, p| {
+                let (_, text) = s.doc(&p.text_document.uri)?;
+                let index = LineIndex::new(text);
+                let offset = index.offset(p.position);
+                let spans = outline::rename_spans(text, offset)?;
+                let &(start, end) = spans.iter().find(|(a, b)| *a <= offset && offset <= *b)?;
+                Some(lsp_types::PrepareRenameResponse::Range(index.range(start, end)))
+            }),
+            Rename::METHOD => self.handle::<Rename>(req, |s, p| {
+                let uri = p.text_document_position.text_document.uri;
+                let (_, text) = s.doc(&uri)?;
+                if !outline::is_identifier(&p.new_name) {
+                    return None;
+                }
+                let index = LineIndex::new(text);
+                let spans = outline::rename_spans(text, index.offset(p.text_document_position.position))?;
+                let edits = spans
+                    .into_iter()
+                    .map(|(a, b)| TextEdit { range: index.range(a, b), new_text: p.new_name.clone() })
+                    .collect();
+                Some(lsp_types::WorkspaceEdit {
+                    changes: Some(HashMap::from([(uri, edits)])),
+                    ..Default::default()
+                })
+            }),
+            CodeActionRequest::METHOD => self.handle::<CodeActionRequest>(req, |_, p| {
+                Some(outline::quick_fixes(&p.text_document.uri, &p.context.diagnostics))
+            }),
             _ => {
                 return Response::new_err(
                     id,

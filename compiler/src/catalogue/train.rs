@@ -1,6 +1,6 @@
 //! The keys of the `train { }` block: settings and the components of training.
 
-use super::p::{component, float, int};
+use super::p::{component, float, int, word};
 use super::{Default, Kind, Param, Ty};
 
 const KEYS: &[Param] = &[
@@ -17,6 +17,12 @@ const KEYS: &[Param] = &[
     int("checkpoint_every", 500, "steps between checkpoints (0 = only at the end)").min(0.0),
     int("keep_checkpoints", 0, "newest checkpoints kept on disk (0 = all)").min(0.0),
     int("log_every", 50, "steps between log lines").min(1.0),
+    word(
+        "precision",
+        &["f32", "bf16", "f16"],
+        "f32",
+        "precision of the training forward and backward (f32 master weights, optimizer and loss)",
+    ),
 ];
 
 /// The keys a `train { }` block accepts, with defaults.

@@ -34,11 +34,41 @@ const EXPERIMENT_KEYS: &[&str] = &[
 
 /// Checks `exp` and builds its plan. The plan is `Some` only when there are no errors; warnings
 /// come back either way. Never panics, whatever the experiment holds.
+///
+/// A plan whose [memory estimate](crate::estimate) exceeds this machine's memory is refused (E0511).
 pub fn check(exp: &Experiment) -> (Option<Plan>, Diagnostics) {
+    check_within(exp, crate::estimate::machine_memory())
+}
+
+/// [`check`] against a memory limit in bytes (`None`: no limit).
+pub fn check_within(exp: &Experiment, memory: Option<u64>) -> (Option<Plan>, Diagnostics) {
     let mut c = Checker { exp, diags: Vec::new() };
     let checked = c.walk();
     let checked = c.rules(checked);
-    let plan = if has_errors(&c.diags) { None } else { build::plan(exp, &checked) };
+    let mut plan = if has_errors(&c.diags) { None } else { build::plan(exp, &checked) };
+    if let (Some(p), Some(limit)) = (&plan, memory) {
+        let e = crate::estimate::estimate(p);
+        if e.total() > limit {
+            c.diags.push(
+                Diagnostic::error(
+                    "E0511",
+                    format!(
+                        "the experiment needs about {} of memory, more than this machine's {}",
+                        crate::estimate::bytes(e.total()),
+                        crate::estimate::bytes(limit)
+                    ),
+                    exp.name_span,
+                    "this experiment",
+                )
+                .with_help(format!(
+                    "estimate: {}; lower `train.batch` or a sampler's `batch`, the denoiser's size, or the \
+                     number of variables (a larger patch)",
+                    e.summary()
+                )),
+            );
+            plan = None;
+        }
+    }
     (plan, c.diags)
 }
 

@@ -4,7 +4,7 @@ mod loader;
 mod merge;
 pub mod stdlib;
 
-pub use loader::{read_source, relative_to, FsLoader, Loader, MemLoader};
+pub use loader::{locate, read_source, relative_to, FsLoader, Loader, MemLoader};
 pub use merge::{merge_tables, merge_value};
 
 use crate::diagnostic::{Diagnostic, Diagnostics};
@@ -64,6 +64,8 @@ pub fn resolve(
         preset_stack: vec![],
         experiment_memo: HashMap::new(),
         experiment_stack: vec![],
+        depth: HashMap::new(),
+        preset_inner: 0,
     };
     let root_name = r.sources.get(module.source).name.clone();
     r.add_unit(root_name, module.clone(), None);
@@ -134,6 +136,11 @@ struct Resolver<'a> {
     preset_stack: Vec<Def>,
     experiment_memo: HashMap<Def, Option<Table>>,
     experiment_stack: Vec<Def>,
+    /// Length of the longest `extends` or preset chain under each resolved definition, so that the
+    /// chain limit holds whatever order the definitions come in (memoised ones included).
+    depth: HashMap<Def, usize>,
+    /// The longest preset chain met while lowering the current preset's value.
+    preset_inner: usize,
 }
 
 impl Resolver<'_> {
@@ -436,10 +443,18 @@ impl Resolver<'_> {
         self.experiment_stack.push(def);
         let mut table = Table::default();
         let mut ok = true;
+        let mut depth = 1;
         if let Some(base) = &decl.extends {
             match self.experiment_def(def.unit, &base.name, def) {
                 Some(b) => match self.experiment(b) {
-                    Some(t) => table = t,
+                    Some(t) => {
+                        depth += self.depth.get(&b).copied().unwrap_or(0);
+                        if depth > MAX_CHAIN {
+                            self.too_deep(decl.name.span, "`extends`");
+                            ok = false;
+                        }
+                        table = t;
+                    }
                     None => ok = false,
                 },
                 None => {
@@ -471,6 +486,7 @@ impl Resolver<'_> {
         }
         self.apply(&mut table, &decl.body, def.unit, None);
         self.experiment_stack.pop();
+        self.depth.insert(def, depth);
         let result = ok.then_some(table);
         self.experiment_memo.insert(def, result.clone());
         result
@@ -656,6 +672,7 @@ impl Resolver<'_> {
     /// The expansion of a preset: always a component, with the catalogue name it resolves to.
     fn preset(&mut self, def: Def, use_span: Span) -> Option<Value> {
         if let Some(v) = self.preset_memo.get(&def) {
+            self.preset_inner = self.preset_inner.max(self.depth.get(&def).copied().unwrap_or(0));
             return v.clone();
         }
         let Item::Preset(p) = self.units[def.unit].module.items[def.item].clone() else { return None };
@@ -685,8 +702,17 @@ impl Resolver<'_> {
             return None;
         }
         self.preset_stack.push(def);
+        let outer = std::mem::replace(&mut self.preset_inner, 0);
         let mut v = self.lower(&p.value, def.unit, Some(def));
+        let depth = self.preset_inner + 1;
+        self.preset_inner = outer.max(depth);
+        self.depth.insert(def, depth);
         self.preset_stack.pop();
+        if depth > MAX_CHAIN {
+            self.too_deep(use_span, "presets");
+            self.preset_memo.insert(def, None);
+            return None;
+        }
         if let ValueKind::Name(n) = &v.kind {
             v.kind = ValueKind::Component {
                 name: n.clone(),

@@ -293,11 +293,17 @@ impl<'a> P<'a> {
                 break;
             }
             let slice = &self.text[pos..close];
-            if let Ok(mut pairs) = SrxParser::parse(Rule::block_open, slice) {
-                if let Some(stmt) = pairs.next().and_then(|pair| self.driven_block(pair, pos)) {
-                    pos = stmt.span.end;
-                    stmts.push(stmt);
-                    continue;
+            // `key.path {` is tried only up to the next `{`, and only when no `=` comes first: pest's
+            // errors scan their whole input, so a failed attempt on the rest of the body for every
+            // statement made long bodies quadratic.
+            let limit = slice.find('=').map_or(close, |e| pos + e);
+            if let Some(open) = self.scan.next_brace(self.text, pos, limit) {
+                if let Ok(mut pairs) = SrxParser::parse(Rule::block_open, &self.text[pos..=open]) {
+                    if let Some(stmt) = pairs.next().and_then(|pair| self.driven_block(pair, pos)) {
+                        pos = stmt.span.end;
+                        stmts.push(stmt);
+                        continue;
+                    }
                 }
             }
             let rule = if top { Rule::statement } else { Rule::assign };

@@ -31,6 +31,12 @@ impl Scan {
         self.pairs.binary_search_by_key(&open, |p| p.0).ok().map(|i| self.pairs[i].1)
     }
 
+    /// The first opening `{` in `from..to`.
+    pub fn next_brace(&self, text: &str, from: usize, to: usize) -> Option<usize> {
+        let i = self.pairs.partition_point(|p| p.0 < from);
+        self.pairs[i..].iter().map(|p| p.0).take_while(|&o| o < to).find(|&o| text.as_bytes()[o] == b'{')
+    }
+
     /// The comment starting at `at`.
     pub fn comment_at(&self, at: usize) -> Option<&Comment> {
         self.comments.binary_search_by_key(&at, |c| c.span.start).ok().map(|i| &self.comments[i])

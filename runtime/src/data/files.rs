@@ -3,15 +3,78 @@
 use super::npy::read_npy;
 use super::{Dataset, Label, Params, Sample, Split};
 use crate::error::{Result, RuntimeError};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
-fn read_file(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| RuntimeError::io(path, e))
+/// Largest header read before a data file's body: its sizes are checked against the file's length first.
+const MAX_HEADER: u64 = 1 << 20;
+
+/// Opens `path` for reading when it is a regular file (not a folder, pipe or device) and returns it
+/// with its length.
+fn open_regular(path: &Path) -> Result<(std::fs::File, u64)> {
+    let meta = std::fs::metadata(path).map_err(|e| RuntimeError::io(path, e))?;
+    if !meta.is_file() {
+        return Err(RuntimeError::data_file(path, "not a regular file (a folder, pipe or device)"));
+    }
+    let file = std::fs::File::open(path).map_err(|e| RuntimeError::io(path, e))?;
+    let len = file.metadata().map_err(|e| RuntimeError::io(path, e))?.len();
+    Ok((file, len))
+}
+
+/// Reads a data file whose header says how long it is: first at most [`MAX_HEADER`] bytes, which
+/// `expected` turns into the exact length the file must have (or an error), then the body, never more
+/// than that length. A file whose header is wrong is refused before its body is read.
+pub(crate) fn read_sized(path: &Path, expected: impl FnOnce(&[u8], u64) -> Result<u64>) -> Result<Vec<u8>> {
+    let (file, len) = open_regular(path)?;
+    let mut bytes = Vec::new();
+    let mut reader = file.take(len);
+    (&mut reader).take(len.min(MAX_HEADER)).read_to_end(&mut bytes).map_err(|e| RuntimeError::io(path, e))?;
+    let need = expected(&bytes, len)?;
+    if need != len {
+        return Err(RuntimeError::data_file(path, format!("{len} bytes, but its header says {need}")));
+    }
+    let rest = usize::try_from(need - bytes.len() as u64)
+        .map_err(|_| RuntimeError::data_file(path, format!("{need} bytes do not fit in memory")))?;
+    bytes
+        .try_reserve_exact(rest)
+        .map_err(|_| RuntimeError::data_file(path, format!("{need} bytes do not fit in memory")))?;
+    reader.read_to_end(&mut bytes).map_err(|e| RuntimeError::io(path, e))?;
+    if bytes.len() as u64 != need {
+        return Err(RuntimeError::data_file(
+            path,
+            format!("truncated at byte {} while reading", bytes.len()),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// The product of `dims` times `elem` plus `head`, or an error naming the dimensions when it overflows.
+pub(crate) fn checked_size(path: &Path, dims: &[usize], elem: usize, head: usize) -> Result<u64> {
+    dims.iter()
+        .try_fold(elem as u64, |acc, &d| acc.checked_mul(d as u64))
+        .and_then(|n| n.checked_add(head as u64))
+        .ok_or_else(|| RuntimeError::data_file(path, format!("dimensions {dims:?} overflow a 64-bit size")))
 }
 
 /// Reads an IDX file of unsigned bytes with `ndim` dimensions: returns the dimensions and the data.
 pub fn read_idx(path: &Path, ndim: usize) -> Result<(Vec<usize>, Vec<u8>)> {
-    let bytes = read_file(path)?;
+    let bytes = read_sized(path, |head, len| idx_size(head, len, ndim, path))?;
+    let dims = idx_dims(&bytes, ndim);
+    Ok((dims, bytes[4 + 4 * ndim..].to_vec()))
+}
+
+fn idx_dims(bytes: &[u8], ndim: usize) -> Vec<usize> {
+    (0..ndim)
+        .map(|i| {
+            u32::from_be_bytes([bytes[4 + 4 * i], bytes[5 + 4 * i], bytes[6 + 4 * i], bytes[7 + 4 * i]])
+                as usize
+        })
+        .collect()
+}
+
+/// The length an IDX file of `ndim` dimensions must have, from its first bytes `bytes` (of a file of
+/// `len` bytes).
+pub(crate) fn idx_size(bytes: &[u8], len: u64, ndim: usize, path: &Path) -> Result<u64> {
     let err = |what: String| RuntimeError::data_file(path, what);
     if bytes.len() < 4 {
         return Err(err(format!("truncated at byte {}: the IDX magic number needs 4 bytes", bytes.len())));
@@ -30,20 +93,15 @@ pub fn read_idx(path: &Path, ndim: usize) -> Result<(Vec<usize>, Vec<u8>)> {
     if bytes.len() < head {
         return Err(err(format!("truncated at byte {}: the header needs {head} bytes", bytes.len())));
     }
-    let dims: Vec<usize> = (0..ndim)
-        .map(|i| {
-            u32::from_be_bytes([bytes[4 + 4 * i], bytes[5 + 4 * i], bytes[6 + 4 * i], bytes[7 + 4 * i]])
-                as usize
-        })
-        .collect();
-    let need = head + dims.iter().product::<usize>();
-    if bytes.len() < need {
-        return Err(err(format!("truncated at byte {}: dimensions {dims:?} need {need} bytes", bytes.len())));
+    let dims = idx_dims(bytes, ndim);
+    let need = checked_size(path, &dims, 1, head)?;
+    if len < need {
+        return Err(err(format!("truncated at byte {len}: dimensions {dims:?} need {need} bytes")));
     }
-    if bytes.len() > need {
-        return Err(err(format!("{} trailing bytes after the data", bytes.len() - need)));
+    if len > need {
+        return Err(err(format!("{} trailing bytes after the data", len - need)));
     }
-    Ok((dims, bytes[head..].to_vec()))
+    Ok(need)
 }
 
 /// Images and labels of one MNIST split.
@@ -166,18 +224,7 @@ impl CifarDataset {
         };
         let mut records = Vec::new();
         for f in files {
-            let bytes = read_file(&f)?;
-            if bytes.is_empty() || bytes.len() % CIFAR_RECORD != 0 {
-                let whole = bytes.len() / CIFAR_RECORD * CIFAR_RECORD;
-                return Err(RuntimeError::data_file(
-                    &f,
-                    format!(
-                        "truncated at byte {}: records are {CIFAR_RECORD} bytes, the last one ends at byte {}",
-                        bytes.len(),
-                        whole + CIFAR_RECORD
-                    ),
-                ));
-            }
+            let bytes = read_sized(&f, |_, len| cifar_size(len, &f))?;
             if let Some(r) = bytes.chunks_exact(CIFAR_RECORD).position(|r| r[0] > 9) {
                 return Err(RuntimeError::data_file(
                     &f,
@@ -192,6 +239,22 @@ impl CifarDataset {
         }
         Ok(CifarDataset { records })
     }
+}
+
+/// A CIFAR-10 batch of `len` bytes must hold whole records.
+pub(crate) fn cifar_size(len: u64, path: &Path) -> Result<u64> {
+    let record = CIFAR_RECORD as u64;
+    if len == 0 || !len.is_multiple_of(record) {
+        let whole = len / record * record;
+        return Err(RuntimeError::data_file(
+            path,
+            format!(
+                "truncated at byte {len}: records are {CIFAR_RECORD} bytes, the last one ends at byte {}",
+                whole + record
+            ),
+        ));
+    }
+    Ok(len)
 }
 
 impl Dataset for CifarDataset {
@@ -215,19 +278,66 @@ impl Dataset for CifarDataset {
     }
 }
 
-fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+/// Collects the PNG and JPEG files under `dir`, following links to folders once each (a link loop is
+/// visited once) and skipping anything that is not a regular file.
+fn collect_images(
+    dir: &Path,
+    out: &mut Vec<PathBuf>,
+    seen: &mut std::collections::HashSet<PathBuf>,
+) -> Result<()> {
+    let real = std::fs::canonicalize(dir).map_err(|e| RuntimeError::io(dir, e))?;
+    if !seen.insert(real) {
+        return Ok(());
+    }
     let entries = std::fs::read_dir(dir).map_err(|e| RuntimeError::io(dir, e))?;
     for e in entries {
         let path = e.map_err(|e| RuntimeError::io(dir, e))?.path();
-        if path.is_dir() {
-            collect_images(&path, out)?;
+        let Ok(meta) = std::fs::metadata(&path) else { continue };
+        if meta.is_dir() {
+            collect_images(&path, out, seen)?;
         } else if let Some(ext) = path.extension().and_then(|x| x.to_str()) {
-            if matches!(ext.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg") {
+            if meta.is_file() && matches!(ext.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg") {
                 out.push(path);
             }
         }
     }
     Ok(())
+}
+
+/// Largest image file read (bytes).
+const MAX_IMAGE_FILE: u64 = 64 << 20;
+/// Largest image side and decoded size accepted: a header claiming more is refused before decoding.
+const MAX_IMAGE_SIDE: u32 = 16384;
+const MAX_IMAGE_ALLOC: u64 = 512 << 20;
+
+/// Decodes a PNG or JPEG from `bytes`, centre-crops it to a square and resizes it to `size`: `[3, size,
+/// size]` in [-1, 1]. Headers claiming more than [`MAX_IMAGE_SIDE`] pixels a side are refused.
+pub(crate) fn decode_image(bytes: &[u8], size: usize, path: &Path) -> Result<Vec<f32>> {
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_IMAGE_ALLOC);
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| RuntimeError::io(path, e))?;
+    reader.limits(limits);
+    let img = reader.decode().map_err(|source| RuntimeError::Image { path: path.to_path_buf(), source })?;
+    let (w, h) = (img.width(), img.height());
+    let side = w.min(h);
+    if side == 0 {
+        return Err(RuntimeError::data_file(path, format!("an empty image ({w}×{h})")));
+    }
+    let img = img.crop_imm((w - side) / 2, (h - side) / 2, side, side);
+    let s = size as u32;
+    let rgb = img.resize_exact(s, s, image::imageops::FilterType::Triangle).to_rgb8();
+    let n = size * size;
+    let mut data = vec![0.0f32; 3 * n];
+    for (i, px) in rgb.pixels().enumerate() {
+        for c in 0..3 {
+            data[c * n + i] = px[c] as f32 / 127.5 - 1.0;
+        }
+    }
+    Ok(data)
 }
 
 /// PNG/JPEG images under `path` (recursively, sorted by path), centre-cropped to a square and resized to
@@ -244,7 +354,7 @@ impl ImageFolderDataset {
         let dir = PathBuf::from(p.req_str("path")?);
         let size = p.usize_in("size", 32, 1, 4096)?;
         let mut files = Vec::new();
-        collect_images(&dir, &mut files)?;
+        collect_images(&dir, &mut files, &mut Default::default())?;
         if files.is_empty() {
             return Err(RuntimeError::data_file(dir, "no PNG or JPEG images found"));
         }
@@ -274,24 +384,16 @@ impl Dataset for ImageFolderDataset {
             index,
             len: self.files.len() as u64,
         })?;
-        let img = image::ImageReader::open(path)
-            .map_err(|e| RuntimeError::io(path, e))?
-            .with_guessed_format()
-            .map_err(|e| RuntimeError::io(path, e))?
-            .decode()
-            .map_err(|source| RuntimeError::Image { path: path.clone(), source })?;
-        let (w, h) = (img.width(), img.height());
-        let side = w.min(h);
-        let img = img.crop_imm((w - side) / 2, (h - side) / 2, side, side);
-        let s = self.size as u32;
-        let rgb = img.resize_exact(s, s, image::imageops::FilterType::Triangle).to_rgb8();
-        let n = self.size * self.size;
-        let mut data = vec![0.0f32; 3 * n];
-        for (i, px) in rgb.pixels().enumerate() {
-            for c in 0..3 {
-                data[c * n + i] = px[c] as f32 / 127.5 - 1.0;
-            }
+        let (file, len) = open_regular(path)?;
+        if len > MAX_IMAGE_FILE {
+            return Err(RuntimeError::data_file(
+                path,
+                format!("{len} bytes: images may be at most {MAX_IMAGE_FILE}"),
+            ));
         }
+        let mut bytes = Vec::new();
+        file.take(MAX_IMAGE_FILE).read_to_end(&mut bytes).map_err(|e| RuntimeError::io(path, e))?;
+        let data = decode_image(&bytes, self.size, path)?;
         Ok(Sample { data, mask: None, label: None })
     }
 }
@@ -305,8 +407,36 @@ pub struct PointsDataset {
     data: Vec<f32>,
 }
 
+/// The length a safetensors file must have: its header's 8-byte length plus the header plus the data
+/// its tensors' offsets end at.
+pub(crate) fn safetensors_size(head: &[u8], len: u64, path: &Path) -> Result<u64> {
+    let err = |what: String| RuntimeError::data_file(path, format!("not a safetensors file: {what}"));
+    let n = head.get(..8).ok_or_else(|| err(format!("{len} bytes, the header length needs 8")))?;
+    let n = u64::from_le_bytes([n[0], n[1], n[2], n[3], n[4], n[5], n[6], n[7]]);
+    let end = n
+        .checked_add(8)
+        .filter(|e| *e <= len)
+        .ok_or_else(|| err(format!("the header claims {n} bytes, the file has {len}")))?;
+    let header =
+        head.get(8..end as usize).ok_or_else(|| err(format!("a header of {n} bytes is too long")))?;
+    let json: serde_json::Value =
+        serde_json::from_slice(header).map_err(|e| err(format!("the header is not JSON ({e})")))?;
+    let tensors = json.as_object().ok_or_else(|| err("the header is not a JSON object".into()))?;
+    let mut data_end = 0u64;
+    for (name, info) in tensors {
+        if name == "__metadata__" {
+            continue;
+        }
+        let offsets = info.get("data_offsets").and_then(|o| o.as_array());
+        let last = offsets.and_then(|o| o.get(1)).and_then(|e| e.as_u64());
+        let last = last.ok_or_else(|| err(format!("tensor `{name}` has no data offsets")))?;
+        data_end = data_end.max(last);
+    }
+    Ok(end.saturating_add(data_end))
+}
+
 fn read_safetensors(path: &Path, key: Option<&str>) -> Result<(Vec<usize>, Vec<f32>)> {
-    let bytes = read_file(path)?;
+    let bytes = read_sized(path, |head, len| safetensors_size(head, len, path))?;
     let st = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| RuntimeError::data_file(path, format!("not a safetensors file: {e}")))?;
     let mut names: Vec<String> = st.names().into_iter().map(str::to_string).collect();
@@ -374,6 +504,12 @@ impl PointsDataset {
         };
         if sets == 0 || n == 0 || d == 0 {
             return Err(RuntimeError::data_file(path, format!("empty array of shape {shape:?}")));
+        }
+        if checked_size(path, &shape, 1, 0)? != data.len() as u64 {
+            return Err(RuntimeError::data_file(
+                path,
+                format!("{} values for an array of shape {shape:?}", data.len()),
+            ));
         }
         Ok(PointsDataset { shape: [n, d], sets, data })
     }

@@ -5,6 +5,8 @@
 //! function of (dataset seed, split, index), so any batch can be regenerated from its indices.
 
 mod files;
+#[cfg(test)]
+mod fuzz;
 pub mod glyphs;
 mod npy;
 mod params;

@@ -11,9 +11,9 @@ pub struct NpyArray {
     pub data: Vec<f32>,
 }
 
-/// Reads a `.npy` file.
+/// Reads a `.npy` file; its header is checked against the file's length before the data is read.
 pub fn read_npy(path: &Path) -> Result<NpyArray> {
-    let bytes = std::fs::read(path).map_err(|e| RuntimeError::io(path, e))?;
+    let bytes = super::files::read_sized(path, |head, len| Ok(npy_header(head, len, path)?.need))?;
     parse_npy(&bytes, path)
 }
 
@@ -24,8 +24,18 @@ fn header_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
     Some(rest[colon + 1..].trim_start())
 }
 
-/// Parses the bytes of a `.npy` file; `path` names the file in errors.
-pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<NpyArray> {
+/// What a `.npy` header says.
+struct Header {
+    shape: Vec<usize>,
+    /// Bytes per element: 4 or 8.
+    elem: usize,
+    data_start: usize,
+    /// The length the whole file must have.
+    need: u64,
+}
+
+/// Parses the header at the start of `bytes` (which must hold all of it) of a file of `len` bytes.
+fn npy_header(bytes: &[u8], len: u64, path: &Path) -> Result<Header> {
     let err = |what: String| RuntimeError::data_file(path, what);
     if bytes.len() < 10 {
         return Err(err(format!("truncated at byte {}: the .npy preamble needs 10 bytes", bytes.len())));
@@ -34,7 +44,7 @@ pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<NpyArray> {
         return Err(err(format!("bad magic number {:02x?} (expected \\x93NUMPY)", &bytes[..6])));
     }
     let major = bytes[6];
-    let (header_len, start) = match major {
+    let (header_len, start): (usize, usize) = match major {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
         2 | 3 => {
             if bytes.len() < 12 {
@@ -47,7 +57,7 @@ pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<NpyArray> {
         }
         v => return Err(err(format!("unsupported .npy format version {v}"))),
     };
-    let data_start = start + header_len;
+    let data_start = start.saturating_add(header_len);
     if bytes.len() < data_start {
         return Err(err(format!("truncated at byte {}: header ends at byte {data_start}", bytes.len())));
     }
@@ -79,15 +89,20 @@ pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<NpyArray> {
         .filter(|s| !s.is_empty())
         .map(|s| s.parse::<usize>().map_err(|_| err(format!("bad shape entry {s:?}"))))
         .collect::<Result<Vec<usize>>>()?;
-    let count: usize = shape.iter().product();
-    let need = data_start + count * elem;
-    if bytes.len() < need {
-        return Err(err(format!("truncated at byte {}: shape {shape:?} needs {need} bytes", bytes.len())));
+    let need = super::files::checked_size(path, &shape, elem, data_start)?;
+    if len < need {
+        return Err(err(format!("truncated at byte {len}: shape {shape:?} needs {need} bytes")));
     }
-    if bytes.len() > need {
-        return Err(err(format!("{} trailing bytes after the data of shape {shape:?}", bytes.len() - need)));
+    if len > need {
+        return Err(err(format!("{} trailing bytes after the data of shape {shape:?}", len - need)));
     }
-    let body = &bytes[data_start..need];
+    Ok(Header { shape, elem, data_start, need })
+}
+
+/// Parses the bytes of a `.npy` file; `path` names the file in errors.
+pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<NpyArray> {
+    let Header { shape, elem, data_start, .. } = npy_header(bytes, bytes.len() as u64, path)?;
+    let body = &bytes[data_start..];
     let data = if elem == 4 {
         body.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
     } else {

@@ -4,12 +4,12 @@
 //! direct transposed convolution) is an order of magnitude slower than its forward. Here the forward is
 //! one im2col pass and one GEMM, and the backward one GEMM per operand plus one col2im pass. Weights are
 //! named like candle_nn's (`weight [O, C, k, k]`, `bias [O]`). On devices or dtypes the kernels do not
-//! handle, candle's `conv2d` is used.
+//! handle, candle's `conv2d` is used (through [`ops::conv2d`]).
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{Init, VarBuilder};
 
-use super::fused;
+use super::{fused, ops};
 
 #[derive(Debug, Clone, Copy)]
 struct Geometry {
@@ -169,14 +169,14 @@ impl Module for Conv2d {
             candle_core::bail!("conv2d: input {:?} does not fit kernel {:?}", x.dims(), self.weight.dims())
         }
         if !fused::supported(x) || x.dtype() != self.weight.dtype() {
-            let y = x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?;
+            let y = ops::conv2d(x, &self.weight, self.padding, self.stride)?;
             return y.broadcast_add(&self.bias.reshape((1, o, 1, 1))?);
         }
         let g = Geometry { c, h, w, k, stride: self.stride, padding: self.padding };
         let (ho, wo) = g.out();
         let cols = x.contiguous()?.apply_op1(Im2Col(g))?.reshape((b * ho * wo, c * k * k))?;
-        let y =
-            cols.matmul(&self.weight.reshape((o, c * k * k))?.t()?)?.apply_op2(&self.bias, fused::BiasAdd)?;
+        let y = ops::matmul(&cols, &self.weight.reshape((o, c * k * k))?.t()?)?
+            .apply_op2(&self.bias, fused::BiasAdd)?;
         y.reshape((b, ho, wo, o))?.permute((0, 3, 1, 2))?.contiguous()
     }
 }

@@ -11,6 +11,12 @@ use candle_nn::VarBuilder;
 
 use super::linear::{linear, Linear};
 
+use std::sync::Arc;
+
+use candle_core::DType;
+
+use super::block::{BlockDims, BlockOp, KeyMask};
+use super::fused;
 use super::linear::{linear_zero, Heads};
 use super::ops::{self, LayerNorm};
 use super::{check_input, Denoiser, Geometry, Params, Prediction, TimeEmbedding};
@@ -80,10 +86,10 @@ impl DitConfig {
 /// allocate and concatenate a zero-padded copy of the whole output per slice.
 #[derive(Debug)]
 pub(crate) struct SelfAttention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    proj: Linear,
+    pub(crate) q: Linear,
+    pub(crate) k: Linear,
+    pub(crate) v: Linear,
+    pub(crate) proj: Linear,
     heads: usize,
 }
 
@@ -110,11 +116,15 @@ impl SelfAttention {
     }
 }
 
+fn bias_of(l: &Linear) -> candle_core::Result<Tensor> {
+    l.bias().cloned().ok_or_else(|| candle_core::Error::Msg("DiT layers have biases".into()))
+}
+
 /// Two-layer GELU MLP.
 #[derive(Debug)]
 pub(crate) struct FeedForward {
-    fc1: Linear,
-    fc2: Linear,
+    pub(crate) fc1: Linear,
+    pub(crate) fc2: Linear,
 }
 
 impl FeedForward {
@@ -134,6 +144,7 @@ struct DitBlock {
     modulation: Vec<Linear>,
     attn: SelfAttention,
     mlp: FeedForward,
+    dims: BlockDims,
 }
 
 impl DitBlock {
@@ -146,11 +157,62 @@ impl DitBlock {
                 .collect::<candle_core::Result<_>>()?,
             attn: SelfAttention::new(w, cfg.heads, vb.pp("attn"))?,
             mlp: FeedForward::new(w, hidden, vb.pp("mlp"))?,
+            dims: BlockDims { width: w, hidden, heads: cfg.heads },
         })
     }
 
-    /// `x [B, N, W]`, `c` = SiLU of the per-token conditioning `[B, N, W]`.
-    fn forward(&self, x: &Tensor, c: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
+    /// The block's weights as one vector, in the order [`BlockDims`]'s packing expects (a differentiable
+    /// concatenation: the gradient flows back to each weight).
+    fn packed(&self) -> candle_core::Result<Tensor> {
+        let a = &self.attn;
+        let layers: Vec<&Linear> = self
+            .modulation
+            .iter()
+            .chain([&a.q, &a.k, &a.v])
+            .chain([&a.proj, &self.mlp.fc1, &self.mlp.fc2])
+            .collect();
+        let mut parts = Vec::with_capacity(2 * layers.len());
+        // Weights then biases for the modulation and q/k/v groups; weight, bias for the rest.
+        for group in [&layers[..6], &layers[6..9]] {
+            parts.extend(group.iter().map(|l| l.weight().flatten_all()));
+            parts.extend(group.iter().map(|l| bias_of(l)));
+        }
+        for l in &layers[9..] {
+            parts.push(l.weight().flatten_all());
+            parts.push(bias_of(l));
+        }
+        let parts = parts.into_iter().collect::<candle_core::Result<Vec<_>>>()?;
+        Tensor::cat(&parts, 0)
+    }
+
+    /// `x [B, N, W]`, `c` = SiLU of the per-token conditioning `[B, N, W]`. On the CPU in f32 the block
+    /// runs as one fused kernel ([`BlockOp`]); elsewhere as composite candle ops.
+    fn forward(
+        &self,
+        x: &Tensor,
+        c: &Tensor,
+        mask: Option<&Tensor>,
+        key_mask: Option<&Arc<KeyMask>>,
+    ) -> candle_core::Result<Tensor> {
+        let fused = fused::supported(x) && x.dtype() == DType::F32 && c.dtype() == DType::F32;
+        if fused && mask.is_some() == key_mask.is_some() {
+            let p = self.packed()?;
+            let save = super::gradients_enabled() && (x.track_op() || c.track_op() || p.track_op());
+            let (x, c, p) =
+                if save { (x.clone(), c.clone(), p) } else { (x.detach(), c.detach(), p.detach()) };
+            let op = BlockOp::new(self.dims, key_mask.cloned(), save);
+            return x.contiguous()?.apply_op3(&c.contiguous()?, &p, op);
+        }
+        self.forward_composite(x, c, mask)
+    }
+
+    /// [`DitBlock::forward`] from candle ops (any device and dtype).
+    fn forward_composite(
+        &self,
+        x: &Tensor,
+        c: &Tensor,
+        mask: Option<&Tensor>,
+    ) -> candle_core::Result<Tensor> {
         let chunk = |i: usize| self.modulation[i].forward(c);
         let h = ops::modulate(&ops::layer_norm(x, 1e-6)?, &chunk(0)?, &chunk(1)?)?;
         let x = ops::gated_residual(x, &self.attn.forward(&h, mask)?, &chunk(2)?)?;
@@ -172,6 +234,8 @@ pub struct Dit {
     final_norm: LayerNorm,
     heads: Heads,
     mask: Option<Tensor>,
+    /// The same mask as the fused blocks read it.
+    key_mask: Option<Arc<KeyMask>>,
 }
 
 impl Dit {
@@ -197,6 +261,7 @@ impl Dit {
             final_scale: linear_zero(w, w, vb.pp("final.scale"))?,
             final_norm: LayerNorm::new(w, false, 1e-6, vb.pp("final.norm"))?,
             heads: Heads::new(w, f, cfg.uncertainty, true, vb.pp("final"))?,
+            key_mask: mask.as_ref().map(KeyMask::from_tensor).transpose()?.map(Arc::new),
             mask,
         })
     }
@@ -239,7 +304,7 @@ impl Denoiser for Dit {
         let mut x = self.embed.forward(z)?.broadcast_add(&self.pos)?;
         let c = ops::silu(&self.time.forward(t)?)?;
         for block in &self.blocks {
-            x = block.forward(&x, &c, self.mask.as_ref())?;
+            x = block.forward(&x, &c, self.mask.as_ref(), self.key_mask.as_ref())?;
         }
         let (shift, scale) = (self.final_shift.forward(&c)?, self.final_scale.forward(&c)?);
         let h = ops::modulate(&self.final_norm.forward(&x)?, &shift, &scale)?;
@@ -433,6 +498,132 @@ mod tests {
             VarBuilder::from_varmap(&VarMap::new(), DType::F32, &Device::Cpu)
         )
         .is_err());
+    }
+}
+
+#[cfg(test)]
+mod fused_block_tests {
+    use super::*;
+    use crate::nn::test_util::perturb;
+    use candle_core::{DType, Device, Var};
+    use candle_nn::VarMap;
+
+    /// Largest difference relative to the largest expected value (floored at 0.1).
+    fn max_rel_diff(a: &Tensor, b: &Tensor) -> f32 {
+        let d = (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+        let scale = b.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        d.to_scalar::<f32>().unwrap() / scale.max(0.1)
+    }
+
+    /// Token counts and masks: a sparse one (each query attends to itself and one other token, query 0
+    /// to nothing: the per-key path), a banded and a block-causal one (dense products with an additive
+    /// mask) and none.
+    fn masks() -> Vec<(usize, Option<Tensor>)> {
+        let dev = Device::Cpu;
+        let pattern = |v: usize, allowed: &dyn Fn(usize, usize) -> bool| {
+            let m: Vec<f32> =
+                (0..v * v).map(|k| if allowed(k / v, k % v) { 0.0 } else { f32::NEG_INFINITY }).collect();
+            Some(Tensor::from_vec(m, (v, v), &dev).unwrap())
+        };
+        let sparse = |i: usize, j: usize| i != 0 && (j == i || j == (i * 7 + 3) % 40);
+        let banded = |i: usize, j: usize| i != 0 && i.abs_diff(j) <= 1;
+        vec![
+            (40, pattern(40, &sparse)),
+            (7, pattern(7, &banded)),
+            (7, Some(ops::block_causal_mask(7, 2, DType::F32, &dev).unwrap())),
+            (7, None),
+        ]
+    }
+
+    #[test]
+    fn fused_block_matches_composite_values_and_every_gradient() {
+        let dev = Device::Cpu;
+        let b = 3;
+        for (heads, width, ratio) in [(2, 16, 2.0), (3, 12, 1.5)] {
+            let cfg = DitConfig { width, heads, mlp_ratio: ratio, ..DitConfig::default() };
+            for (v, mask) in masks() {
+                let vm = VarMap::new();
+                let block = DitBlock::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
+                perturb(&vm, 0.2);
+                let key_mask = mask.as_ref().map(|m| Arc::new(KeyMask::from_tensor(m).unwrap()));
+                assert_eq!(key_mask.as_ref().is_some_and(|m| m.is_sparse()), v == 40);
+                let x = Var::randn(0f32, 1., (b, v, width), &dev).unwrap();
+                let c = Var::randn(0f32, 1., (b, v, width), &dev).unwrap();
+                let r = Tensor::randn(0f32, 1., (b, v, width), &dev).unwrap();
+                let composite = block.forward_composite(&x, &c, mask.as_ref()).unwrap();
+                let gc = (&composite * &r).unwrap().sum_all().unwrap().backward().unwrap();
+                // The op as the model runs it, then forced into tiles of one sample each.
+                let tiled = BlockOp::new(block.dims, key_mask.clone(), true).with_tile_rows(1);
+                let tiled = x.apply_op3(&c, &block.packed().unwrap(), tiled).unwrap();
+                let fused = block.forward(&x, &c, mask.as_ref(), key_mask.as_ref()).unwrap();
+                for (path, fused) in [("untiled", fused), ("tiled", tiled)] {
+                    let what =
+                        format!("{path}, heads {heads}, width {width}, {v} tokens, mask {}", mask.is_some());
+                    assert!(max_rel_diff(&fused, &composite) < 1e-5, "{what}: values");
+                    let gf = (&fused * &r).unwrap().sum_all().unwrap().backward().unwrap();
+                    let mut vars: Vec<(String, Tensor)> = vm
+                        .data()
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+                        .collect();
+                    vars.push(("x".into(), x.as_tensor().clone()));
+                    vars.push(("c".into(), c.as_tensor().clone()));
+                    for (name, t) in vars {
+                        let (a, e) = (gf.get(&t).unwrap(), gc.get(&t).unwrap());
+                        if name == "attn.k.bias" {
+                            // Zero in exact arithmetic (softmax ignores a shift shared by a row's scores):
+                            // both sides hold rounding noise only.
+                            let largest =
+                                |g: &Tensor| g.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                            assert!(
+                                largest(a) < 1e-3 && largest(e) < 1e-3,
+                                "{what}: key-bias gradient not ~0"
+                            );
+                            continue;
+                        }
+                        let d = max_rel_diff(a, e);
+                        assert!(d < 1e-4, "{what}: gradient of {name}: {d}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// A width-8, 2-head block with perturbed weights, and inputs `x`, `c` of 2 samples × 5 tokens.
+    fn small_block() -> (VarMap, DitBlock, Tensor, Tensor) {
+        let dev = Device::Cpu;
+        let cfg = DitConfig { width: 8, heads: 2, mlp_ratio: 2.0, ..DitConfig::default() };
+        let vm = VarMap::new();
+        let block = DitBlock::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
+        perturb(&vm, 0.2);
+        let x = Tensor::randn(0f32, 1., (2, 5, 8), &dev).unwrap();
+        let c = Tensor::randn(0f32, 1., (2, 5, 8), &dev).unwrap();
+        (vm, block, x, c)
+    }
+
+    #[test]
+    fn without_gradients_the_block_builds_no_graph_and_agrees() {
+        let (_vm, block, x, c) = small_block();
+        let with = block.forward(&x, &c, None, None).unwrap();
+        assert!(with.track_op(), "trainable weights: the output is part of a graph");
+        let without = crate::nn::without_gradients(|| block.forward(&x, &c, None, None)).unwrap();
+        assert!(!without.track_op(), "no graph without gradients");
+        assert!(crate::nn::gradients_enabled(), "the flag is restored");
+        assert_eq!(max_rel_diff(&without, &with), 0.0);
+    }
+
+    #[test]
+    fn fused_block_without_gradients_keeps_nothing_and_agrees() {
+        let (_vm, block, x, c) = small_block();
+        let p = block.packed().unwrap().detach();
+        let y = x.apply_op3(&c, &p, BlockOp::new(block.dims, None, false)).unwrap();
+        let want = block.forward_composite(&x, &c, None).unwrap();
+        assert!(max_rel_diff(&y, &want) < 1e-5);
+        // Tiles of one sample each: the same function; gemm may order a short product's sums differently.
+        let tiled = x.apply_op3(&c, &p, BlockOp::new(block.dims, None, false).with_tile_rows(1)).unwrap();
+        assert!(max_rel_diff(&tiled, &y) < 1e-6, "tiling changed the values");
     }
 }
 

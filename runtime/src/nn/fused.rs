@@ -8,12 +8,12 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 
-/// Whether the fused kernels handle `x`.
+/// Whether the fused kernels handle `x` (never while [`super::kernels`] forces the composite path).
 pub fn supported(x: &Tensor) -> bool {
-    x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64)
+    x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) && !super::kernels::composite()
 }
 
-trait Real: candle_core::WithDType + Copy {
+pub(super) trait Real: candle_core::WithDType + Copy {
     fn exp(self) -> Self;
     fn tanh(self) -> Self;
     fn sqrt(self) -> Self;
@@ -63,7 +63,8 @@ impl Real for f64 {
     }
 }
 
-fn slice<'a, T: Real>(s: &'a CpuStorage, l: &Layout, name: &str) -> Result<&'a [T]> {
+/// The values of a contiguous CPU storage of `T` (an error names `name` otherwise).
+pub(super) fn slice<'a, T: Real>(s: &'a CpuStorage, l: &Layout, name: &str) -> Result<&'a [T]> {
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
         None => candle_core::bail!("{name}: input must be contiguous"),
@@ -121,21 +122,27 @@ macro_rules! grad_op {
 const GELU_K: f64 = 0.797_884_560_802_865_4; // sqrt(2/π)
 const GELU_C: f64 = 0.044_715;
 
-fn gelu_fwd<T: Real>(x: &[T]) -> Vec<T> {
+/// GELU (tanh approximation) of one value.
+#[inline]
+pub(super) fn gelu_value<T: Real>(v: T) -> T {
     let (k, c, half) = (T::of(GELU_K), T::of(GELU_C), T::of(0.5));
-    x.iter().map(|&v| half * v * (T::one() + (k * (v + c * v * v * v)).tanh())).collect()
+    half * v * (T::one() + (k * (v + c * v * v * v)).tanh())
+}
+
+/// Derivative of [`gelu_value`] at `v`.
+#[inline]
+pub(super) fn gelu_derivative<T: Real>(v: T) -> T {
+    let (k, c, half, c3) = (T::of(GELU_K), T::of(GELU_C), T::of(0.5), T::of(3.0 * GELU_C));
+    let th = (k * (v + c * v * v * v)).tanh();
+    half * (T::one() + th) + half * v * (T::one() - th * th) * k * (T::one() + c3 * v * v)
+}
+
+fn gelu_fwd<T: Real>(x: &[T]) -> Vec<T> {
+    x.iter().map(|&v| gelu_value(v)).collect()
 }
 
 fn gelu_bwd<T: Real>(x: &[T], g: &[T]) -> Vec<T> {
-    let (k, c, half, c3) = (T::of(GELU_K), T::of(GELU_C), T::of(0.5), T::of(3.0 * GELU_C));
-    x.iter()
-        .zip(g)
-        .map(|(&v, &g)| {
-            let th = (k * (v + c * v * v * v)).tanh();
-            let d = half * (T::one() + th) + half * v * (T::one() - th * th) * k * (T::one() + c3 * v * v);
-            g * d
-        })
-        .collect()
+    x.iter().zip(g).map(|(&v, &g)| g * gelu_derivative(v)).collect()
 }
 
 /// GELU, tanh approximation (same values as candle's `gelu`).
@@ -285,7 +292,7 @@ impl CustomOp2 for MaskedSoftmax {
 }
 
 /// Mean and 1/σ of one row.
-fn moments<T: Real>(row: &[T], eps: T) -> (T, T) {
+pub(super) fn moments<T: Real>(row: &[T], eps: T) -> (T, T) {
     let n = T::of(row.len() as f64);
     let mean = row.iter().fold(T::zero(), |a, &b| a + b) / n;
     let var = row.iter().fold(T::zero(), |a, &b| a + (b - mean) * (b - mean)) / n;

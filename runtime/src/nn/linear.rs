@@ -4,7 +4,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
-use super::fused;
+use super::{fused, ops};
 
 /// `y = x · Wᵀ + b` over the last dimension of inputs of any rank.
 #[derive(Debug, Clone)]
@@ -18,6 +18,16 @@ impl Linear {
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
         Self { weight, bias }
     }
+
+    /// The weight `[out, in]`.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The bias `[out]`, if any.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
 }
 
 impl Module for Linear {
@@ -25,7 +35,7 @@ impl Module for Linear {
         let dims = x.dims();
         let k = *dims.last().ok_or_else(|| candle_core::Error::Msg("linear: scalar input".into()))?;
         let rows = x.elem_count() / k.max(1);
-        let y = x.reshape((rows, k))?.matmul(&self.weight.t()?)?;
+        let y = ops::matmul(&x.reshape((rows, k))?, &self.weight.t()?)?;
         let y = match &self.bias {
             Some(b) if fused::supported(&y) && b.dtype() == y.dtype() => y.apply_op2(b, fused::BiasAdd)?,
             Some(b) => y.broadcast_add(b)?,

@@ -70,7 +70,7 @@ impl MixerBlock {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         // Variable mixing: [V, V] · [B, V, W] → [B, V, W].
         let h = self.norm1.forward(x)?;
-        let mixed = self.mix.broadcast_left(x.dim(0)?)?.matmul(&h)?.broadcast_add(&self.mix_bias)?;
+        let mixed = ops::matmul(&self.mix.broadcast_left(x.dim(0)?)?, &h)?.broadcast_add(&self.mix_bias)?;
         let x = (x + mixed)?;
         let h = ops::gelu(&self.fc1.forward(&self.norm2.forward(&x)?)?)?;
         x + self.fc2.forward(&h)?

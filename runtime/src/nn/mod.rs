@@ -4,20 +4,45 @@
 //! Every denoiser is built by [`build_denoiser`] from its catalogue name, its catalogue parameters and a
 //! [`Geometry`], with its weights under a `candle_nn::VarBuilder` (normally backed by a `VarMap`).
 
+pub mod block;
+#[cfg(test)]
+mod composite_tests;
 pub mod conv;
 pub mod dit;
 pub mod fused;
+pub mod kernels;
 pub mod linear;
 pub mod mlp;
 pub mod ops;
+pub mod par;
+pub mod pool;
+mod simd;
 pub mod tokenizer;
 pub mod unet;
 pub mod uvit;
 
+thread_local! {
+    static GRADIENTS: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+/// Runs `f` with gradients off on this thread (like `torch.no_grad`): denoisers may then skip keeping
+/// activations for a backward pass, even though their weights are trainable variables. For sampling.
+pub fn without_gradients<R>(f: impl FnOnce() -> R) -> R {
+    let before = GRADIENTS.with(|g| g.replace(false));
+    let out = f();
+    GRADIENTS.with(|g| g.set(before));
+    out
+}
+
+/// Whether a backward pass may follow the current forward (false inside [`without_gradients`]).
+pub fn gradients_enabled() -> bool {
+    GRADIENTS.with(|g| g.get())
+}
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
 use sr_compiler::plan::PValue;
 
@@ -242,9 +267,12 @@ impl Params<'_> {
     }
 }
 
-/// Embedding of per-variable noise levels: sinusoidal features → Linear → SiLU → Linear.
+/// Embedding of per-variable noise levels: sinusoidal features → Linear → SiLU → Linear. The sinusoidal
+/// features are computed in at least f32 whatever the weights' dtype: frequencies reach 1000, and a
+/// bf16 `t` (8 significant bits) would shift the phases by whole radians.
 #[derive(Debug, Clone)]
 pub(crate) struct TimeEmbedding {
+    /// Frequencies in f32 (f64 for f64 weights).
     freqs: Tensor,
     fc1: linear::Linear,
     fc2: linear::Linear,
@@ -255,17 +283,19 @@ impl TimeEmbedding {
         if dim == 0 || !dim.is_multiple_of(2) {
             candle_core::bail!("time_dim must be even and positive, got {dim}")
         }
+        let at_least_f32 = if vb.dtype() == DType::F64 { DType::F64 } else { DType::F32 };
         Ok(Self {
-            freqs: ops::timestep_frequencies(dim, 1000.0, vb.dtype(), vb.device())?,
+            freqs: ops::timestep_frequencies(dim, 1000.0, at_least_f32, vb.device())?,
             fc1: linear::linear(dim, out, vb.pp("fc1"))?,
             fc2: linear::linear(out, out, vb.pp("fc2"))?,
         })
     }
 
-    /// `t [...]` → `[..., out]`.
+    /// `t [...]` (any float dtype) → `[..., out]` in the weights' dtype.
     pub fn forward(&self, t: &Tensor) -> candle_core::Result<Tensor> {
         use candle_core::Module;
-        let e = ops::timestep_embedding_with(&t.to_dtype(self.freqs.dtype())?, &self.freqs)?;
+        let e = ops::timestep_embedding_with(&t.to_dtype(self.freqs.dtype())?, &self.freqs)?
+            .to_dtype(self.fc1.weight().dtype())?;
         self.fc2.forward(&ops::silu(&self.fc1.forward(&e)?)?)
     }
 }

@@ -70,18 +70,47 @@ pub fn silu(x: &Tensor) -> Result<Tensor> {
     x.silu()
 }
 
+/// The matrix product `a · b` (batched like candle's `matmul`). Every product of the denoisers goes
+/// through here or [`conv2d`], so one rule covers them: on the CPU, half-precision operands (bf16,
+/// f16) are multiplied in f32 and the product rounded back once, as a GPU's half-precision GEMM does
+/// (half inputs, f32 accumulation). The gradients take the same route. Other devices and dtypes use
+/// candle's own kernels (cuBLAS in bf16 on CUDA).
+pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    half_on_cpu_in_f32(a, b, |a, b| a.matmul(b))
+}
+
+/// 2-D convolution of `x [B, C, H, W]` with `w [O, C, k, k]` (no dilation, no groups), with the rule of
+/// [`matmul`]: candle 0.11's CPU convolution refuses bf16 (its im2col GEMM has no bf16 kernel) and
+/// accumulates its backward in the operands' dtype.
+pub fn conv2d(x: &Tensor, w: &Tensor, padding: usize, stride: usize) -> Result<Tensor> {
+    half_on_cpu_in_f32(x, w, |x, w| x.conv2d(w, padding, stride, 1, 1))
+}
+
+/// `product(a, b)`, computed in f32 and rounded back when both operands are bf16 or f16 on the CPU.
+fn half_on_cpu_in_f32(
+    a: &Tensor,
+    b: &Tensor,
+    product: impl Fn(&Tensor, &Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let dtype = a.dtype();
+    if a.device().is_cpu() && matches!(dtype, DType::BF16 | DType::F16) && b.dtype() == dtype {
+        return product(&a.to_dtype(DType::F32)?, &b.to_dtype(DType::F32)?)?.to_dtype(dtype);
+    }
+    product(a, b)
+}
+
 /// Scaled dot-product attention. `q`, `k`, `v` are `[B, H, N, d]`; `mask`, if given, is an additive mask
 /// broadcastable to `[B, H, N, N]` (0 where attention is allowed, `-inf` where it is not).
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
     let d = q.dim(D::Minus1)?;
     // Scaling q (N·d values) is cheaper than scaling the scores (N·N values).
     let q = (q * (1.0 / (d as f64).sqrt()))?;
-    let scores = q.matmul(&k.t()?)?;
+    let scores = matmul(&q, &k.t()?)?;
     let weights = match mask {
         Some(m) => masked_softmax_last_dim(&scores, m)?,
         None => softmax_last_dim(&scores)?,
     };
-    weights.matmul(v)
+    matmul(&weights, v)
 }
 
 /// Softmax over the last dimension of `x + mask`, with an additive `mask` `[N, M]` (0 or −∞ entries)
@@ -496,6 +525,40 @@ mod tests {
         let mean = g.mean(2).unwrap().abs().unwrap().max_keepdim(1).unwrap().max(0).unwrap();
         assert!(mean.squeeze(0).unwrap().to_scalar::<f32>().unwrap() < 1e-5);
         assert!(group_norm(&x, 3, 1e-6).is_err());
+    }
+
+    /// Sums of 300 and 400 ones: a bf16 accumulator stops at 256 (256 + 1 rounds to 256), an f32 one
+    /// reaches the exact sum, which bf16 represents. Forward and backward, matmul and conv2d.
+    #[test]
+    fn half_precision_products_on_the_cpu_accumulate_in_f32() {
+        let dev = Device::Cpu;
+        let ones =
+            |dims: &[usize], dtype| Var::from_tensor(&Tensor::ones(dims, dtype, &dev).unwrap()).unwrap();
+        let all = |t: &Tensor, want: f32| {
+            let v = t.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            v.iter().all(|x| *x == want)
+        };
+        for dtype in [DType::BF16, DType::F16] {
+            let (a, b) = (ones(&[2, 300], dtype), ones(&[300, 3], dtype));
+            let y = matmul(&a, &b).unwrap();
+            assert_eq!(y.dtype(), dtype);
+            assert!(all(&y, 300.0), "{dtype:?} matmul: {y}");
+            // d sum(a · b) / db = aᵀ · 1 sums over the 300 rows of a.
+            let (a, b) = (ones(&[300, 4], dtype), ones(&[4, 2], dtype));
+            let g = matmul(&a, &b).unwrap().sum_all().unwrap().backward().unwrap();
+            let gb = g.get(&b).unwrap();
+            assert_eq!(gb.dtype(), dtype);
+            assert!(all(gb, 300.0), "{dtype:?} matmul gradient: {gb}");
+
+            let (x, w) = (ones(&[1, 300, 2, 2], dtype), ones(&[2, 300, 1, 1], dtype));
+            let y = conv2d(&x, &w, 0, 1).unwrap();
+            assert_eq!((y.dims(), y.dtype()), (&[1, 2, 2, 2][..], dtype));
+            assert!(all(&y, 300.0), "{dtype:?} conv2d: {y}");
+            // The kernel's gradient sums over the 20 × 20 positions.
+            let (x, w) = (ones(&[1, 1, 20, 20], dtype), ones(&[1, 1, 1, 1], dtype));
+            let g = conv2d(&x, &w, 0, 1).unwrap().sum_all().unwrap().backward().unwrap();
+            assert!(all(g.get(&w).unwrap(), 400.0), "{dtype:?} conv2d gradient: {}", g.get(&w).unwrap());
+        }
     }
 }
 

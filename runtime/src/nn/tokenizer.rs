@@ -44,9 +44,10 @@ pub fn time_map(t: &Tensor, g: &Geometry) -> Result<Tensor> {
     ops::upsample_nearest(&t.reshape((b, 1, h / p, w / p))?, p, p)
 }
 
-/// The `time_map` tokenizer: image with the t map appended as the last channel, `[B, C + 1, H, W]`.
+/// The `time_map` tokenizer: image with the t map appended as the last channel, `[B, C + 1, H, W]`, in
+/// the dtype of `z`.
 pub fn time_map_input(z: &Tensor, t: &Tensor, g: &Geometry) -> Result<Tensor> {
-    Tensor::cat(&[patches_to_image(z, g)?, time_map(t, g)?], 1)
+    Tensor::cat(&[patches_to_image(z, g)?, time_map(t, g)?.to_dtype(z.dtype())?], 1)
 }
 
 /// Per-pixel values `[B, 1, H, W]` → per-variable means `[B, V]` (uncertainty pooling).

@@ -167,7 +167,8 @@ impl Optimizer for AdamW {
             let fast = slot.var.device().is_cpu()
                 && matches!(slot.var.dtype(), DType::F32 | DType::F64)
                 && g.dtype() == slot.var.dtype()
-                && slot.var.is_contiguous();
+                && slot.var.is_contiguous()
+                && !crate::nn::kernels::composite();
             if fast {
                 slot.moments.inplace_op2(&g, &MomentUpdate { beta1: c.beta1, beta2: c.beta2 })?;
                 slot.var.as_tensor().inplace_op2(&slot.moments, &param)?;

@@ -86,7 +86,8 @@ impl Ema {
             let fast = var.device().is_cpu()
                 && matches!(var.dtype(), DType::F32 | DType::F64)
                 && var.is_contiguous()
-                && shadow.is_contiguous();
+                && shadow.is_contiguous()
+                && !crate::nn::kernels::composite();
             if fast {
                 shadow.inplace_op2(var.as_tensor(), &Lerp(self.decay))?;
             } else {

@@ -1,0 +1,7 @@
+[
+  (experiment_item)
+  (body)
+  (use_list)
+  (list)
+  (block_comment)
+] @fold
