@@ -67,9 +67,11 @@ class Results(TypedDict, total=False):
     out: str  # the run folder
 
 class Trace(TypedDict):
-    t: npt.NDArray[np.float32]  # [S + 1, n, V]
-    sigma: Optional[npt.NDArray[np.float32]]  # [S + 1, n, V]; None without an uncertainty head
-    latents: npt.NDArray[np.float32]  # [S, n, V, F]
+    """The trace of the first batch, b = min(n, the sampler's batch) samples."""
+
+    t: npt.NDArray[np.float32]  # [S + 1, b, V]
+    sigma: Optional[npt.NDArray[np.float32]]  # [S + 1, b, V]; None without an uncertainty head
+    latents: npt.NDArray[np.float32]  # [S, b, V, F]
 
 class Samples(TypedDict):
     samples: npt.NDArray[Any]  # [n, *raw_shape]: uint8 Sudoku digits 1..9, else float32
@@ -135,6 +137,7 @@ def run(
     set: Optional[Mapping[str, SetValue]] = None,
     steps: Optional[int] = None,
     resume: bool = False,
+    force: bool = False,
     experiment: Optional[str] = None,
     device: Optional[str] = None,
     evaluate: bool = True,

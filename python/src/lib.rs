@@ -261,7 +261,8 @@ fn with_hooks<T: Send>(
     work: impl FnOnce(Hooks) -> Result<T, RuntimeError> + Send,
 ) -> PyResult<T> {
     let raised: Arc<Mutex<Option<PyErr>>> = Arc::default();
-    let mut hooks = Hooks::default();
+    // Python keeps its own SIGINT handler; Ctrl-C reaches the runtime through `check_signals`.
+    let mut hooks = Hooks { caller_handles_signals: true, ..Hooks::default() };
     let (stop, slot) = (hooks.clone(), raised.clone());
     hooks.progress = Some(Arc::new(move |p: &Progress| {
         if stop.stop_requested() {
@@ -288,7 +289,7 @@ fn with_hooks<T: Send>(
                 return Err(e);
             }
             let message = match result {
-                Err(RuntimeError::Interrupted(m)) => format!("{m}; continue with resume=True"),
+                Err(e @ RuntimeError::Interrupted { .. }) => format!("{e}; continue with resume=True"),
                 Err(other) => other.to_string(),
                 Ok(_) => "interrupted after the call had finished".into(),
             };
@@ -359,7 +360,8 @@ fn compile<'py>(
 /// `samples`, `steps`, `seconds`), `table` (the Markdown table `sr run` prints) and `out`.
 ///
 /// `steps` overrides `train.steps`; `resume` continues from the run folder's latest checkpoint;
-/// `evaluate=False` only trains; `eval_samples` caps the samples evaluated per split.
+/// `force` starts afresh in a folder that holds another run (removing its files); `evaluate=False`
+/// only trains; `eval_samples` caps the samples evaluated per split.
 /// `progress(event)` is called after every training step and denoiser call with a dict: `stage`
 /// ("train" or "evaluate"), `label`, `done`, `total` and `loss` (training only).
 ///
@@ -368,7 +370,7 @@ fn compile<'py>(
 /// `resume=True` continues from there. Any other exception from `progress` stops the run the same way
 /// and is raised as it is. Failures raise SrError.
 #[pyfunction]
-#[pyo3(signature = (source, *, out = PathBuf::from("runs"), set = None, steps = None, resume = false, experiment = None, device = None, evaluate = true, eval_samples = None, progress = None))]
+#[pyo3(signature = (source, *, out = PathBuf::from("runs"), set = None, steps = None, resume = false, force = false, experiment = None, device = None, evaluate = true, eval_samples = None, progress = None))]
 #[allow(clippy::too_many_arguments)]
 fn run<'py>(
     py: Python<'py>,
@@ -377,6 +379,7 @@ fn run<'py>(
     set: Option<&Bound<'py, PyDict>>,
     steps: Option<u64>,
     resume: bool,
+    force: bool,
     experiment: Option<&str>,
     device: Option<String>,
     evaluate: bool,
@@ -391,6 +394,7 @@ fn run<'py>(
         let options = RunOptions {
             out: out.clone(),
             resume,
+            force,
             device,
             evaluate,
             progress: live,
@@ -415,10 +419,11 @@ fn run<'py>(
 /// - `mask`: bool `[n, *raw_shape]`, True where a value was given (None for unconditional splits);
 /// - `given`: bool `[n, V]`, True for the given variables;
 /// - `sampler`, `split`, `steps` (denoiser calls);
-/// - `trace` (with `trace=True`, else None): `t` float32 `[S + 1, n, V]` (the time of every variable
-///   before each of the S denoiser calls, then the final state), `sigma` float32 `[S + 1, n, V]`
-///   (predicted σ; None without an uncertainty head) and `latents` float32 `[S, n, V, F]` (the
-///   variables after every call).
+/// - `trace` (with `trace=True`, else None), of the first batch of `b = min(n, batch)` samples (the
+///   sampler's `batch`), as `sr sample --trace` writes it: `t` float32 `[S + 1, b, V]` (the time of
+///   every variable before each of the S denoiser calls, then the final state), `sigma` float32
+///   `[S + 1, b, V]` (predicted σ; None without an uncertainty head) and `latents` float32
+///   `[S, b, V, F]` (the variables after every call).
 ///
 /// `sampler` defaults to the first declared, `split` to the first evaluated. `progress(event)` is
 /// called after every denoiser call (`stage` "sample"). The GIL is released while it runs; Ctrl-C
@@ -476,20 +481,21 @@ fn sample<'py>(
     out.set_item("sampler", &drawn.sampler)?;
     out.set_item("split", &drawn.split)?;
     out.set_item("steps", drawn.sampled.steps)?;
-    let trace_dict = if trace { Some(trace_arrays(py, &drawn.sampled, n, v, f)?) } else { None };
+    let trace_dict = if trace { Some(trace_arrays(py, &drawn.sampled, v, f)?) } else { None };
     out.set_item("trace", trace_dict)?;
     Ok(out.into_any())
 }
 
-/// The trace of a sampled batch as arrays `t`, `sigma` `[S + 1, n, V]` and `latents` `[S, n, V, F]`.
+/// The trace of the first sampled batch (`b` samples, at most the sampler's `batch`) as arrays `t`,
+/// `sigma` `[S + 1, b, V]` and `latents` `[S, b, V, F]`.
 fn trace_arrays<'py>(
     py: Python<'py>,
     sampled: &sr_runtime::sample::Sampled,
-    n: usize,
     v: usize,
     f: usize,
 ) -> PyResult<Bound<'py, PyDict>> {
     let steps = sampled.trace.len();
+    let n = sampled.trace.first().map_or(0, |s| s.t.len());
     let flat = |rows: &dyn Fn(&sr_runtime::sample::TraceStep) -> &Vec<Vec<f32>>| -> Vec<f32> {
         sampled.trace.iter().flat_map(|s| rows(s).iter().flatten().copied()).collect()
     };
@@ -518,7 +524,7 @@ fn trace_arrays<'py>(
 /// (None, or `kind`, `step` and `tensors`) and `plan` (the run's plan.json as a dict, None if absent).
 #[pyfunction]
 fn load_checkpoint<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyAny>> {
-    let dir = sr_runtime::run::checkpoint_dir(&path);
+    let dir = sr_runtime::run::checkpoint_dir(&path).map_err(|e| runtime_error(py, e))?;
     let (step_dir, ck) = py
         .detach(|| {
             let step_dir = sr_runtime::checkpoint::latest(&dir)?.unwrap_or(dir);

@@ -30,6 +30,7 @@ experiment tiny {
     loss = mse + 0.01 * nll
     ema = 0.99
     checkpoint_every = 5
+    log_every = 5
   }
   sampler parallel = parallel_sampler { schedule.steps = 6 }
   sampler adaptive = adaptive_sequential_sampler { schedule.steps = 6 }
@@ -51,6 +52,7 @@ experiment tiny_images {
   train {
     steps = 3
     batch = 4
+    log_every = 1
     optimizer = adamw { lr = 1e-3 }
   }
   sampler parallel = parallel_sampler { schedule.steps = 4 }

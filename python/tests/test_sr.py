@@ -27,13 +27,38 @@ def cli_diagnostics(sr_cli, *args):
     return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
 
 
+def directives(path, key):
+    """The values of the `// KEY: value` lines that steer compiler/tests/diagnostics.rs."""
+    if path.is_dir():
+        return []
+    prefix = f"// {key}:"
+    return [line[len(prefix) :].strip() for line in path.read_text("latin-1").splitlines() if line.startswith(prefix)]
+
+
 @pytest.mark.parametrize("path", BAD_FILES, ids=[p.stem for p in BAD_FILES])
-def test_check_reports_what_the_command_line_reports(path, sr_cli):
-    ours = sr.check(path)
-    assert ours, f"{path.name} is a bad file but has no diagnostic"
-    assert ours == cli_diagnostics(sr_cli, path)
-    # The file name of the test says the code it is about.
-    assert path.stem.split("_")[0] in [d["code"] for d in ours]
+def test_check_reports_what_the_command_line_reports(path, sr_cli, tmp_path):
+    code = path.stem.split("_")[0]
+    for pad in directives(path, "pad to"):
+        padded = tmp_path / path.name
+        text = path.read_bytes()
+        padded.write_bytes(text + b" " * max(0, int(pad) - len(text)))
+        path = padded
+    overrides = dict(o.split("=", 1) for o in directives(path, "set"))
+    cli_set = [arg for key, value in overrides.items() for arg in ("--set", f"{key}={value}")]
+    ours = sr.check(path, set=overrides)
+    assert ours == cli_diagnostics(sr_cli, path, *cli_set)
+    select = directives(path, "select")
+    if select:
+        # Choosing the experiment is not checking: `sr check` is silent, running reports the code.
+        assert not [d for d in ours if d["severity"] == "error"]
+        with pytest.raises(sr.SrError) as info:
+            sr.compile(path, set=overrides, experiment=select[0] or None)
+        assert info.value.code == code
+        cli = sr_cli("compile", path, *cli_set, *(["--experiment", select[0]] if select[0] else []), check=False)
+        assert cli.returncode != 0 and code in cli.stderr
+    else:
+        # The file name of the test says the code it is about.
+        assert code in [d["code"] for d in ours], f"{path.name} has no {code}: {ours}"
 
 
 def test_check_with_overrides_matches_the_command_line(sr_cli, sudoku_file):
@@ -68,10 +93,21 @@ def test_compile_errors_raise_sr_error_with_every_diagnostic(sudoku_file):
     with pytest.raises(sr.SrError) as info:
         sr.compile(bad)
     e = info.value
-    assert e.code == "E0301"
-    assert [d["code"] for d in e.diagnostics] == [d["code"] for d in sr.check(bad)]
+    checked = sr.check(bad)
+    assert {d["code"] for d in checked} == {"E0301", "E0313"}
+    assert e.code == checked[0]["code"]
+    assert e.diagnostics == checked
     assert e.message == "<text> has 2 errors"
     assert "unknown flow `rectifed`" in str(e) and "help: did you mean `rectified`?" in str(e)
+
+
+def test_warnings_go_to_the_warnings_module(sudoku_file):
+    with pytest.warns(UserWarning, match="W0310") as caught:
+        plan = sr.compile(sudoku_file, set={"train.log_every": 50})
+    assert plan["train"]["log_every"] == 50
+    assert "exceeds the 20 training steps" in str(caught[0].message)
+    [d] = sr.check(sudoku_file, set={"train.log_every": 50})
+    assert (d["code"], d["severity"]) == ("W0310", "warning")
 
 
 def test_bad_overrides_and_experiment_names_raise(sudoku_file):
@@ -146,9 +182,9 @@ def test_run_reports_progress_and_releases_the_gil(sudoku_file, tmp_path):
 def test_runtime_errors_raise_sr_error_with_code(sudoku_file, tmp_path):
     with pytest.raises(sr.SrError) as info:
         sr.run(sudoku_file, out=tmp_path / "empty", resume=True)
-    assert info.value.code == "R0301"
-    assert "no checkpoint to resume from" in info.value.message
-    assert str(info.value).startswith("R0301")
+    assert info.value.code == "R0310"
+    assert "no checkpoint" in info.value.message
+    assert str(info.value).startswith("R0310")
 
 
 # --- interrupting a run ------------------------------------------------------------------------------
@@ -163,7 +199,7 @@ def test_keyboard_interrupt_saves_a_checkpoint_that_resumes(sudoku_file, tmp_pat
 
     with pytest.raises(KeyboardInterrupt) as info:
         sr.run(sudoku_file, out=out, progress=interrupt_at_step_7)
-    assert "training stopped after step 7 of 20" in str(info.value)
+    assert "interrupted after step 7: the checkpoint of step 7 is saved in" in str(info.value)
     assert "resume=True" in str(info.value)
     assert (out / "checkpoints" / "latest").read_text().strip() == "step-00000007"
     assert sr.load_checkpoint(out)["step"] == 7
@@ -208,7 +244,7 @@ def test_sigint_during_run_leaves_a_resumable_checkpoint(sudoku_file, tmp_path):
     finally:
         child.kill()
     assert child.returncode != 0
-    assert "KeyboardInterrupt: training stopped after step" in stderr, stderr
+    assert "KeyboardInterrupt: interrupted after step" in stderr, stderr
     ckpt = sr.load_checkpoint(out)
     assert 3 <= ckpt["step"] < 100000
     assert ckpt["plan"]["train"]["steps"] == 100000
@@ -247,9 +283,29 @@ def test_sample_is_what_sr_sample_draws(sudoku_file, trained, sr_cli, tmp_path):
     ours = sr.sample(sudoku_file, checkpoint=out, n=3, trace=True)
     sr_cli("sample", sudoku_file, "--checkpoint", out, "-n", 3, "--trace", "--out", tmp_path)
     theirs = json.loads((tmp_path / "trace.json").read_text())
-    assert theirs["sampler"] == ours["sampler"] == "parallel"
+    assert theirs["sampler"] == ours["sampler"]
     assert np.array_equal(np.array([step["t"] for step in theirs["steps"]], dtype=np.float32), ours["trace"]["t"])
     assert ours["trace"] is not None and sr.sample(sudoku_file, checkpoint=out, n=3)["trace"] is None
+
+
+def test_sample_in_several_batches_is_what_sr_sample_draws(sudoku_file, trained, sr_cli, tmp_path):
+    """n = 7 samples with a sampler batch of 3: three batches, the trace of the first."""
+    out, _ = trained
+    small = {"sampler.parallel.batch": 3}
+    ours = sr.sample(sudoku_file, checkpoint=out, n=7, sampler="parallel", trace=True, set=small)
+    assert ours["samples"].shape == (7, 9, 9) and ours["given"].shape == (7, 81)
+    assert ours["trace"]["t"].shape == (ours["steps"] + 1, 3, 81)
+    assert ours["trace"]["latents"].shape == (ours["steps"], 3, 81, 9)
+    sr_cli(
+        "sample", sudoku_file, "--checkpoint", out, "-n", 7, "--sampler", "parallel", "--trace",
+        "--set", "sampler.parallel.batch=3", "--out", tmp_path,
+    )  # fmt: skip
+    theirs = json.loads((tmp_path / "trace.json").read_text())
+    assert np.array_equal(np.array([step["t"] for step in theirs["steps"]], dtype=np.float32), ours["trace"]["t"])
+    # Batches are drawn with the noise of their position: the first 3 samples do not depend on n.
+    three = sr.sample(sudoku_file, checkpoint=out, n=3, sampler="parallel", set=small)
+    assert np.array_equal(three["samples"], ours["samples"][:3])
+    assert (ours["samples"][ours["mask"]] == ours["reference"][ours["mask"]]).all()
 
 
 def test_sample_returns_images_as_float32_nchw(images_file, tmp_path):
@@ -264,7 +320,7 @@ def test_sample_returns_images_as_float32_nchw(images_file, tmp_path):
 def test_sample_errors(sudoku_file, tmp_path):
     with pytest.raises(sr.SrError) as info:
         sr.sample(sudoku_file, checkpoint=tmp_path / "nothing")
-    assert info.value.code == "R0301"
+    assert info.value.code == "R0310"
     with pytest.raises(ValueError):
         sr.sample(sudoku_file, checkpoint=tmp_path, n=0)
 
