@@ -190,7 +190,7 @@ def test_runtime_errors_raise_sr_error_with_code(sudoku_file, tmp_path):
 # --- interrupting a run ------------------------------------------------------------------------------
 
 
-def test_keyboard_interrupt_saves_a_checkpoint_that_resumes(sudoku_file, tmp_path):
+def test_keyboard_interrupt_saves_a_checkpoint_that_resumes(sudoku_file, trained, tmp_path):
     out = tmp_path / "interrupted"
 
     def interrupt_at_step_7(event):
@@ -206,7 +206,15 @@ def test_keyboard_interrupt_saves_a_checkpoint_that_resumes(sudoku_file, tmp_pat
 
     results = sr.run(sudoku_file, out=out, resume=True)
     assert results["train_steps"] == 20 and len(results["rows"]) == 2
-    assert sr.load_checkpoint(out)["step"] == 20
+    resumed = sr.load_checkpoint(out)
+    assert resumed["step"] == 20
+    # Interrupted and resumed, the run ends with the weights of the uninterrupted one, bit for bit.
+    uninterrupted = sr.load_checkpoint(trained[0])
+    for part in ("model", "ema"):
+        assert resumed[part].keys() == uninterrupted[part].keys()
+        for name, weights in uninterrupted[part].items():
+            assert np.array_equal(resumed[part][name], weights), (part, name)
+    assert results["rows"] == [dict(r, seconds=m["seconds"]) for r, m in zip(trained[1]["rows"], results["rows"])]
 
 
 def test_other_callback_exceptions_stop_the_run_and_propagate(sudoku_file, tmp_path):
@@ -362,3 +370,62 @@ def test_load_checkpoint_reports_a_corrupt_file(trained, tmp_path):
     with pytest.raises(sr.SrError) as info:
         sr.load_checkpoint(copy)
     assert info.value.code == "R0301" and "corrupt" in info.value.message
+
+
+# --- the documented interface -----------------------------------------------------------------------
+
+
+REQUIRED = "(required)"
+
+
+def stub_functions():
+    """The functions of sr/_native.pyi: name -> [(parameter, keyword-only, default)]."""
+    import ast
+
+    tree = ast.parse((Path(sr.__file__).parent / "_native.pyi").read_text())
+    functions = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            a = node.args
+            defaults = [REQUIRED] * (len(a.args) - len(a.defaults)) + [ast.literal_eval(d) for d in a.defaults]
+            positional = [(x.arg, False, d) for x, d in zip(a.args, defaults)]
+            keyword = [
+                (x.arg, True, REQUIRED if d is None else ast.literal_eval(d)) for x, d in zip(a.kwonlyargs, a.kw_defaults)
+            ]
+            functions[node.name] = positional + keyword
+    return functions
+
+
+def test_the_stubs_describe_every_function_and_its_parameters():
+    import inspect
+
+    stubs = stub_functions()
+    assert set(stubs) == {name for name in sr.__all__ if name not in ("SrError", "__version__")}
+    for name, params in stubs.items():
+        function = getattr(sr, name)
+        actual = [
+            (p.name, p.kind == p.KEYWORD_ONLY, REQUIRED if p.default is p.empty else p.default)
+            for p in inspect.signature(function).parameters.values()
+        ]
+        # `out="runs"` is a PathBuf on the Rust side, which the signature shows as `...`.
+        stubbed = [(n, k, ... if (name, n) == ("run", "out") else d) for n, k, d in params]
+        assert stubbed == actual, name
+        assert function.__doc__ and len(function.__doc__) > 100, f"{name} has no docstring"
+
+
+@pytest.mark.filterwarnings("ignore:W0310")  # 5 steps are fewer than the experiment's log_every
+def test_the_readme_python_section_runs(tmp_path, monkeypatch):
+    """The README's example, with 5 training steps instead of 200, from a folder with the examples."""
+    import re
+
+    readme = (REPO / "README.md").read_text()
+    block = re.search(r"```python\n(.*?)```", readme[readme.index("## Python") :], re.S).group(1)
+    assert "steps=200" in block and '"train.steps": 200' in block
+    (tmp_path / "examples").symlink_to(REPO / "examples")
+    monkeypatch.chdir(tmp_path)
+    scope = {}
+    exec(compile(block.replace("200", "5"), "<README.md, section Python>", "exec"), scope)
+    assert scope["results"]["train_steps"] == 5
+    assert scope["s"]["samples"].shape == (16, 9, 9) and scope["s"]["samples"].dtype == np.uint8
+    assert scope["s"]["trace"]["t"].shape[1:] == (16, 81)
+    assert scope["weights"] and (tmp_path / "runs" / "qs" / "results.md").is_file()
