@@ -429,3 +429,16 @@ def test_the_readme_python_section_runs(tmp_path, monkeypatch):
     assert scope["s"]["samples"].shape == (16, 9, 9) and scope["s"]["samples"].dtype == np.uint8
     assert scope["s"]["trace"]["t"].shape[1:] == (16, 81)
     assert scope["weights"] and (tmp_path / "runs" / "qs" / "results.md").is_file()
+
+
+def test_the_python_lock_file_agrees_with_the_root_one():
+    """python/Cargo.lock is the root's plus PyO3 and numpy: the runtime in the wheel is the tested one."""
+    tomllib = pytest.importorskip("tomllib")
+
+    def versions(path):
+        return {(p["name"], p["version"]) for p in tomllib.loads(path.read_text())["package"] if "source" in p}
+
+    root, python = versions(REPO / "Cargo.lock"), versions(REPO / "python" / "Cargo.lock")
+    root_names = {name for name, _ in root}
+    differing = sorted(p for p in python - root if p[0] in root_names)
+    assert not differing, f"refresh python/Cargo.lock from the root one (docs/ARCHITECTURE.md): {differing}"
