@@ -217,6 +217,25 @@ def test_keyboard_interrupt_saves_a_checkpoint_that_resumes(sudoku_file, trained
     assert results["rows"] == [dict(r, seconds=m["seconds"]) for r, m in zip(trained[1]["rows"], results["rows"])]
 
 
+def test_keyboard_interrupt_during_evaluation_and_sampling(sudoku_file, trained, tmp_path):
+    def interrupt_evaluation(event):
+        if event["stage"] == "evaluate":
+            raise KeyboardInterrupt
+
+    out = tmp_path / "evaluation"
+    with pytest.raises(KeyboardInterrupt, match="evaluation stopped after 0 of 8 samples") as info:
+        sr.run(sudoku_file, out=out, steps=5, progress=interrupt_evaluation)
+    assert "R0403" not in str(info.value) and not (out / "results.json").exists()
+    assert sr.load_checkpoint(out)["step"] == 5
+
+    def interrupt_sampling(event):
+        raise KeyboardInterrupt
+
+    small = {"sampler.parallel.batch": 2}
+    with pytest.raises(KeyboardInterrupt, match="sampling stopped after 2 of 6 samples"):
+        sr.sample(sudoku_file, checkpoint=trained[0], n=6, sampler="parallel", set=small, progress=interrupt_sampling)
+
+
 def test_other_callback_exceptions_stop_the_run_and_propagate(sudoku_file, tmp_path):
     def fail(event):
         if event["done"] == 3:
