@@ -263,6 +263,7 @@ fn dispatch(command: Command) -> miette::Result<ExitCode> {
                 evaluate: !no_eval,
                 progress: std::io::stderr().is_terminal(),
                 eval_limit: eval_samples,
+                hooks: Default::default(),
             };
             // Errors are printed before MPI is finalised: a launcher may end the other ranks as soon as
             // one rank has exited with a failure.
@@ -299,6 +300,7 @@ fn dispatch(command: Command) -> miette::Result<ExitCode> {
                 trace,
                 device,
                 progress: std::io::stderr().is_terminal(),
+                hooks: Default::default(),
             };
             let written = sr_runtime::run::sample(plan, &options).map_err(miette::Report::new)?;
             for path in written {

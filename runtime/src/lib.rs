@@ -6,6 +6,7 @@ pub mod distributed;
 pub mod error;
 pub mod flow;
 pub mod folder;
+pub mod hooks;
 pub mod image_io;
 pub mod init;
 pub mod interrupt;

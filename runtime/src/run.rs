@@ -16,12 +16,13 @@ use crate::data::{make_batch, Dataset};
 use crate::distributed::{self, World};
 use crate::error::{Result, RuntimeError};
 use crate::folder::{prepare, RunLock, Start};
+use crate::hooks::{Hooks, Progress, Stage};
 use crate::image_io::{image_grid, render_sudoku_at, write_gif, GridOptions};
 use crate::metric::{compute_metric, uses_digit_classifier, ClassifierReport, DigitClassifier};
 use crate::model::{device, Model};
 use crate::optim::Ema;
 use crate::progress::{format_duration, ProgressBar, ProgressMode};
-use crate::sample::{sample_with_progress, Record, SamplerSettings};
+use crate::sample::{sample_with_progress, Record, Sampled, SamplerSettings};
 use crate::train::{load_weights, step_seed, train, RunPaths, TrainOptions};
 
 /// Most samples one `sr sample` call draws (they are drawn in batches of the sampler's `batch`).
@@ -46,6 +47,8 @@ pub struct RunOptions {
     pub progress: bool,
     /// Evaluate at most this many samples of each split (quick looks at long experiments).
     pub eval_limit: Option<u64>,
+    /// A progress callback and a stop flag (training and evaluation).
+    pub hooks: Hooks,
 }
 
 /// One cell group of the result table: a metric on a split with a sampler.
@@ -112,7 +115,12 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary> {
         let trained = train(
             plan,
             &model,
-            &TrainOptions { paths: paths.clone(), resume: options.resume, progress: options.progress },
+            &TrainOptions {
+                paths: paths.clone(),
+                resume: options.resume,
+                progress: options.progress,
+                hooks: options.hooks.clone(),
+            },
         )?;
         results.train_steps = trained.step;
         results.train_seconds = trained.seconds;
@@ -121,7 +129,8 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary> {
         events = trained.events;
     }
     if options.evaluate {
-        let evaluated = evaluate(plan, &model, ema.as_mut(), options.eval_limit, options.progress)?;
+        let evaluated =
+            evaluate(plan, &model, ema.as_mut(), options.eval_limit, options.progress, &options.hooks)?;
         if world.is_root() {
             let mut events = match events {
                 Some(e) => e,
@@ -254,13 +263,15 @@ fn record_evaluation(
 }
 
 /// Samples every `evaluate` split (at most `limit` samples of each) with each of its samplers and
-/// computes the metric; each row comes with a grid of (up to 16) samples of its first batch.
+/// computes the metric; each row comes with a grid of (up to 16) samples of its first batch. Stops
+/// before the next batch once `hooks` asks to.
 pub fn evaluate(
     plan: &Plan,
     model: &Model,
     mut ema: Option<&mut Ema>,
     limit: Option<u64>,
     progress: bool,
+    hooks: &Hooks,
 ) -> Result<Vec<(ResultRow, Option<image::RgbImage>)>> {
     let mut rows = Vec::new();
     for n in plan.nodes_of(Kind::Metric) {
@@ -276,8 +287,17 @@ pub fn evaluate(
                     e.swap()?;
                 }
             }
-            let row =
-                evaluate_one(model, &settings, &n.component, &split, dataset, count, plan.seed, progress);
+            let row = evaluate_one(
+                model,
+                &settings,
+                &n.component,
+                &split,
+                dataset,
+                count,
+                plan.seed,
+                progress,
+                hooks,
+            );
             if swap {
                 if let Some(e) = ema.as_deref_mut() {
                     e.swap()?;
@@ -299,13 +319,14 @@ fn evaluate_one(
     count: u64,
     seed: u64,
     progress: bool,
+    hooks: &Hooks,
 ) -> Result<(ResultRow, Option<image::RgbImage>)> {
     let began = Instant::now();
     let world = distributed::world();
     let mut grid = None;
     let mode = if progress && world.is_root() { ProgressMode::Live } else { ProgressMode::Off };
-    let mut bar =
-        ProgressBar::new(format!("evaluate {metric} on {split} with {}", settings.name), 0, count, mode);
+    let label = format!("evaluate {metric} on {split} with {}", settings.name);
+    let mut bar = ProgressBar::new(label.clone(), 0, count, mode);
     let mut sums: BTreeMap<String, f64> = BTreeMap::new();
     let mut done = 0usize;
     let mut steps = 0usize;
@@ -321,6 +342,12 @@ fn evaluate_one(
             start = end;
             continue;
         }
+        if hooks.stop_requested() {
+            bar.finish();
+            return Err(RuntimeError::Stopped(format!(
+                "evaluation stopped after {start} of {count} samples ({label})"
+            )));
+        }
         let indices: Vec<u64> = (start..end).collect();
         let batch = make_batch(dataset, &indices, &model.device)?;
         let (x, given) = model.variables(&batch.data, batch.mask.as_ref())?;
@@ -331,7 +358,10 @@ fn evaluate_one(
             sample_with_progress(model, settings, &x, &given, &mut rng, Record::default(), &mut |c, max| {
                 // Within a batch, progress moves with the denoiser calls.
                 let within = (n as f64 * c.min(max) as f64 / max.max(1) as f64) as u64;
-                bar.update(start + within.min(n.saturating_sub(1)), &format!("step {c}/{max}"));
+                let done = start + within.min(n.saturating_sub(1));
+                bar.update(done, &format!("step {c}/{max}"));
+                let stage = Stage::Evaluate;
+                hooks.report(&Progress { stage, label: &label, done, total: count, loss: None });
             })?;
         let raw = model.mapper.to_raw(&out.x)?;
         if start == 0 {
@@ -349,6 +379,13 @@ fn evaluate_one(
         steps += out.steps;
         batches += 1;
         bar.update(end, "");
+        hooks.report(&Progress {
+            stage: Stage::Evaluate,
+            label: &label,
+            done: end,
+            total: count,
+            loss: None,
+        });
         start = end;
     }
     bar.finish();
@@ -486,14 +523,38 @@ pub struct SampleOptions {
     pub device: Option<String>,
     /// Draw a live progress bar (terminals).
     pub progress: bool,
+    /// A progress callback and a stop flag.
+    pub hooks: Hooks,
 }
 
-/// Samples `n` items from a trained checkpoint; writes `samples.png`, `denoising.gif`, what the
-/// dataset's [`Output`] adds (see [`crate::output`]) and, with `trace`, `trace.json`. Returns the
-/// written paths.
-pub fn sample(plan: &Plan, options: &SampleOptions) -> Result<Vec<PathBuf>> {
-    let model =
-        Model::build(plan, device(options.device.as_deref().or(plan.device.as_deref()).unwrap_or("cpu"))?)?;
+/// The live components of `plan` on `device` (`cpu`, `cuda`, `cuda:N`), else the plan's device, else the CPU.
+pub fn build_model(plan: &Plan, device_name: Option<&str>) -> Result<Model> {
+    Model::build(plan, device(device_name.or(plan.device.as_deref()).unwrap_or("cpu"))?)
+}
+
+/// Samples drawn from a checkpoint by [`draw`], before anything is written.
+pub struct Drawn {
+    /// The sampler used.
+    pub sampler: String,
+    /// The data split whose givens conditioned the samples.
+    pub split: String,
+    /// Samples in the dataset's raw form `[n, ...raw shape]` (Sudoku digits 1–9, images in [-1, 1]).
+    pub raw: Tensor,
+    /// The split's samples the givens were taken from, `[n, ...raw shape]`.
+    pub reference: Tensor,
+    /// Raw mask `[n, ...raw shape]` (1 = given), when the split has givens.
+    pub mask: Option<Tensor>,
+    /// Variable mask `[n, V]` (1 = given).
+    pub given: Tensor,
+    /// All `n` final variables and the denoiser calls per batch; the trace and the latents of every
+    /// step follow the first batch (as `record` asked).
+    pub sampled: Sampled,
+}
+
+/// Samples `options.n` items from a trained checkpoint in batches of the sampler's `batch` and returns
+/// them with what `record` asks for of the first batch (`options.out` and `options.trace` are not read).
+/// Stops with [`RuntimeError::Stopped`] after a batch when `options.hooks` asks to.
+pub fn draw(plan: &Plan, model: &Model, options: &SampleOptions, record: Record) -> Result<Drawn> {
     let names = SamplerSettings::names(plan);
     let name = match &options.sampler {
         Some(s) => s.clone(),
@@ -504,7 +565,7 @@ pub fn sample(plan: &Plan, options: &SampleOptions) -> Result<Vec<PathBuf>> {
     };
     let settings = SamplerSettings::from_plan(plan, &name)?;
     let ckpt = checkpoint_dir(&options.checkpoint)?;
-    load_weights(plan, &model, &ckpt, settings.ema)?;
+    load_weights(plan, model, &ckpt, settings.ema)?;
     let split = match &options.split {
         Some(s) => s.clone(),
         None => plan
@@ -530,11 +591,13 @@ pub fn sample(plan: &Plan, options: &SampleOptions) -> Result<Vec<PathBuf>> {
         ));
     }
     let mode = if options.progress { ProgressMode::Live } else { ProgressMode::Off };
-    let mut bar = ProgressBar::new(format!("sample {} with {name}", options.n), 0, 0, mode);
+    let label = format!("sample {} with {name}", options.n);
+    let mut bar = ProgressBar::new(label.clone(), 0, 0, mode);
     // Batches of the sampler's `batch`; the animation and the trace follow the first batch.
     let mut xs = Vec::new();
     let mut givens = Vec::new();
     let mut references = Vec::new();
+    let mut masks = Vec::new();
     let mut first = None;
     for start in (0..options.n).step_by(settings.batch) {
         let end = (start + settings.batch).min(options.n);
@@ -543,30 +606,59 @@ pub fn sample(plan: &Plan, options: &SampleOptions) -> Result<Vec<PathBuf>> {
         let (x, given) = model.variables(&batch.data, batch.mask.as_ref())?;
         let mut rng = StdRng::seed_from_u64(step_seed(plan.seed ^ 0x5EED_5A4D, start as u64));
         let record =
-            if start == 0 { Record { trace: options.trace, frames: end } } else { Record::default() };
-        let out = sample_with_progress(&model, &settings, &x, &given, &mut rng, record, &mut |c, max| {
+            if start == 0 { Record { frames: record.frames.min(end), ..record } } else { Record::default() };
+        let out = sample_with_progress(model, &settings, &x, &given, &mut rng, record, &mut |c, max| {
             bar.set_total(max as u64);
             bar.update(c as u64, &format!("steps, samples {start}..{end}"));
+            let (done, total) = (c as u64, max as u64);
+            options.hooks.report(&Progress { stage: Stage::Sample, label: &label, done, total, loss: None });
         })?;
         xs.push(out.x.clone());
         givens.push(given);
         references.push(batch.data);
+        masks.extend(batch.mask);
         if first.is_none() {
             first = Some(out);
+        }
+        if options.hooks.stop_requested() {
+            bar.finish();
+            return Err(RuntimeError::Stopped(format!(
+                "sampling stopped after {end} of {} samples",
+                options.n
+            )));
         }
     }
     bar.finish();
     let first = first.ok_or_else(|| RuntimeError::Config("no samples".into()))?;
-    let given = Tensor::cat(&givens, 0)?;
-    let out = crate::sample::Sampled { x: Tensor::cat(&xs, 0)?, ..first };
+    let sampled = Sampled { x: Tensor::cat(&xs, 0)?, ..first };
+    let raw = model.mapper.to_raw(&sampled.x)?;
+    let mask = if masks.len() == givens.len() { Some(Tensor::cat(&masks, 0)?) } else { None };
+    Ok(Drawn {
+        sampler: name,
+        split,
+        raw,
+        reference: Tensor::cat(&references, 0)?,
+        mask,
+        given: Tensor::cat(&givens, 0)?,
+        sampled,
+    })
+}
+
+/// Samples `n` items from a trained checkpoint; writes `samples.png`, `denoising.gif`, what the
+/// dataset's [`Output`] adds (see [`crate::output`]) and, with `trace`, `trace.json`. Returns the
+/// written paths.
+pub fn sample(plan: &Plan, options: &SampleOptions) -> Result<Vec<PathBuf>> {
+    let model = build_model(plan, options.device.as_deref())?;
+    let record = Record { trace: options.trace, frames: options.n };
+    let Drawn { sampler: name, split, raw, reference, given, sampled: out, .. } =
+        draw(plan, &model, options, record)?;
     std::fs::create_dir_all(&options.out).map_err(|e| RuntimeError::io(&options.out, e))?;
     let mut written = Vec::new();
-    let raw = model.mapper.to_raw(&out.x)?;
     let png = options.out.join("samples.png");
     let metric =
         plan.nodes_of(Kind::Metric).find(|n| split_of(n.params.get("on")).as_deref() == Some(split.as_str()));
     let scores = match metric {
-        Some(n) => compute_metric(&n.component, &raw, Some(&Tensor::cat(&references, 0)?))?,
+        Some(n) => compute_metric(&n.component, &raw, Some(&reference))?,
         None => BTreeMap::new(),
     };
     let scores: Vec<String> = scores.iter().map(|(k, v)| format!("{k} {v:.3}")).collect();
@@ -578,7 +670,6 @@ pub fn sample(plan: &Plan, options: &SampleOptions) -> Result<Vec<PathBuf>> {
     );
     let output = crate::output::output_of(plan, &split)?;
     if output == Output::Points {
-        let reference = Tensor::cat(&references, 0)?;
         written.extend(crate::output::write_points(&options.out, &raw, Some(&reference), &caption)?);
     } else {
         write_picture(&png, &raw, Some(&given), &caption)?;
@@ -621,7 +712,7 @@ pub fn sample(plan: &Plan, options: &SampleOptions) -> Result<Vec<PathBuf>> {
 /// The folder to load weights from: a run folder's `checkpoints/` if present. A path that does not
 /// exist, or a folder with neither a `latest` pointer nor a checkpoint's `state.json`, is reported as
 /// such (not as a corrupt checkpoint).
-fn checkpoint_dir(path: &Path) -> Result<PathBuf> {
+pub fn checkpoint_dir(path: &Path) -> Result<PathBuf> {
     if !path.exists() {
         return Err(RuntimeError::NoCheckpoint {
             path: path.to_path_buf(),

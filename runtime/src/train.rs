@@ -26,6 +26,7 @@ use crate::checkpoint::{self, Checkpoint, PlanKeys};
 use crate::data::{build_dataset, make_batch, Batch, Batcher};
 use crate::distributed::{self, World};
 use crate::error::{Result, RuntimeError};
+use crate::hooks::{Hooks, Progress, Stage};
 use crate::model::{node, Model};
 use crate::optim::{build_optimizer, clip_grad_norm, named_vars, Ema, LrSchedule, Optimizer};
 use crate::param::{solve, Parameterization};
@@ -311,6 +312,8 @@ pub struct TrainOptions {
     pub resume: bool,
     /// Draw a live progress line (terminals); otherwise print a line per log interval.
     pub progress: bool,
+    /// A progress callback and a stop flag, read after every step.
+    pub hooks: Hooks,
 }
 
 /// The result of a training run: the EMA weights (if any) and what was measured.
@@ -620,7 +623,7 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
         ck.plan = Some(keys.clone());
         Ok(ck)
     };
-    let interrupts = crate::interrupt::Guard::install();
+    let interrupts = (!options.hooks.caller_handles_signals).then(crate::interrupt::Guard::install);
     for step in start..settings.steps {
         let batches = (0..settings.accumulate as u64)
             .map(|micro| {
@@ -666,9 +669,21 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
             }
         }
         progress.update(done, &format!("loss {:.4} {:.1} steps/s", stats.loss, progress.rate(done)));
+        options.hooks.report(&Progress {
+            stage: Stage::Train,
+            label: "train",
+            done,
+            total: settings.steps,
+            loss: Some(stats.loss),
+        });
         // An interrupt at the last step also stops here, before evaluation. With several ranks, all
-        // stop after the same step: the one whose gradient exchange first carried an interrupt.
-        let stop = if world.size() > 1 { interrupted } else { crate::interrupt::stop_after(done) };
+        // stop after the same step: the one whose gradient exchange first carried an interrupt (a
+        // caller's stop flag is read on one rank only).
+        let stop = if world.size() > 1 {
+            interrupted
+        } else {
+            crate::interrupt::stop_after(done) || options.hooks.stop_requested()
+        };
         if stop {
             progress.finish();
             if root {

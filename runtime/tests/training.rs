@@ -44,7 +44,12 @@ fn run_dir(name: &str) -> PathBuf {
 
 fn run(plan: &Plan, name: &str) -> (Model, Trained) {
     let model = Model::build(plan, Device::Cpu).expect("model builds");
-    let options = TrainOptions { paths: RunPaths { root: run_dir(name) }, resume: false, progress: false };
+    let options = TrainOptions {
+        paths: RunPaths { root: run_dir(name) },
+        resume: false,
+        progress: false,
+        hooks: Default::default(),
+    };
     let trained = train(plan, &model, &options).expect("training runs");
     (model, trained)
 }
@@ -155,4 +160,43 @@ fn mixed_precision_loss_falls_and_stays_near_f32() {
             "{precision}: last-30 mean loss {last:.5}, f32 {reference:.5}, relative distance {distance:.4}"
         );
     }
+}
+
+#[test]
+fn a_stop_request_saves_a_checkpoint_that_resumes_bit_for_bit() {
+    use sr_runtime::error::RuntimeError;
+    use sr_runtime::hooks::{Hooks, Progress, Stage};
+
+    let p = plan(12, 5);
+    let (model_full, _) = run(&p, "stop-full");
+
+    let root = run_dir("stop");
+    let model = Model::build(&p, Device::Cpu).expect("model builds");
+    let mut hooks = Hooks { caller_handles_signals: true, ..Hooks::default() };
+    let stop = hooks.clone();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    hooks.progress = Some(std::sync::Arc::new(move |p: &Progress| {
+        log.lock().unwrap().push((p.stage, p.done, p.total, p.loss.is_some()));
+        if p.done == 5 {
+            stop.request_stop();
+        }
+    }));
+    let options =
+        TrainOptions { paths: RunPaths { root: root.clone() }, resume: false, progress: false, hooks };
+    let err = train(&p, &model, &options).err().expect("training stops");
+    let RuntimeError::Interrupted { step, dir } = &err else { panic!("not an interruption: {err}") };
+    assert_eq!((*step, dir.clone()), (5, root.join("checkpoints")));
+    let reports = seen.lock().unwrap().clone();
+    let expected: Vec<_> = (1..=5).map(|d| (Stage::Train, d, 12, true)).collect();
+    assert_eq!(reports, expected, "one report per step, with the loss");
+    let latest = sr_runtime::checkpoint::latest(&root.join("checkpoints")).unwrap();
+    assert_eq!(latest, Some(root.join("checkpoints").join("step-00000005")));
+
+    let model = Model::build(&p, Device::Cpu).expect("model builds");
+    let options =
+        TrainOptions { paths: RunPaths { root }, resume: true, progress: false, hooks: Hooks::default() };
+    let resumed = train(&p, &model, &options).expect("the run resumes");
+    assert_eq!((resumed.start, resumed.step), (5, 12));
+    assert_eq!(weight_bits(&model), weight_bits(&model_full), "stop and resume changed the weights");
 }
