@@ -562,6 +562,7 @@ fn run_config(cfg: &Config, dir: &Path) -> Outcome {
         evaluate: true,
         progress: false,
         eval_limit: Some(2),
+        hooks: sr_runtime::hooks::Hooks::default(),
     };
     if let Err(e) = sr_runtime::run::run(plan, &options) {
         return Outcome::Failed(format!("sr run: {} {e}\n{text}", code(&e)));
@@ -575,6 +576,7 @@ fn run_config(cfg: &Config, dir: &Path) -> Outcome {
         trace: true,
         device: None,
         progress: false,
+        hooks: sr_runtime::hooks::Hooks::default(),
     };
     match sr_runtime::run::sample(plan, &sample) {
         Ok(paths) if paths.iter().all(|p| p.is_file()) && paths.len() >= 2 => Outcome::Ran,

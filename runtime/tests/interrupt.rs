@@ -37,7 +37,12 @@ fn plan(steps: u64) -> Plan {
 fn an_interrupt_during_the_last_step_saves_it_and_says_how_to_resume() {
     let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("interrupt-last-step");
     let _ = std::fs::remove_dir_all(&root);
-    let options = TrainOptions { paths: RunPaths { root: root.clone() }, resume: false, progress: false };
+    let options = TrainOptions {
+        paths: RunPaths { root: root.clone() },
+        resume: false,
+        progress: false,
+        hooks: Default::default(),
+    };
     let plan3 = plan(3);
     let model = Model::build(&plan3, Device::Cpu).expect("model builds");
 
