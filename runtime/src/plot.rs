@@ -231,13 +231,16 @@ fn draw_curves<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, plot: &LossPlo
     let last_step =
         records.iter().map(|r| r.step).chain(plot.per_step.iter().map(|p| p.0)).max().unwrap_or(1).max(1)
             as f64;
-    // The y range follows the logged means and terms (smooth), not the noisy per-step losses, so one
-    // early spike does not flatten the rest of the curve; the per-step line is clipped to it.
-    let (lo, hi) = if records.is_empty() {
-        padded(plot.per_step.iter().skip(plot.per_step.len() / 20).map(|p| p.1))
-    } else {
-        padded(records.iter().flat_map(|r| std::iter::once(r.loss).chain(r.terms.values().copied())))
-    };
+    // The y range holds the logged means and terms and the per-step losses after the first 5% of the
+    // steps: the start of the run shows, but one spike in its first steps does not flatten the rest of
+    // the curve (the per-step line is clipped there).
+    let (lo, hi) = padded(
+        plot.per_step
+            .iter()
+            .skip(plot.per_step.len() / 20)
+            .map(|p| p.1)
+            .chain(records.iter().flat_map(|r| std::iter::once(r.loss).chain(r.terms.values().copied()))),
+    );
     let (_, lr_hi) = padded(records.iter().map(|r| r.lr).chain(std::iter::once(0.0)));
     let mut chart = ChartBuilder::on(area)
         .caption(plot.title, (FAMILY, 22))
@@ -476,6 +479,46 @@ mod tests {
             ticks.iter().any(|t| t.trim().parse::<f64>().is_ok_and(|v| v <= -20.0)),
             "no tick at -20 or below: {ticks:?}"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_loss_axis_holds_the_early_steps_but_not_a_first_spike() {
+        let dir = std::env::temp_dir().join(format!("sr-plot-early-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // A spike in the first 5% of the steps, then losses of 4000 up to step 100 that no logged mean shows
+        // (above every step number, so a tick there is on the loss axis).
+        let per_step: Vec<(u64, f64)> = (1..=500)
+            .map(|s| {
+                (
+                    s,
+                    if s <= 10 {
+                        1e8
+                    } else if s <= 100 {
+                        4000.0
+                    } else {
+                        0.5
+                    },
+                )
+            })
+            .collect();
+        let recs = records();
+        write_loss_plots(
+            &dir.join("loss"),
+            &LossPlot { title: "early", per_step: &per_step, records: &recs },
+        )
+        .unwrap();
+        let svg = std::fs::read_to_string(dir.join("loss.svg")).unwrap();
+        let ticks: Vec<f64> = svg
+            .split('>')
+            .filter_map(|s| s.split('<').next())
+            .filter_map(|t| t.trim().parse().ok())
+            .collect();
+        assert!(
+            ticks.iter().any(|&t| (2000.0..1e4).contains(&t)),
+            "no tick near the early losses: {ticks:?}"
+        );
+        assert!(ticks.iter().all(|&t| t < 1e6), "the first spike sets the range: {ticks:?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

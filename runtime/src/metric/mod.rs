@@ -224,12 +224,10 @@ pub fn find_shapes(image: &[f32], c: usize, h: usize, w: usize) -> Vec<ShapeEsti
     let mut stack = Vec::new();
     let neighbours = |p: usize| {
         let (x, y) = ((p % w) as i64, (p / w) as i64);
-        (-1i64..=1).flat_map(move |dy| (-1i64..=1).map(move |dx| (x + dx, y + dy))).filter_map(
-            move |(nx, ny)| {
-                ((0..w as i64).contains(&nx) && (0..h as i64).contains(&ny))
-                    .then(|| ny as usize * w + nx as usize)
-            },
-        )
+        (-1i64..=1)
+            .flat_map(move |dy| (-1i64..=1).map(move |dx| (x + dx, y + dy)))
+            .filter(move |&(nx, ny)| (0..w as i64).contains(&nx) && (0..h as i64).contains(&ny))
+            .map(move |(nx, ny)| ny as usize * w + nx as usize)
     };
     for start in 0..n {
         if cov[start] <= 0.5 || label[start] != 0 {
