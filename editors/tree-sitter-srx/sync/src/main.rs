@@ -3,7 +3,7 @@
 //! temporary folder and fails when any generated file differs from the committed `src/`. Node.js
 //! evaluates `grammar.js`, as for the CLI. Usage: `cargo run --locked` in this folder.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// The files `tree-sitter generate` writes under `src/`.
@@ -17,7 +17,11 @@ const GENERATED: [&str; 6] = [
 ];
 
 fn main() -> ExitCode {
-    let grammar = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    // The folder `cargo run` gives at run time: the binary is cached outside the clone and may have been
+    // built in another one, whose grammar it must not check instead.
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    let grammar = crate_dir.join("..");
     let out = std::env::temp_dir().join(format!("tree-sitter-srx-sync-{}", std::process::id()));
     let Some(out_str) = out.to_str() else {
         eprintln!("the temporary folder {} is not UTF-8", out.display());
