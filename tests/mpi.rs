@@ -185,17 +185,7 @@ fn rank_0_refusing_the_run_folder_stops_both_ranks_with_one_message() {
 fn divergence_on_two_ranks_stops_both_at_the_step_of_one_process() {
     let dir = fresh_dir("mpi-diverge");
     write(&dir, "tiny.srx", EXPERIMENT);
-    let diverging = [
-        "--set",
-        "train.optimizer=sgd { lr = 10.0 }",
-        "--set",
-        "train.clip=0",
-        "--set",
-        "train.checkpoint_every=1",
-        "--set",
-        "train.ema=0",
-        "--no-eval",
-    ];
+    let diverging = [&DIVERGING[..], &["--no-eval"]].concat();
     let message = |err: &str| -> u64 {
         err.split("training diverged at step ")
             .nth(1)
@@ -209,7 +199,7 @@ fn divergence_on_two_ranks_stops_both_at_the_step_of_one_process() {
     let step = message(&err_one);
     let o = mpirun(&dir)
         .args(["-np", "2", sr_bin(), "run", "tiny.srx", "--out", "two"])
-        .args(diverging)
+        .args(&diverging)
         .output()
         .expect("run mpirun");
     let (_, err) = text(&o);

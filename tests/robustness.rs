@@ -6,18 +6,6 @@ mod common;
 use candle_core::Device;
 use common::*;
 
-/// Plain SGD with a huge step and no clipping: the tiny model's loss overflows within a few steps.
-const DIVERGING: [&str; 8] = [
-    "--set",
-    "train.optimizer=sgd { lr = 10.0 }",
-    "--set",
-    "train.clip=0",
-    "--set",
-    "train.checkpoint_every=1",
-    "--set",
-    "train.ema=0",
-];
-
 fn args<'a>(out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut a = vec!["run", "tiny.srx", "--no-eval", "--out", out];
     a.extend(DIVERGING);

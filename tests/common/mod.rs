@@ -6,6 +6,18 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// Plain SGD with a huge step and no clipping: the tiny model's loss overflows within a few steps.
+pub const DIVERGING: [&str; 8] = [
+    "--set",
+    "train.optimizer=sgd { lr = 10.0 }",
+    "--set",
+    "train.clip=0",
+    "--set",
+    "train.checkpoint_every=1",
+    "--set",
+    "train.ema=0",
+];
+
 /// A tiny symbolic-Sudoku experiment that trains in seconds: a one-block transformer with an
 /// uncertainty head, a fixed and an adaptive sampler, evaluated on 8 test puzzles.
 pub const TINY: &str = r#"use std.samplers.{fixed_sampler, adaptive_sequential_sampler}

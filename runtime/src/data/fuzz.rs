@@ -5,6 +5,7 @@
 
 use super::files::{checked_size, cifar_size, decode_image, idx_size, safetensors_size};
 use super::npy::npy_header;
+use super::tests::npz_bytes;
 use super::testutil::temp_dir;
 use super::{read_idx, read_npy, read_npz, PointsDataset};
 use crate::error::RuntimeError;
@@ -59,20 +60,6 @@ fn mutate(mut bytes: Vec<u8>, edits: &[(usize, u8)], cut: usize) -> Vec<u8> {
     bytes
 }
 
-/// A stored `.npz` archive holding `members` (name, bytes), as `np.savez` writes it.
-fn npz_bytes(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
-    use std::io::Write;
-    let mut out = std::io::Cursor::new(Vec::new());
-    let mut zip = zip::ZipWriter::new(&mut out);
-    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    for (name, bytes) in members {
-        zip.start_file(format!("{name}.npy"), options).unwrap();
-        zip.write_all(bytes).unwrap();
-    }
-    zip.finish().unwrap();
-    out.into_inner()
-}
-
 /// Reads `bytes` as a `.npy` file and as a `.npz` archive, from files named after `tag`; a value or a
 /// data-file error, never a panic.
 fn load_numpy_files(tag: &str, bytes: &[u8]) {
@@ -82,7 +69,7 @@ fn load_numpy_files(tag: &str, bytes: &[u8]) {
     std::fs::write(&npy, bytes).unwrap();
     let _ = read_npy(&npy);
     let npz = dir.join("a.npz");
-    std::fs::write(&npz, npz_bytes(&[("points", bytes.to_vec())])).unwrap();
+    std::fs::write(&npz, npz_bytes(&[("points", bytes.to_vec())], false)).unwrap();
     let _ = read_npz(&npz, None);
     std::fs::write(&npz, bytes).unwrap();
     let _ = read_npz(&npz, Some("points"));
@@ -123,8 +110,8 @@ proptest! {
             1 => idx_bytes(&[2, 3, 4], &[1; 24]),
             2 => safetensors_bytes(),
             3 => png_bytes(),
-            4 => npz_bytes(&[("points", npy_bytes("2, 3,", &[0; 24]))]),
-            _ => npz_bytes(&[("a", npy_bytes("2,", &[0; 8])), ("b", npy_bytes("1, 1,", &[0; 4]))]),
+            4 => npz_bytes(&[("points", npy_bytes("2, 3,", &[0; 24]))], false),
+            _ => npz_bytes(&[("a", npy_bytes("2,", &[0; 8])), ("b", npy_bytes("1, 1,", &[0; 4]))], false),
         };
         let bytes = mutate(valid, &edits, cut);
         load_everything(&bytes);

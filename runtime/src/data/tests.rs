@@ -220,7 +220,7 @@ fn npy_points_round_trip_and_errors() {
 
 /// A stored `.npz` of `members`, as `np.savez` writes it; `deflate` marks every member compressed
 /// (its bytes are left as they are: the reader must refuse before reading them).
-fn npz_bytes(members: &[(&str, Vec<u8>)], deflate: bool) -> Vec<u8> {
+pub(super) fn npz_bytes(members: &[(&str, Vec<u8>)], deflate: bool) -> Vec<u8> {
     use std::io::Write;
     let mut out = std::io::Cursor::new(Vec::new());
     let mut zip = zip::ZipWriter::new(&mut out);
