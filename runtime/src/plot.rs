@@ -20,6 +20,11 @@ static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans-subset.ttf");
 const FAMILY: &str = "sans-serif";
 const WIDTH: u32 = 900;
 const HEIGHT: u32 = 720;
+/// Width in pixels of the upper panel's learning-rate axis.
+const RIGHT_AXIS: u32 = 80;
+/// Free space above the points of the lower panel, as a fraction of their range: the upper half of its
+/// plot (about 90 of 185 pixels) holds the legend (three lines, about 70 pixels) above every point.
+const LEGEND_HEADROOM: f64 = 1.0;
 
 /// One line of `metrics.jsonl`, as far as the plots need it.
 #[derive(Debug, Clone, PartialEq)]
@@ -247,7 +252,7 @@ fn draw_curves<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, plot: &LossPlo
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .right_y_label_area_size(80)
+        .right_y_label_area_size(RIGHT_AXIS)
         .build_cartesian_2d(0f64..last_step, lo..hi)?
         .set_secondary_coord(0f64..last_step, 0f64..lr_hi);
     chart
@@ -337,13 +342,17 @@ fn draw_by_t<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, records: &[LogRe
         }
     }
     let (lo, hi) = padded(picks.iter().flat_map(|r| r.loss_by_t.iter().flatten().copied()));
+    let lo = lo.min(0.0);
+    // Headroom above the highest point for the legend (three lines), so that it covers no point.
+    let hi = hi + LEGEND_HEADROOM * (hi - lo);
     let mut chart = ChartBuilder::on(area)
         .caption("loss per noise level t (mean squared error of the target)", (FAMILY, 18))
         .margin(12)
+        // No axis on the right (this panel has one scale), but the same plot width as the upper panel.
+        .margin_right(12 + RIGHT_AXIS)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .right_y_label_area_size(80)
-        .build_cartesian_2d(0f64..1f64, lo.min(0.0)..hi)?;
+        .build_cartesian_2d(0f64..1f64, lo..hi)?;
     chart
         .configure_mesh()
         .x_desc("t (0 = clean data, 1 = pure noise)")
@@ -480,6 +489,61 @@ mod tests {
             "no tick at -20 or below: {ticks:?}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The numbers after `name="` in each `<tag ...>` of `svg`, by attribute.
+    fn svg_elements(svg: &str, tag: &str) -> Vec<BTreeMap<String, String>> {
+        svg.split(&format!("<{tag} "))
+            .skip(1)
+            .map(|rest| {
+                let head = rest.split('>').next().unwrap_or("");
+                head.split('"')
+                    .collect::<Vec<_>>()
+                    .chunks(2)
+                    .filter(|kv| kv.len() == 2)
+                    .map(|kv| (kv[0].trim().trim_end_matches('=').to_string(), kv[1].to_string()))
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_lower_panel_has_one_axis_and_its_legend_covers_no_point() {
+        let dir = std::env::temp_dir().join(format!("sr-plot-legend-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // The loss per t is highest at both ends (where an upper-corner legend would sit).
+        let mut recs = records();
+        for r in &mut recs {
+            r.loss_by_t = (0..10).map(|b| Some(1.0 + ((b as f64 - 4.5) / 4.5).powi(2))).collect();
+        }
+        let plot = LossPlot { title: "legend", per_step: &[], records: &recs };
+        write_loss_plots(&dir.join("loss"), &plot).unwrap();
+        let svg = std::fs::read_to_string(dir.join("loss.svg")).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        // One "loss" axis title per panel: the lower panel does not repeat its axis on the right.
+        let titles =
+            svg.split("</text>").filter(|t| t.rsplit('>').next().map(str::trim) == Some("loss")).count();
+        assert_eq!(titles, 2, "{svg}");
+        let num = |e: &BTreeMap<String, String>, k: &str| e.get(k).and_then(|v| v.parse::<f64>().ok());
+        let split = f64::from(HEIGHT * 62 / 100);
+        let points: Vec<(f64, f64)> = svg_elements(&svg, "circle")
+            .iter()
+            .filter_map(|c| Some((num(c, "cx")?, num(c, "cy")?)))
+            .filter(|p| p.1 > split)
+            .collect();
+        assert_eq!(points.len(), 30, "three lines of ten points");
+        let legend: Vec<(f64, f64, f64, f64)> = svg_elements(&svg, "rect")
+            .iter()
+            .filter(|r| r.get("stroke").is_some_and(|s| s.eq_ignore_ascii_case("#B4B4B4")))
+            .filter_map(|r| Some((num(r, "x")?, num(r, "y")?, num(r, "width")?, num(r, "height")?)))
+            .filter(|r| r.1 > split)
+            .collect();
+        assert_eq!(legend.len(), 1, "one legend box in the lower panel: {legend:?}");
+        let (x, y, w, h) = legend[0];
+        for (px, py) in points {
+            let inside = px + 3.0 >= x && px - 3.0 <= x + w && py + 3.0 >= y && py - 3.0 <= y + h;
+            assert!(!inside, "the point ({px}, {py}) is under the legend {:?}", legend[0]);
+        }
     }
 
     #[test]
