@@ -128,7 +128,7 @@ enum Command {
         /// Number of samples.
         #[arg(short, value_name = "N", default_value_t = 16)]
         n: usize,
-        /// Sampler to use (default: the first declared).
+        /// Sampler to use (default: the first in alphabetical order).
         #[arg(long)]
         sampler: Option<String>,
         /// Data split whose givens condition the samples (default: the first evaluated split).

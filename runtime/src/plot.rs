@@ -25,6 +25,8 @@ const RIGHT_AXIS: u32 = 80;
 /// Free space above the points of the lower panel, as a fraction of their range: the upper half of its
 /// plot (about 90 of 185 pixels) holds the legend (three lines, about 70 pixels) above every point.
 const LEGEND_HEADROOM: f64 = 1.0;
+/// The same for the upper panel (about 330 pixels high; its legend has up to six lines).
+const CURVES_HEADROOM: f64 = 0.6;
 
 /// One line of `metrics.jsonl`, as far as the plots need it.
 #[derive(Debug, Clone, PartialEq)]
@@ -247,6 +249,11 @@ fn draw_curves<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, plot: &LossPlo
             .chain(records.iter().flat_map(|r| std::iter::once(r.loss).chain(r.terms.values().copied()))),
     );
     let (_, lr_hi) = padded(records.iter().map(|r| r.lr).chain(std::iter::once(0.0)));
+    // Headroom above both scales for the legend (up to five lines and the terms), so that it hides
+    // neither the start of the loss nor the learning rate.
+    let shown = hi;
+    let hi = hi + CURVES_HEADROOM * (hi - lo);
+    let lr_hi = lr_hi * (1.0 + CURVES_HEADROOM);
     let mut chart = ChartBuilder::on(area)
         .caption(plot.title, (FAMILY, 22))
         .margin(12)
@@ -272,7 +279,7 @@ fn draw_curves<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, plot: &LossPlo
         .axis_desc_style((FAMILY, 16))
         .y_label_formatter(&|y| format!("{y:.1e}"))
         .draw()?;
-    let clip = |v: f64| v.clamp(lo, hi);
+    let clip = |v: f64| v.clamp(lo, shown);
     if !plot.per_step.is_empty() {
         let faint = COLORS[0].mix(0.25);
         chart
@@ -543,6 +550,51 @@ mod tests {
         for (px, py) in points {
             let inside = px + 3.0 >= x && px - 3.0 <= x + w && py + 3.0 >= y && py - 3.0 <= y + h;
             assert!(!inside, "the point ({px}, {py}) is under the legend {:?}", legend[0]);
+        }
+    }
+
+    #[test]
+    fn the_upper_legend_hides_neither_the_loss_nor_the_learning_rate() {
+        let dir = std::env::temp_dir().join(format!("sr-plot-upper-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // A constant learning rate (the top of its axis) and per-step losses that start at their maximum.
+        let mut recs = records();
+        for r in &mut recs {
+            r.lr = 2e-3;
+        }
+        let per_step: Vec<(u64, f64)> = (1..=500).map(|s| (s, 2.0 - s as f64 / 500.0)).collect();
+        let plot = LossPlot { title: "legend", per_step: &per_step, records: &recs };
+        write_loss_plots(&dir.join("loss"), &plot).unwrap();
+        let svg = std::fs::read_to_string(dir.join("loss.svg")).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let num = |e: &BTreeMap<String, String>, k: &str| e.get(k).and_then(|v| v.parse::<f64>().ok());
+        let split = f64::from(HEIGHT * 62 / 100);
+        let legend: Vec<(f64, f64, f64, f64)> = svg_elements(&svg, "rect")
+            .iter()
+            .filter(|r| r.get("stroke").is_some_and(|s| s.eq_ignore_ascii_case("#B4B4B4")))
+            .filter_map(|r| Some((num(r, "x")?, num(r, "y")?, num(r, "width")?, num(r, "height")?)))
+            .filter(|r| r.1 < split)
+            .collect();
+        assert_eq!(legend.len(), 1, "one legend box in the upper panel: {legend:?}");
+        let (x, y, w, h) = legend[0];
+        // Every vertex of every line right of the legend's own sample strokes.
+        let vertices: Vec<(f64, f64)> = svg_elements(&svg, "polyline")
+            .iter()
+            .filter_map(|p| p.get("points").cloned())
+            .flat_map(|pts| {
+                pts.split_whitespace()
+                    .filter_map(|xy| {
+                        let (a, b) = xy.split_once(',')?;
+                        Some((a.parse::<f64>().ok()?, b.parse::<f64>().ok()?))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .filter(|p| p.1 < split && p.0 > x + 40.0)
+            .collect();
+        assert!(vertices.len() > 100, "{} vertices", vertices.len());
+        for (px, py) in vertices {
+            let inside = px >= x && px <= x + w && py >= y && py <= y + h;
+            assert!(!inside, "the line vertex ({px}, {py}) is under the legend {:?}", legend[0]);
         }
     }
 
