@@ -114,14 +114,26 @@ struct Network {
     sample_per_sample: f64,
 }
 
-/// A stack of `depth` transformer blocks over `t` tokens of width `w`.
-fn transformer(w: f64, depth: f64, heads: f64, ratio: f64, t: f64, f: f64, time_dim: f64) -> Network {
+/// Sizes of a transformer's block stack: `depth` blocks of width `w`, applied `loops` times with shared
+/// weights.
+struct Stack {
+    w: f64,
+    depth: f64,
+    loops: f64,
+    heads: f64,
+    ratio: f64,
+}
+
+/// A stack of transformer blocks over `t` tokens: looping it keeps the weights, and keeps the
+/// activations of every application for the backward pass.
+fn transformer(s: Stack, t: f64, f: f64, time_dim: f64) -> Network {
+    let Stack { w, depth, loops, heads, ratio } = s;
     let hidden = w * ratio;
     let per_block = 4.0 * w * w + 2.0 * w * hidden + 6.0 * w * w;
     let parameters = depth * per_block + f * w + time_dim * w + w * w + 2.0 * w * w + 2.0 * w * f;
     let attention = heads * t * t;
     let tokens = t * w;
-    let train_per_sample = depth * (tokens * (14.0 + 2.0 * ratio) + 4.0 * attention) + tokens * 4.0;
+    let train_per_sample = loops * depth * (tokens * (14.0 + 2.0 * ratio) + 4.0 * attention) + tokens * 4.0;
     let sample_per_sample = 3.0 * attention + tokens * (10.0 + 2.0 * ratio);
     Network { parameters, train_per_sample, sample_per_sample }
 }
@@ -205,13 +217,16 @@ fn network(plan: &Plan) -> Option<Network> {
     let d = |k: &str, default: i64| int(plan, "denoiser", k, default);
     Some(match den.component.as_str() {
         "transformer" | "block_causal_transformer" => transformer(
-            d("width", 384),
-            d("depth", 12),
-            d("heads", 6),
-            match den.params.get("mlp_ratio") {
-                Some(PValue::Float(r)) => *r,
-                Some(PValue::Int(r)) => *r as f64,
-                _ => 4.0,
+            Stack {
+                w: d("width", 384),
+                depth: d("depth", 12),
+                loops: d("loops", 1),
+                heads: d("heads", 6),
+                ratio: match den.params.get("mlp_ratio") {
+                    Some(PValue::Float(r)) => *r,
+                    Some(PValue::Int(r)) => *r as f64,
+                    _ => 4.0,
+                },
             },
             v,
             f,
@@ -224,7 +239,14 @@ fn network(plan: &Plan) -> Option<Network> {
             };
             let p = d("patch", 4);
             let t = frames * (h / p).max(1.0) * (w / p).max(1.0);
-            transformer(d("width", 256), d("depth", 6), d("heads", 4), 4.0, t, c * p * p, 256.0)
+            let stack = Stack {
+                w: d("width", 256),
+                depth: d("depth", 6),
+                loops: 1.0,
+                heads: d("heads", 4),
+                ratio: 4.0,
+            };
+            transformer(stack, t, c * p * p, 256.0)
         }
         "unet" => {
             let (c, h, w) = match plan.shapes.raw[..] {
@@ -314,4 +336,45 @@ fn read_machine_memory() -> Option<u64> {
     let cgroup =
         std::fs::read_to_string("/sys/fs/cgroup/memory.max").ok().and_then(|s| s.trim().parse::<u64>().ok());
     Some(cgroup.map_or(total, |c| c.min(total)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{compile_text, MemLoader};
+
+    fn estimate_of(denoiser: &str) -> Estimate {
+        let text = format!(
+            "experiment e {{\n  data train = sudoku {{ split = \"train\" }}\n  mapper = grid_cells\n  \
+             flow = rectified {{ predict = velocity }}\n  denoiser = {denoiser}\n  \
+             train {{ steps = 10, batch = 8 }}\n  sampler s = scheduled {{ batch = 8 }}\n}}\n"
+        );
+        let c = compile_text("e.srx", &text, &MemLoader::new(), &[]);
+        assert!(!c.has_errors(), "{:?}", c.diagnostics);
+        estimate(&c.plans[0])
+    }
+
+    /// Looping the block stack keeps the parameters and the sampling peak (one block at a time), and
+    /// multiplies the blocks' training activations by the number of loops.
+    #[test]
+    fn loops_scale_training_activations_not_parameters() {
+        let base = "transformer { width = 32, depth = 2, heads = 2 }";
+        let one = estimate_of(base);
+        let three = estimate_of("transformer { width = 32, depth = 2, heads = 2, loops = 3 }");
+        let deep = estimate_of("transformer { width = 32, depth = 6, heads = 2 }");
+        assert_eq!(three.parameters, one.parameters);
+        assert_eq!(three.weights, one.weights);
+        assert_eq!(three.sampling, one.sampling);
+        assert!(three.training > 2 * one.training);
+        // Three loops of two blocks keep what six blocks keep.
+        assert_eq!(three.training, deep.training);
+        assert!(deep.parameters > one.parameters);
+        let causal = |loops: u32| {
+            estimate_of(&format!(
+                "block_causal_transformer {{ width = 32, depth = 2, heads = 2, block = 9, loops = {loops} }}"
+            ))
+        };
+        assert_eq!(causal(2).parameters, causal(1).parameters);
+        assert!(causal(2).training > causal(1).training);
+    }
 }

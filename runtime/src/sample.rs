@@ -2,9 +2,16 @@
 //! take the flow's reverse step, re-impose the givens, until every t is 0.
 //!
 //! Batch elements that finish early leave the denoiser's batch: only unfinished elements are run.
+//!
+//! Refinement (`refine = K`): after the first pass, each of up to K passes re-noises a fraction of
+//! the generated variables of every sample to `refine_t` with the flow's forward process
+//! (`z = a(t) x + b(t) ε`, from the current values) and regenerates them with the same schedule, the
+//! other variables staying clean as context; givens never change. A sample whose pass moved no
+//! variable by more than `refine_tol` stops refining.
 
 use candle_core::{DType, Tensor};
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use rand_distr::{Distribution, StandardNormal};
 use sr_compiler::plan::Plan;
 
@@ -25,6 +32,30 @@ pub enum CfgSchedule {
     Linear,
 }
 
+/// Which generated variables a refinement pass re-noises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefineSelect {
+    /// Uniformly at random (from the sampler's RNG).
+    Random,
+    /// Those of highest predicted σ, each variable's σ taken at the last call that denoised it.
+    Sigma,
+}
+
+/// Refinement after the first scheduled pass (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Refine {
+    /// Refinement passes (0 = plain scheduled sampling).
+    pub iterations: usize,
+    /// Fraction of each sample's generated variables re-noised per pass (at least one).
+    pub fraction: f64,
+    /// Time the re-noised variables restart from.
+    pub t: f64,
+    pub select: RefineSelect,
+    /// A sample is stable, and stops refining, when a pass moves none of its values by more than this.
+    pub tol: f64,
+}
+
 /// A `scheduled` sampler of the plan.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SamplerSettings {
@@ -40,6 +71,7 @@ pub struct SamplerSettings {
     /// Sample with the EMA weights.
     pub ema: bool,
     pub batch: usize,
+    pub refine: Refine,
 }
 
 /// Plan parameters of the `scheduled` sampler (its `schedule` is a node of its own).
@@ -54,6 +86,11 @@ struct ScheduledParams {
     cfg_schedule: CfgSchedule,
     ema: bool,
     batch: usize,
+    refine: usize,
+    refine_fraction: f64,
+    refine_t: f64,
+    refine_select: RefineSelect,
+    refine_tol: f64,
 }
 
 impl SamplerSettings {
@@ -72,6 +109,13 @@ impl SamplerSettings {
             cfg_schedule: p.cfg_schedule,
             ema: p.ema,
             batch: p.batch,
+            refine: Refine {
+                iterations: p.refine,
+                fraction: p.refine_fraction,
+                t: p.refine_t,
+                select: p.refine_select,
+                tol: p.refine_tol,
+            },
         })
     }
 
@@ -105,9 +149,10 @@ pub struct TraceStep {
 pub struct Sampled {
     /// Final variables `[B, V, F]`.
     pub x: Tensor,
-    /// Number of denoiser calls.
+    /// Number of denoising steps run, over every pass (a guided step counts once).
     pub steps: usize,
-    /// With `Record::trace`: one entry per denoiser call, then the final state.
+    /// With `Record::trace`: one entry per denoiser call, then the final state (with refinement,
+    /// times rise where a pass re-noises).
     pub trace: Vec<TraceStep>,
     /// Latents `[B', V, F]` after every step (for animations).
     pub frames: Vec<Tensor>,
@@ -129,7 +174,7 @@ pub fn sample(
 }
 
 /// [`sample`], calling `on_step(calls, budget)` after every denoiser call (`budget` = the schedule's
-/// largest number of steps; a schedule that skips steps finishes below it).
+/// largest number of steps over every pass; a schedule that skips steps finishes below it).
 pub fn sample_with_progress(
     model: &Model,
     settings: &SamplerSettings,
@@ -142,112 +187,228 @@ pub fn sample_with_progress(
     let (b, v, f) = x.dims3()?;
     let dev = &model.device;
     let given_host: Vec<f32> = given.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?;
-    let x_host: Vec<f64> = x.flatten_all()?.to_dtype(DType::F64)?.to_vec1()?;
     let unknown: Vec<f64> = given_host.iter().map(|g| if *g > 0.5 { 0.0 } else { 1.0 }).collect();
+    let mut z: Vec<f64> = x.flatten_all()?.to_dtype(DType::F64)?.to_vec1()?;
+    let refine = settings.refine;
+    if refine.iterations > 0 && refine.select == RefineSelect::Sigma && !model.denoiser.has_uncertainty() {
+        return Err(RuntimeError::Config(format!(
+            "sampler `{}`: `refine_select = sigma` needs a denoiser with `uncertainty = true`",
+            settings.name
+        )));
+    }
+    let mut out = Passes {
+        dims: (b, v, f),
+        unknown: &unknown,
+        sigma: vec![0.0; b * v],
+        calls: 0,
+        passes: 1 + refine.iterations,
+        trace: Vec::new(),
+        frames: Vec::new(),
+        frame_t: Vec::new(),
+    };
+    // The first pass: every unknown variable starts from pure noise at t = 1.
+    let fill = |rng: &mut StdRng, z: &mut [f64]| {
+        for (i, zi) in z.iter_mut().enumerate() {
+            if unknown[i / f] > 0.0 {
+                *zi = StandardNormal.sample(rng);
+            }
+        }
+    };
+    let mut t =
+        out.pass(model, settings, 0, &unknown, unknown.clone(), &mut z, fill, rng, record, on_step)?;
+    let mut stable: Vec<bool> = (0..b).map(|e| !unknown[e * v..(e + 1) * v].contains(&1.0)).collect();
     let flow = &model.flow.flow;
-    let ctx = ScheduleContext {
-        batch: b,
-        variables: v,
-        mask: Some(&unknown),
-        dependency: Some(&model.dependency),
-        flow: Some((flow, model.flow.predict)),
-    };
-    let mut schedule = settings.schedule.init(&ctx, rng)?;
-    let mut t = unknown.clone();
-    let mut z: Vec<f64> = (0..b * v * f)
-        .map(|i| if unknown[i / f] > 0.0 { StandardNormal.sample(rng) } else { x_host[i] })
-        .collect();
-    let options = StepOptions {
-        predict: model.flow.predict,
-        variance: model.flow.variance,
-        alpha: settings.alpha,
-        temperature: settings.temperature,
-    };
-    let uses_sigma = settings.schedule.needs_sigma() && model.denoiser.has_uncertainty();
-    let rows =
-        |a: &[f64]| -> Vec<Vec<f32>> { a.chunks(v).map(|r| r.iter().map(|x| *x as f32).collect()).collect() };
-    let mut trace = Vec::new();
-    let mut frames = Vec::new();
-    let mut frame_t = Vec::new();
-    let budget = schedule.max_steps() + 1;
-    while !schedule.is_finished() {
-        if schedule.calls() > budget {
-            return Err(RuntimeError::Config(format!(
-                "sampler `{}`: the schedule did not finish within {budget} steps",
-                settings.name
-            )));
+    for pass in 1..=refine.iterations {
+        if stable.iter().all(|s| *s) {
+            break;
         }
-        let active: Vec<usize> =
-            schedule.unfinished().iter().enumerate().filter(|(_, u)| **u).map(|(i, _)| i).collect();
-        let (pred, log_var) = predict(model, settings, &z, &t, &unknown, &active, (v, f))?;
-        let mut sigma = vec![0.0; b * v];
-        if let Some(lv) = &log_var {
-            for (k, &e) in active.iter().enumerate() {
-                for j in 0..v {
-                    let i = e * v + j;
-                    sigma[i] = if t[i] > 0.0 { (0.5 * lv[k * v + j]).exp() } else { 0.0 };
+        let mut mask = vec![0.0; b * v];
+        for e in (0..b).filter(|&e| !stable[e]) {
+            let mut ids: Vec<usize> = (0..v).filter(|&j| unknown[e * v + j] > 0.0).collect();
+            let k = ((refine.fraction * ids.len() as f64).ceil() as usize).clamp(1, ids.len());
+            match refine.select {
+                RefineSelect::Random => ids.shuffle(rng),
+                // Highest σ first; ties go to the lower index.
+                RefineSelect::Sigma => {
+                    ids.sort_by(|&p, &q| out.sigma[e * v + q].total_cmp(&out.sigma[e * v + p]))
                 }
             }
+            ids[..k].iter().for_each(|&j| mask[e * v + j] = 1.0);
         }
-        if record.trace {
-            trace.push(TraceStep {
-                t: rows(&t),
-                sigma: if log_var.is_some() { rows(&sigma) } else { vec![] },
-            });
-        }
-        let step = schedule.step(&t, if uses_sigma { Some(&sigma) } else { None }, rng)?;
-        for (k, &e) in active.iter().enumerate() {
-            let rows = e * v..(e + 1) * v;
-            let t_now: Vec<f64> = t[rows.clone()].iter().map(|&x| adjust(flow, x)).collect();
-            let t_next: Vec<f64> = step.t_next[rows.clone()].iter().map(|&x| adjust(flow, x)).collect();
-            let zs = &z[e * v * f..(e + 1) * v * f];
-            let input = StepInput {
-                t: &t_now,
-                t_next: &t_next,
-                z: zs,
-                prediction: &pred[k * v * f..(k + 1) * v * f],
-                sigma_theta: None,
-                v_theta: None,
-            };
-            let g = reverse_step(flow, &options, &input)?;
-            for j in 0..v {
-                let i = e * v + j;
-                if unknown[i] == 0.0 || step.t_next[i] >= t[i] {
-                    continue;
-                }
-                for c in 0..f {
-                    let r = j * f + c;
-                    let noise: f64 = if settings.alpha > 0.0 { StandardNormal.sample(rng) } else { 0.0 };
-                    z[i * f + c] = g.mean[r] + g.std[r] * noise;
+        let before = z.clone();
+        let (a, s) = (flow.a(refine.t), flow.b(refine.t));
+        let renoise = |rng: &mut StdRng, z: &mut [f64]| {
+            for (i, zi) in z.iter_mut().enumerate() {
+                if mask[i / f] > 0.0 {
+                    let eps: f64 = StandardNormal.sample(rng);
+                    *zi = a * *zi + s * eps;
                 }
             }
-        }
-        for i in 0..b * v {
-            if unknown[i] > 0.0 {
-                t[i] = step.t_next[i].min(t[i]);
-            }
-        }
-        on_step(schedule.calls(), schedule.max_steps());
-        if record.frames > 0 {
-            let n = record.frames.min(b);
-            let host: Vec<f32> = z[..n * v * f].iter().map(|x| *x as f32).collect();
-            frames.push(Tensor::from_vec(host, (n, v, f), &candle_core::Device::Cpu)?);
-            frame_t.push(t[..n * v].iter().map(|x| *x as f32).collect());
+        };
+        let start: Vec<f64> = mask.iter().map(|m| m * refine.t).collect();
+        t = out.pass(model, settings, pass, &mask, start, &mut z, renoise, rng, record, on_step)?;
+        for (e, done) in stable.iter_mut().enumerate() {
+            let span = e * v * f..(e + 1) * v * f;
+            let moved =
+                z[span.clone()].iter().zip(&before[span]).map(|(p, q)| (p - q).abs()).fold(0.0, f64::max);
+            *done |= moved <= refine.tol;
         }
     }
+    let rows =
+        |a: &[f64]| -> Vec<Vec<f32>> { a.chunks(v).map(|r| r.iter().map(|x| *x as f32).collect()).collect() };
     if record.trace {
         // The final state closes the trace: every variable clean, with σ = 0.
         let sigma = if model.denoiser.has_uncertainty() { rows(&vec![0.0; b * v]) } else { vec![] };
-        trace.push(TraceStep { t: rows(&t), sigma });
+        out.trace.push(TraceStep { t: rows(&t), sigma });
     }
     let host: Vec<f32> = z.iter().map(|x| *x as f32).collect();
     Ok(Sampled {
         x: Tensor::from_vec(host, (b, v, f), dev)?,
-        steps: schedule.calls(),
-        trace,
-        frames,
-        frame_t,
+        steps: out.calls,
+        trace: out.trace,
+        frames: out.frames,
+        frame_t: out.frame_t,
     })
+}
+
+/// What the passes of one batch share: the givens, the σ each variable had when last denoised, the
+/// calls made so far and the recordings.
+struct Passes<'a> {
+    dims: (usize, usize, usize),
+    /// `[B, V]` 1 = generated, 0 = given.
+    unknown: &'a [f64],
+    /// `[B, V]` the σ predicted at the last call that denoised each variable (0 without a σ head).
+    sigma: Vec<f64>,
+    calls: usize,
+    passes: usize,
+    trace: Vec<TraceStep>,
+    frames: Vec<Tensor>,
+    frame_t: Vec<Vec<f32>>,
+}
+
+impl Passes<'_> {
+    /// One scheduled pass over the variables of `mask` (`[B, V]`, 1 = regenerated), starting at
+    /// times `t`; `fill` noises `z` once the schedule has started. Returns the final times. The first pass (`index` 0) calls
+    /// the denoiser at every schedule step; refinement passes skip steps that move no variable
+    /// (grid schedules start above the restart time), when the schedule decides without σ.
+    #[allow(clippy::too_many_arguments)]
+    fn pass(
+        &mut self,
+        model: &Model,
+        settings: &SamplerSettings,
+        index: usize,
+        mask: &[f64],
+        mut t: Vec<f64>,
+        z: &mut [f64],
+        fill: impl FnOnce(&mut StdRng, &mut [f64]),
+        rng: &mut StdRng,
+        record: Record,
+        on_step: &mut dyn FnMut(usize, usize),
+    ) -> Result<Vec<f64>> {
+        let (b, v, f) = self.dims;
+        let flow = &model.flow.flow;
+        let ctx = ScheduleContext {
+            batch: b,
+            variables: v,
+            mask: Some(mask),
+            dependency: Some(&model.dependency),
+            flow: Some((flow, model.flow.predict)),
+        };
+        let mut schedule = settings.schedule.init(&ctx, rng)?;
+        fill(rng, z);
+        let options = StepOptions {
+            predict: model.flow.predict,
+            variance: model.flow.variance,
+            alpha: settings.alpha,
+            temperature: settings.temperature,
+        };
+        let uses_sigma = settings.schedule.needs_sigma() && model.denoiser.has_uncertainty();
+        let rows = |a: &[f64]| -> Vec<Vec<f32>> {
+            a.chunks(v).map(|r| r.iter().map(|x| *x as f32).collect()).collect()
+        };
+        let budget = schedule.max_steps() + 1;
+        while !schedule.is_finished() {
+            if schedule.calls() > budget {
+                return Err(RuntimeError::Config(format!(
+                    "sampler `{}`: the schedule did not finish within {budget} steps",
+                    settings.name
+                )));
+            }
+            let active: Vec<usize> =
+                schedule.unfinished().iter().enumerate().filter(|(_, u)| **u).map(|(i, _)| i).collect();
+            // A schedule that ignores σ decides before the call (the call draws no randomness).
+            let early = if uses_sigma { None } else { Some(schedule.step(&t, None, rng)?) };
+            if let Some(step) = early.as_ref().filter(|_| index > 0) {
+                if !(0..b * v).any(|i| mask[i] > 0.0 && step.t_next[i] < t[i]) {
+                    continue;
+                }
+            }
+            let (pred, log_var) = predict(model, settings, z, &t, self.unknown, &active, (v, f))?;
+            self.calls += 1;
+            let mut sigma = vec![0.0; b * v];
+            if let Some(lv) = &log_var {
+                for (k, &e) in active.iter().enumerate() {
+                    for j in 0..v {
+                        let i = e * v + j;
+                        sigma[i] = if t[i] > 0.0 { (0.5 * lv[k * v + j]).exp() } else { 0.0 };
+                        if t[i] > 0.0 {
+                            self.sigma[i] = sigma[i];
+                        }
+                    }
+                }
+            }
+            if record.trace {
+                self.trace.push(TraceStep {
+                    t: rows(&t),
+                    sigma: if log_var.is_some() { rows(&sigma) } else { vec![] },
+                });
+            }
+            let step = match early {
+                Some(step) => step,
+                None => schedule.step(&t, if uses_sigma { Some(&sigma) } else { None }, rng)?,
+            };
+            for (k, &e) in active.iter().enumerate() {
+                let rows = e * v..(e + 1) * v;
+                let t_now: Vec<f64> = t[rows.clone()].iter().map(|&x| adjust(flow, x)).collect();
+                let t_next: Vec<f64> = step.t_next[rows.clone()].iter().map(|&x| adjust(flow, x)).collect();
+                let zs = &z[e * v * f..(e + 1) * v * f];
+                let input = StepInput {
+                    t: &t_now,
+                    t_next: &t_next,
+                    z: zs,
+                    prediction: &pred[k * v * f..(k + 1) * v * f],
+                    sigma_theta: None,
+                    v_theta: None,
+                };
+                let g = reverse_step(flow, &options, &input)?;
+                for j in 0..v {
+                    let i = e * v + j;
+                    if mask[i] == 0.0 || step.t_next[i] >= t[i] {
+                        continue;
+                    }
+                    for c in 0..f {
+                        let r = j * f + c;
+                        let noise: f64 = if settings.alpha > 0.0 { StandardNormal.sample(rng) } else { 0.0 };
+                        z[i * f + c] = g.mean[r] + g.std[r] * noise;
+                    }
+                }
+            }
+            for i in 0..b * v {
+                if mask[i] > 0.0 {
+                    t[i] = step.t_next[i].min(t[i]);
+                }
+            }
+            let max = schedule.max_steps();
+            on_step(index * max + schedule.calls(), self.passes * max);
+            if record.frames > 0 {
+                let n = record.frames.min(b);
+                let host: Vec<f32> = z[..n * v * f].iter().map(|x| *x as f32).collect();
+                self.frames.push(Tensor::from_vec(host, (n, v, f), &candle_core::Device::Cpu)?);
+                self.frame_t.push(t[..n * v].iter().map(|x| *x as f32).collect());
+            }
+        }
+        Ok(t)
+    }
 }
 
 /// Discrete diffusion works on its own time grid; continuous flows use t as it is.

@@ -105,7 +105,7 @@ fn uvit_fit(a: Args<'_>, s: ShapeCtx<'_>) -> Result<(), Violation> {
     Ok(())
 }
 
-const TRANSFORMER: [Param; 7] = [
+const TRANSFORMER: [Param; 9] = [
     int("width", 384, "hidden size of every token").min(8.0).max(8192.0),
     int("depth", 12, "number of transformer blocks").min(1.0).max(128.0),
     int("heads", 6, "attention heads; must divide `width`").min(1.0).max(128.0),
@@ -119,6 +119,10 @@ const TRANSFORMER: [Param; 7] = [
         "which tokens attend to each other: all, or only the variables each one depends on \
          (the mapper's dependency matrix, e.g. row, column and box for Sudoku)",
     ),
+    int("loops", 1, "times the block stack is applied, with shared weights (recurrent depth)")
+        .min(1.0)
+        .max(64.0),
+    boolean("reinject", true, "add the input embedding again before every loop after the first"),
 ];
 
 pub(super) const COMPONENTS: &[Component] = &[
@@ -155,6 +159,8 @@ pub(super) const COMPONENTS: &[Component] = &[
             TRANSFORMER[4],
             TRANSFORMER[5],
             TRANSFORMER[6],
+            TRANSFORMER[7],
+            TRANSFORMER[8],
             required("block", Ty::Int, "variables per causal block; must divide V").min(1.0),
         ],
         rules: Rules::Denoiser { input: Input::Tokens, fit: block_causal_fit },

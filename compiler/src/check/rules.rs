@@ -284,6 +284,21 @@ impl Checker<'_> {
                         ),
                     );
                 }
+                let args = Args(&s.inst.fields.values);
+                if args.word("refine_select") == Some("sigma") && args.int("refine").is_some_and(|k| k > 0) {
+                    self.push(
+                        Diagnostic::error(
+                            "E0501",
+                            format!("sampler `{}` re-noises the variables of highest σ", s.name),
+                            s.inst.fields.span_or("refine_select", s.inst.name_span),
+                            "ranks variables by σ",
+                        )
+                        .with_label(den.name_span, "this denoiser predicts no σ")
+                        .with_help(
+                            "set `uncertainty = true` on the denoiser, or use `refine_select = random`",
+                        ),
+                    );
+                }
             }
             if let Some((train, _)) = ck.train.as_ref().filter(|(t, _)| !t.broken) {
                 for t in train.mixtures.get("loss").into_iter().flatten() {
@@ -569,6 +584,10 @@ impl Checker<'_> {
             .iter()
             .filter_map(|s| s.inst.fields.children.get("schedule"))
             .find(|s| s.comp.needs_sigma());
+        let refine_sigma = ck.samplers.iter().any(|s| {
+            let args = Args(&s.inst.fields.values);
+            args.word("refine_select") == Some("sigma") && args.int("refine").is_some_and(|k| k > 0)
+        });
         let span = den.fields.span_or("uncertainty", den.name_span);
         match (nll, sigma_schedule) {
             (false, Some(sched)) if ck.train.is_some() => self.push(
@@ -584,7 +603,7 @@ impl Checker<'_> {
                 )
                 .with_help("add an nll term, e.g. `loss = mse + 0.01 * nll`"),
             ),
-            (false, None) => self.push(
+            (false, None) if !refine_sigma => self.push(
                 Diagnostic::warning(
                     "W0304",
                     "`uncertainty = true` but nothing uses σ",
