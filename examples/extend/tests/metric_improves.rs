@@ -12,10 +12,17 @@ use sr_runtime::train::{train, RunPaths, TrainOptions};
 fn spiral_distance_falls_with_training() {
     sr_extend::registry().install().expect("the registry installs");
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("spiral.srx");
-    let overrides: Vec<_> = ["train.steps=300", "train.batch=128", "data.test.count=128"]
-        .iter()
-        .map(|s| parse_override(s).expect("an override"))
-        .collect();
+    let overrides: Vec<_> = [
+        "train.steps=150",
+        "train.batch=64",
+        "data.test.count=64",
+        "denoiser.width=64",
+        "denoiser.depth=2",
+        "sampler.parallel.schedule.steps=20",
+    ]
+    .iter()
+    .map(|s| parse_override(s).expect("an override"))
+    .collect();
     let c = compile_path(&file, &overrides);
     assert!(!c.has_errors(), "{:?}", c.diagnostics);
     let plan = select_plan(&c.plans, None).expect("one experiment");
@@ -24,7 +31,9 @@ fn spiral_distance_falls_with_training() {
     let distance = |model| -> f64 {
         let rows = evaluate(plan, model, None, None, false, &hooks).expect("an evaluation");
         assert_eq!(rows.len(), 1);
-        rows[0].0.scores["distance"]
+        let scores = &rows[0].0.scores;
+        eprintln!("spiral_distance: {scores:?}");
+        scores["distance"]
     };
     let untrained = distance(&model);
     let root = std::env::temp_dir().join(format!("sr-extend-{}", std::process::id()));
@@ -37,7 +46,7 @@ fn spiral_distance_falls_with_training() {
         hooks: hooks.clone(),
     };
     let trained = train(plan, &model, &options).expect("training");
-    assert_eq!(trained.step, 300);
+    assert_eq!(trained.step, 150);
     let after = distance(&model);
     let _ = std::fs::remove_dir_all(&root);
     assert!(after < 0.5 * untrained, "spiral_distance {untrained:.4} untrained, {after:.4} trained");
