@@ -1,16 +1,17 @@
 //! Registries of the runtime's implementations, one per catalogue kind: a name of the catalogue maps to
-//! the function that builds it. Datasets, mappers and metrics are looked up here; a program (an
+//! the function that builds it. Datasets, mappers, optimizers and metrics are looked up here; a program (an
 //! extension crate's `sr` binary) installs its registry once, at start, with [`Registry::install`],
 //! which also adds its catalogue entries to the process-wide catalogue.
 //!
 //! Adding a component is one catalogue entry, one file implementing the kind's trait ([`Dataset`],
-//! [`Mapper`], [`Metric`]) and one registration line: in [`Registry::builtin`] for sr's own, or a call
-//! of [`Registry::dataset`], [`Registry::mapper`] or [`Registry::metric`] in an extension crate.
+//! [`Mapper`], [`Optimizer`], [`Metric`]) and one registration line: in [`Registry::builtin`] for sr's
+//! own, or a call of [`Registry::dataset`], [`Registry::mapper`], [`Registry::optimizer`] or
+//! [`Registry::metric`] in an extension crate.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use candle_core::Tensor;
+use candle_core::{Tensor, Var};
 use sr_compiler::catalogue::{self, Component, Kind};
 
 use crate::data::{
@@ -20,11 +21,15 @@ use crate::data::{
 use crate::error::{Result, RuntimeError};
 use crate::mapper::{GridCells, ImagePatches, LeadingAxis, Mapper};
 use crate::metric::{self, Scores};
+use crate::optim::{self, Optimizer};
 
 /// Builds a dataset from its plan parameters and the experiment seed.
 pub type DatasetFn = fn(&Params<'_>, u64) -> Result<Box<dyn Dataset>>;
 /// Builds a mapper from its plan parameters and the raw shape of one sample.
 pub type MapperFn = fn(&Params<'_>, &[usize]) -> Result<Box<dyn Mapper>>;
+
+/// Builds an optimizer from its plan parameters over the named variables it updates.
+pub type OptimizerFn = fn(&Params<'_>, Vec<(String, Var)>) -> Result<Box<dyn Optimizer>>;
 
 /// An evaluation metric: named values averaged over a batch of samples.
 pub trait Metric: Send + Sync {
@@ -43,11 +48,14 @@ where
 }
 
 /// The implementations of every registered component, and the catalogue entries an extension adds.
+/// The other kinds (flows, time samplers, tokenizers, denoisers, losses, learning-rate schedules,
+/// schedules, samplers) are still built by their own modules.
 pub struct Registry {
     entries: Vec<Component>,
     datasets: BTreeMap<&'static str, DatasetFn>,
     mappers: BTreeMap<&'static str, MapperFn>,
     metrics: BTreeMap<&'static str, Box<dyn Metric>>,
+    optimizers: BTreeMap<&'static str, OptimizerFn>,
     /// Registrations refused (wrong kind, a name taken twice), reported by [`Registry::install`].
     refused: Vec<String>,
 }
@@ -63,6 +71,7 @@ impl Registry {
             datasets: BTreeMap::new(),
             mappers: BTreeMap::new(),
             metrics: BTreeMap::new(),
+            optimizers: BTreeMap::new(),
             refused: Vec::new(),
         }
         .with_dataset("sudoku", |p, seed| Ok(Box::new(SudokuDataset::from_params(p, seed)?)))
@@ -94,6 +103,8 @@ impl Registry {
         )
         .with_metric("frame_consistency", Box::new(metric::frame_scores))
         .with_metric("mse_to_data", Box::new(metric::mse_to_data))
+        .with_optimizer("adamw", optim::build_adamw)
+        .with_optimizer("sgd", optim::build_sgd)
     }
 
     /// Registers a dataset of an extension: its catalogue entry and its constructor.
@@ -116,6 +127,14 @@ impl Registry {
     pub fn metric(mut self, entry: Component, metric: impl Metric + 'static) -> Registry {
         if self.entry(entry, Kind::Metric) {
             self = self.with_metric(entry.name, Box::new(metric));
+        }
+        self
+    }
+
+    /// Registers an optimizer of an extension: its catalogue entry and its constructor.
+    pub fn optimizer(mut self, entry: Component, build: OptimizerFn) -> Registry {
+        if self.entry(entry, Kind::Optimizer) {
+            self = self.with_optimizer(entry.name, build);
         }
         self
     }
@@ -151,6 +170,13 @@ impl Registry {
         self
     }
 
+    fn with_optimizer(mut self, name: &'static str, build: OptimizerFn) -> Registry {
+        if self.optimizers.insert(name, build).is_some() {
+            self.refused.push(format!("optimizer.{name} is registered twice"));
+        }
+        self
+    }
+
     /// The catalogue entries registered by extensions.
     pub fn entries(&self) -> &[Component] {
         &self.entries
@@ -162,6 +188,7 @@ impl Registry {
             Kind::Dataset => self.datasets.keys().copied().collect(),
             Kind::Mapper => self.mappers.keys().copied().collect(),
             Kind::Metric => self.metrics.keys().copied().collect(),
+            Kind::Optimizer => self.optimizers.keys().copied().collect(),
             _ => Vec::new(),
         }
     }
@@ -205,6 +232,17 @@ impl Registry {
         build(&Params::new(name, params), raw_shape)
     }
 
+    /// Builds optimizer `name` from its plan parameters over `vars`.
+    pub fn build_optimizer(
+        &self,
+        name: &str,
+        params: &BTreeMap<String, sr_compiler::plan::PValue>,
+        vars: Vec<(String, Var)>,
+    ) -> Result<Box<dyn Optimizer>> {
+        let build = self.optimizers.get(name).ok_or_else(|| unknown(Kind::Optimizer, name))?;
+        build(&Params::new(name, params), vars)
+    }
+
     /// The metric called `name`.
     pub fn metric_named(&self, name: &str) -> Result<&dyn Metric> {
         self.metrics.get(name).map(Box::as_ref).ok_or_else(|| unknown(Kind::Metric, name))
@@ -223,7 +261,7 @@ mod tests {
     fn every_catalogue_entry_of_a_registered_kind_has_an_implementation_and_back() {
         let r = Registry::builtin();
         assert!(r.refused.is_empty(), "{:?}", r.refused);
-        for kind in [Kind::Dataset, Kind::Mapper, Kind::Metric] {
+        for kind in [Kind::Dataset, Kind::Mapper, Kind::Optimizer, Kind::Metric] {
             let mut catalogued: Vec<&str> = catalogue::of_kind(kind).map(|c| c.name).collect();
             catalogued.sort_unstable();
             assert_eq!(r.names(kind), catalogued, "{kind}");
