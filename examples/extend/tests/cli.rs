@@ -102,4 +102,5 @@ fn the_language_server_hovers_and_completes_them() {
         completion.as_array().expect("items").iter().filter_map(|i| i["label"].as_str()).collect();
     assert!(labels.contains(&"scaled_points") && labels.contains(&"identity"), "{labels:?}");
     let _ = child.kill();
+    let _ = child.wait();
 }
