@@ -1,5 +1,6 @@
 //! Registries of the runtime's implementations, one per catalogue kind: a name of the catalogue maps to
-//! the function that builds it. Datasets, mappers, optimizers and metrics are looked up here; a program (an
+//! the function that builds it. Datasets, mappers, losses, optimizers, learning-rate schedules and metrics
+//! are looked up here; a program (an
 //! extension crate's `sr` binary) installs its registry once, at start, with [`Registry::install`],
 //! which also adds its catalogue entries to the process-wide catalogue.
 //!
@@ -21,7 +22,8 @@ use crate::data::{
 use crate::error::{Result, RuntimeError};
 use crate::mapper::{GridCells, ImagePatches, LeadingAxis, Mapper};
 use crate::metric::{self, Scores};
-use crate::optim::{self, Optimizer};
+use crate::optim::{self, LrDecay, Optimizer};
+use crate::train::LossTerm;
 
 /// Builds a dataset from its plan parameters and the experiment seed.
 pub type DatasetFn = fn(&Params<'_>, u64) -> Result<Box<dyn Dataset>>;
@@ -30,6 +32,11 @@ pub type MapperFn = fn(&Params<'_>, &[usize]) -> Result<Box<dyn Mapper>>;
 
 /// Builds an optimizer from its plan parameters over the named variables it updates.
 pub type OptimizerFn = fn(&Params<'_>, Vec<(String, Var)>) -> Result<Box<dyn Optimizer>>;
+
+/// Builds the decay of a learning-rate schedule (after warm-up) from its plan parameters.
+pub type LrScheduleFn = fn(&Params<'_>) -> Result<LrDecay>;
+/// Builds a loss term from its plan parameters (its weight in the mixture is training's).
+pub type LossFn = fn(&Params<'_>) -> Result<LossTerm>;
 
 /// An evaluation metric: named values averaged over a batch of samples.
 pub trait Metric: Send + Sync {
@@ -48,14 +55,17 @@ where
 }
 
 /// The implementations of every registered component, and the catalogue entries an extension adds.
-/// The other kinds (flows, time samplers, tokenizers, denoisers, losses, learning-rate schedules,
-/// schedules, samplers) are still built by their own modules.
+/// Losses and learning-rate schedules are built here too, from sr's own entries only (their runtime
+/// types are closed enums); the other kinds (flows, time samplers, tokenizers, denoisers, schedules,
+/// samplers) are still built by their own modules.
 pub struct Registry {
     entries: Vec<Component>,
     datasets: BTreeMap<&'static str, DatasetFn>,
     mappers: BTreeMap<&'static str, MapperFn>,
     metrics: BTreeMap<&'static str, Box<dyn Metric>>,
     optimizers: BTreeMap<&'static str, OptimizerFn>,
+    lr_schedules: BTreeMap<&'static str, LrScheduleFn>,
+    losses: BTreeMap<&'static str, LossFn>,
     /// Registrations refused (wrong kind, a name taken twice), reported by [`Registry::install`].
     refused: Vec<String>,
 }
@@ -72,6 +82,8 @@ impl Registry {
             mappers: BTreeMap::new(),
             metrics: BTreeMap::new(),
             optimizers: BTreeMap::new(),
+            lr_schedules: BTreeMap::new(),
+            losses: BTreeMap::new(),
             refused: Vec::new(),
         }
         .with_dataset("sudoku", |p, seed| Ok(Box::new(SudokuDataset::from_params(p, seed)?)))
@@ -105,6 +117,12 @@ impl Registry {
         .with_metric("mse_to_data", Box::new(metric::mse_to_data))
         .with_optimizer("adamw", optim::build_adamw)
         .with_optimizer("sgd", optim::build_sgd)
+        .with_lr_schedule("constant", optim::schedule::constant)
+        .with_lr_schedule("cosine", optim::schedule::cosine)
+        .with_lr_schedule("linear", optim::schedule::linear)
+        .with_loss("mse", |_| Ok(LossTerm::Mse))
+        .with_loss("nll", |_| Ok(LossTerm::Nll))
+        .with_loss("vlb", |_| Ok(LossTerm::Vlb))
     }
 
     /// Registers a dataset of an extension: its catalogue entry and its constructor.
@@ -177,6 +195,20 @@ impl Registry {
         self
     }
 
+    fn with_lr_schedule(mut self, name: &'static str, build: LrScheduleFn) -> Registry {
+        if self.lr_schedules.insert(name, build).is_some() {
+            self.refused.push(format!("lr_schedule.{name} is registered twice"));
+        }
+        self
+    }
+
+    fn with_loss(mut self, name: &'static str, build: LossFn) -> Registry {
+        if self.losses.insert(name, build).is_some() {
+            self.refused.push(format!("loss.{name} is registered twice"));
+        }
+        self
+    }
+
     /// The catalogue entries registered by extensions.
     pub fn entries(&self) -> &[Component] {
         &self.entries
@@ -189,6 +221,8 @@ impl Registry {
             Kind::Mapper => self.mappers.keys().copied().collect(),
             Kind::Metric => self.metrics.keys().copied().collect(),
             Kind::Optimizer => self.optimizers.keys().copied().collect(),
+            Kind::LrSchedule => self.lr_schedules.keys().copied().collect(),
+            Kind::Loss => self.losses.keys().copied().collect(),
             _ => Vec::new(),
         }
     }
@@ -243,6 +277,26 @@ impl Registry {
         build(&Params::new(name, params), vars)
     }
 
+    /// The decay of learning-rate schedule `name` from its plan parameters.
+    pub fn build_lr_decay(
+        &self,
+        name: &str,
+        params: &BTreeMap<String, sr_compiler::plan::PValue>,
+    ) -> Result<LrDecay> {
+        let build = self.lr_schedules.get(name).ok_or_else(|| unknown(Kind::LrSchedule, name))?;
+        build(&Params::new(name, params))
+    }
+
+    /// Loss term `name` from its plan parameters.
+    pub fn build_loss(
+        &self,
+        name: &str,
+        params: &BTreeMap<String, sr_compiler::plan::PValue>,
+    ) -> Result<LossTerm> {
+        let build = self.losses.get(name).ok_or_else(|| unknown(Kind::Loss, name))?;
+        build(&Params::new(name, params))
+    }
+
     /// The metric called `name`.
     pub fn metric_named(&self, name: &str) -> Result<&dyn Metric> {
         self.metrics.get(name).map(Box::as_ref).ok_or_else(|| unknown(Kind::Metric, name))
@@ -261,7 +315,8 @@ mod tests {
     fn every_catalogue_entry_of_a_registered_kind_has_an_implementation_and_back() {
         let r = Registry::builtin();
         assert!(r.refused.is_empty(), "{:?}", r.refused);
-        for kind in [Kind::Dataset, Kind::Mapper, Kind::Optimizer, Kind::Metric] {
+        for kind in [Kind::Dataset, Kind::Mapper, Kind::Loss, Kind::Optimizer, Kind::LrSchedule, Kind::Metric]
+        {
             let mut catalogued: Vec<&str> = catalogue::of_kind(kind).map(|c| c.name).collect();
             catalogued.sort_unstable();
             assert_eq!(r.names(kind), catalogued, "{kind}");

@@ -663,11 +663,6 @@ pub fn all() -> &'static [Component] {
     })
 }
 
-/// True for an entry of the built-in catalogue (not registered by an extension).
-pub fn is_builtin(c: &Component) -> bool {
-    builtin().iter().any(|b| b.kind == c.kind && b.name == c.name)
-}
-
 /// The built-in components, grouped by kind in pipeline order.
 fn builtin() -> &'static [Component] {
     static BUILTIN: OnceLock<Vec<Component>> = OnceLock::new();
