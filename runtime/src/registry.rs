@@ -1,6 +1,6 @@
 //! Registries of the runtime's implementations, one per catalogue kind: a name of the catalogue maps to
-//! the function that builds it. Datasets, mappers, losses, optimizers, learning-rate schedules and metrics
-//! are looked up here; a program (an
+//! the function that builds it. Datasets, mappers, time samplers, losses, optimizers, learning-rate
+//! schedules and metrics are looked up here; a program (an
 //! extension crate's `sr` binary) installs its registry once, at start, with [`Registry::install`],
 //! which also adds its catalogue entries to the process-wide catalogue.
 //!
@@ -23,6 +23,7 @@ use crate::error::{Result, RuntimeError};
 use crate::mapper::{GridCells, ImagePatches, LeadingAxis, Mapper};
 use crate::metric::{self, Scores};
 use crate::optim::{self, LrDecay, Optimizer};
+use crate::time::{self, TimeChoice};
 use crate::train::LossTerm;
 
 /// Builds a dataset from its plan parameters and the experiment seed.
@@ -37,6 +38,9 @@ pub type OptimizerFn = fn(&Params<'_>, Vec<(String, Var)>) -> Result<Box<dyn Opt
 pub type LrScheduleFn = fn(&Params<'_>) -> Result<LrDecay>;
 /// Builds a loss term from its plan parameters (its weight in the mixture is training's).
 pub type LossFn = fn(&Params<'_>) -> Result<LossTerm>;
+
+/// Builds a time sampler's laws from its plan parameters.
+pub type TimeSamplerFn = fn(&Params<'_>) -> Result<TimeChoice>;
 
 /// An evaluation metric: named values averaged over a batch of samples.
 pub trait Metric: Send + Sync {
@@ -55,8 +59,8 @@ where
 }
 
 /// The implementations of every registered component, and the catalogue entries an extension adds.
-/// Losses and learning-rate schedules are built here too, from sr's own entries only (their runtime
-/// types are closed enums); the other kinds (flows, time samplers, tokenizers, denoisers, schedules,
+/// Time samplers, losses and learning-rate schedules are built here too, from sr's own entries only
+/// (their runtime types are closed enums); the other kinds (flows, tokenizers, denoisers, schedules,
 /// samplers) are still built by their own modules.
 pub struct Registry {
     entries: Vec<Component>,
@@ -65,6 +69,7 @@ pub struct Registry {
     metrics: BTreeMap<&'static str, Box<dyn Metric>>,
     optimizers: BTreeMap<&'static str, OptimizerFn>,
     lr_schedules: BTreeMap<&'static str, LrScheduleFn>,
+    time_samplers: BTreeMap<&'static str, TimeSamplerFn>,
     losses: BTreeMap<&'static str, LossFn>,
     /// Registrations refused (wrong kind, a name taken twice), reported by [`Registry::install`].
     refused: Vec<String>,
@@ -83,6 +88,7 @@ impl Registry {
             metrics: BTreeMap::new(),
             optimizers: BTreeMap::new(),
             lr_schedules: BTreeMap::new(),
+            time_samplers: BTreeMap::new(),
             losses: BTreeMap::new(),
             refused: Vec::new(),
         }
@@ -120,6 +126,11 @@ impl Registry {
         .with_lr_schedule("constant", optim::schedule::constant)
         .with_lr_schedule("cosine", optim::schedule::cosine)
         .with_lr_schedule("linear", optim::schedule::linear)
+        .with_time_sampler("shared", time::shared)
+        .with_time_sampler("independent", time::independent)
+        .with_time_sampler("mean_beta", time::mean_beta)
+        .with_time_sampler("sequential", time::sequential)
+        .with_time_sampler("mean_simple", time::mean_simple)
         .with_loss("mse", |_| Ok(LossTerm::Mse))
         .with_loss("nll", |_| Ok(LossTerm::Nll))
         .with_loss("vlb", |_| Ok(LossTerm::Vlb))
@@ -202,6 +213,13 @@ impl Registry {
         self
     }
 
+    fn with_time_sampler(mut self, name: &'static str, build: TimeSamplerFn) -> Registry {
+        if self.time_samplers.insert(name, build).is_some() {
+            self.refused.push(format!("time_sampler.{name} is registered twice"));
+        }
+        self
+    }
+
     fn with_loss(mut self, name: &'static str, build: LossFn) -> Registry {
         if self.losses.insert(name, build).is_some() {
             self.refused.push(format!("loss.{name} is registered twice"));
@@ -223,6 +241,7 @@ impl Registry {
             Kind::Optimizer => self.optimizers.keys().copied().collect(),
             Kind::LrSchedule => self.lr_schedules.keys().copied().collect(),
             Kind::Loss => self.losses.keys().copied().collect(),
+            Kind::TimeSampler => self.time_samplers.keys().copied().collect(),
             _ => Vec::new(),
         }
     }
@@ -287,6 +306,16 @@ impl Registry {
         build(&Params::new(name, params))
     }
 
+    /// The laws of time sampler `name` from its plan parameters.
+    pub fn build_time_sampler(
+        &self,
+        name: &str,
+        params: &BTreeMap<String, sr_compiler::plan::PValue>,
+    ) -> Result<TimeChoice> {
+        let build = self.time_samplers.get(name).ok_or_else(|| unknown(Kind::TimeSampler, name))?;
+        build(&Params::new(name, params))
+    }
+
     /// Loss term `name` from its plan parameters.
     pub fn build_loss(
         &self,
@@ -315,8 +344,15 @@ mod tests {
     fn every_catalogue_entry_of_a_registered_kind_has_an_implementation_and_back() {
         let r = Registry::builtin();
         assert!(r.refused.is_empty(), "{:?}", r.refused);
-        for kind in [Kind::Dataset, Kind::Mapper, Kind::Loss, Kind::Optimizer, Kind::LrSchedule, Kind::Metric]
-        {
+        for kind in [
+            Kind::Dataset,
+            Kind::Mapper,
+            Kind::TimeSampler,
+            Kind::Loss,
+            Kind::Optimizer,
+            Kind::LrSchedule,
+            Kind::Metric,
+        ] {
             let mut catalogued: Vec<&str> = catalogue::of_kind(kind).map(|c| c.name).collect();
             catalogued.sort_unstable();
             assert_eq!(r.names(kind), catalogued, "{kind}");
