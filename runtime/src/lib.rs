@@ -24,6 +24,7 @@ pub mod plot;
 pub mod precision;
 pub mod progress;
 pub mod pvalue;
+pub mod registry;
 pub mod run;
 pub mod sample;
 pub mod schedule;

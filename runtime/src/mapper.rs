@@ -64,6 +64,16 @@ pub struct GridCells;
 
 const GRID_SHAPE: [usize; 2] = [9, 9];
 
+impl GridCells {
+    /// Grid cells of raw samples of shape `raw_shape`, which must be `[9, 9]`.
+    pub fn new(raw_shape: &[usize]) -> Result<Self> {
+        if raw_shape != GRID_SHAPE {
+            return Err(RuntimeError::Shape(format!("grid_cells needs raw shape [9, 9], got {raw_shape:?}")));
+        }
+        Ok(GridCells)
+    }
+}
+
 impl Mapper for GridCells {
     fn name(&self) -> &str {
         "grid_cells"
@@ -112,6 +122,15 @@ pub struct ImagePatches {
 }
 
 impl ImagePatches {
+    /// `image_patches` from its plan parameters, over images of shape `raw`.
+    pub fn from_params(p: &Params<'_>, raw: &[usize]) -> Result<Self> {
+        if !p.has("patch") {
+            return Err(p.err("patch", "is required"));
+        }
+        let patch = p.usize_in("patch", 0, 1, 1 << 20)?;
+        Self::new(raw, patch, p.usize_in("radius", 1, 0, 1 << 20)?)
+    }
+
     /// Patches of side `patch` over images of shape `raw` = `[C, H, W]`.
     pub fn new(raw: &[usize], patch: usize, radius: usize) -> Result<Self> {
         let [c, h, w] = <[usize; 3]>::try_from(raw).map_err(|_| {
@@ -191,6 +210,11 @@ pub struct LeadingAxis {
 }
 
 impl LeadingAxis {
+    /// `video_frames` from its plan parameters, over videos of shape `raw`.
+    pub fn video_frames_from_params(p: &Params<'_>, raw: &[usize]) -> Result<Self> {
+        Self::video_frames(raw, p.usize_in("radius", 1, 0, 1 << 20)?)
+    }
+
     /// Frames of videos of shape `raw` = `[T, C, H, W]`.
     pub fn video_frames(raw: &[usize], radius: usize) -> Result<Self> {
         if raw.len() != 4 {
@@ -245,37 +269,14 @@ impl Mapper for LeadingAxis {
     }
 }
 
-/// Builds a mapper by catalogue name for raw samples of shape `raw_shape`.
+/// Builds a mapper by catalogue name with the installed [`Registry`](crate::registry::Registry), for raw
+/// samples of shape `raw_shape`.
 pub fn build_mapper(
     name: &str,
     params: &BTreeMap<String, PValue>,
     raw_shape: &[usize],
 ) -> Result<Box<dyn Mapper>> {
-    let p = Params::new(name, params);
-    Ok(match name {
-        "grid_cells" => {
-            if raw_shape != GRID_SHAPE {
-                return Err(RuntimeError::Shape(format!(
-                    "grid_cells needs raw shape [9, 9], got {raw_shape:?}"
-                )));
-            }
-            Box::new(GridCells)
-        }
-        "image_patches" => {
-            if !params.contains_key("patch") {
-                return Err(p.err("patch", "is required"));
-            }
-            let patch = p.usize_in("patch", 0, 1, 1 << 20)?;
-            Box::new(ImagePatches::new(raw_shape, patch, p.usize_in("radius", 1, 0, 1 << 20)?)?)
-        }
-        "video_frames" => {
-            Box::new(LeadingAxis::video_frames(raw_shape, p.usize_in("radius", 1, 0, 1 << 20)?)?)
-        }
-        "identity" => Box::new(LeadingAxis::identity(raw_shape)?),
-        other => {
-            return Err(RuntimeError::UnknownComponent { kind: "mapper".into(), name: other.to_string() })
-        }
-    })
+    crate::registry::Registry::get().build_mapper(name, params, raw_shape)
 }
 
 #[cfg(test)]

@@ -16,8 +16,8 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Beta, Distribution, StandardNormal};
 use sr_compiler::plan::PValue;
 
+use crate::data::Params;
 use crate::error::{Result, RuntimeError};
-use crate::pvalue::config;
 use serde::Deserialize;
 
 /// A distribution of one time in [0, 1].
@@ -232,6 +232,55 @@ pub const NORMALIZATION_BINS: usize = 1000;
 /// Number of sample vectors drawn to estimate the density.
 pub const NORMALIZATION_SAMPLES: usize = 80_000;
 
+/// A time sampler as its plan parameters choose it: the per-variable law, the scalar law and whether
+/// inverse-density weights are estimated.
+#[derive(Debug, Clone)]
+pub struct TimeChoice {
+    pub kind: TimeKind,
+    pub scalar: ScalarSampler,
+    pub normalize: bool,
+}
+
+/// `shared` from its plan parameters.
+pub(crate) fn shared(p: &Params<'_>) -> Result<TimeChoice> {
+    let c: PlainTime = p.config()?;
+    Ok(TimeChoice { kind: TimeKind::Shared, scalar: c.scalar_sampler(), normalize: c.normalize })
+}
+
+/// `independent` from its plan parameters.
+pub(crate) fn independent(p: &Params<'_>) -> Result<TimeChoice> {
+    let c: PlainTime = p.config()?;
+    Ok(TimeChoice { kind: TimeKind::Independent, scalar: c.scalar_sampler(), normalize: c.normalize })
+}
+
+/// `mean_beta` from its plan parameters.
+pub(crate) fn mean_beta(p: &Params<'_>) -> Result<TimeChoice> {
+    let c: MeanBetaTime = p.config()?;
+    let kind = TimeKind::MeanBeta { sharpness: c.sharpness };
+    Ok(TimeChoice { kind, scalar: c.scalar_sampler(), normalize: c.normalize })
+}
+
+/// `sequential` from its plan parameters.
+pub(crate) fn sequential(p: &Params<'_>) -> Result<TimeChoice> {
+    let c: SequentialTime = p.config()?;
+    let cfg = SequentialConfig {
+        min_ratio: c.min_ratio,
+        ratio_mean: c.ratio_mean,
+        ratio_std: c.ratio_std,
+        parallel: c.parallel,
+        independent_time: c.independent_time,
+        full_noise: c.full_noise,
+    };
+    Ok(TimeChoice { kind: TimeKind::Sequential(cfg), scalar: c.scalar_sampler(), normalize: c.normalize })
+}
+
+/// `mean_simple` from its plan parameters.
+pub(crate) fn mean_simple(p: &Params<'_>) -> Result<TimeChoice> {
+    let c: MeanSimpleTime = p.config()?;
+    let kind = TimeKind::MeanSimple { spread: c.spread };
+    Ok(TimeChoice { kind, scalar: c.scalar_sampler(), normalize: c.normalize })
+}
+
 impl TimeSampler {
     /// A sampler without inverse-density weights.
     pub fn new(kind: TimeKind, scalar: ScalarSampler) -> Self {
@@ -247,39 +296,8 @@ impl TimeSampler {
         variables: usize,
         seed: u64,
     ) -> Result<Self> {
-        let (kind, scalar, normalize) = match name {
-            "shared" | "independent" => {
-                let p: PlainTime = config(name, params)?;
-                let kind = if name == "shared" { TimeKind::Shared } else { TimeKind::Independent };
-                (kind, p.scalar_sampler(), p.normalize)
-            }
-            "mean_beta" => {
-                let p: MeanBetaTime = config(name, params)?;
-                (TimeKind::MeanBeta { sharpness: p.sharpness }, p.scalar_sampler(), p.normalize)
-            }
-            "sequential" => {
-                let p: SequentialTime = config(name, params)?;
-                let cfg = SequentialConfig {
-                    min_ratio: p.min_ratio,
-                    ratio_mean: p.ratio_mean,
-                    ratio_std: p.ratio_std,
-                    parallel: p.parallel,
-                    independent_time: p.independent_time,
-                    full_noise: p.full_noise,
-                };
-                (TimeKind::Sequential(cfg), p.scalar_sampler(), p.normalize)
-            }
-            "mean_simple" => {
-                let p: MeanSimpleTime = config(name, params)?;
-                (TimeKind::MeanSimple { spread: p.spread }, p.scalar_sampler(), p.normalize)
-            }
-            other => {
-                return Err(RuntimeError::UnknownComponent {
-                    kind: "time_sampler".into(),
-                    name: other.into(),
-                })
-            }
-        };
+        let TimeChoice { kind, scalar, normalize } =
+            crate::registry::Registry::get().build_time_sampler(name, params)?;
         let mut sampler = Self::new(kind, scalar);
         if normalize {
             let mut rng = StdRng::seed_from_u64(seed);

@@ -28,9 +28,10 @@ use crate::distributed::{self, World};
 use crate::error::{Result, RuntimeError};
 use crate::hooks::{Hooks, Progress, Stage};
 use crate::model::{node, Model};
-use crate::optim::{build_optimizer, clip_grad_norm, named_vars, Ema, LrSchedule, Optimizer};
+use crate::optim::{build_optimizer, clip_grad_norm, named_vars, Ema, LrDecay, LrSchedule, Optimizer};
 use crate::param::{solve, Parameterization};
 use crate::progress::{ProgressBar, ProgressMode};
+use crate::registry::Registry;
 use crate::tensorboard::EventWriter;
 use crate::time::RowDraw;
 
@@ -104,12 +105,7 @@ pub fn loss_terms(plan: &Plan) -> Result<Vec<(f64, LossTerm)>> {
             Some(PValue::Int(w)) => *w as f64,
             _ => 1.0,
         };
-        let term = match n.component.as_str() {
-            "mse" => LossTerm::Mse,
-            "nll" => LossTerm::Nll,
-            "vlb" => LossTerm::Vlb,
-            other => return Err(RuntimeError::UnknownComponent { kind: "loss".into(), name: other.into() }),
-        };
+        let term = Registry::get().build_loss(&n.component, &n.params)?;
         terms.push((weight, term));
     }
     if terms.is_empty() {
@@ -372,22 +368,11 @@ impl Trainer {
         let opt_node = node(plan, "train.optimizer")?;
         let optimizer = build_optimizer(&opt_node.component, &opt_node.params, named.clone())?;
         let base_lr = optimizer.learning_rate();
-        let schedule = match plan.node("train.lr_schedule") {
-            Some(n) => {
-                let final_fraction = match n.params.get("final") {
-                    Some(PValue::Float(f)) => *f,
-                    Some(PValue::Int(i)) => *i as f64,
-                    _ => 0.0,
-                };
-                LrSchedule::from_name(&n.component, final_fraction, base_lr, settings.warmup, settings.steps)
-                    .ok_or_else(|| RuntimeError::UnknownComponent {
-                        kind: "lr_schedule".into(),
-                        name: n.component.clone(),
-                    })?
-            }
-            None => LrSchedule::from_name("constant", 0.0, base_lr, settings.warmup, settings.steps)
-                .ok_or_else(|| RuntimeError::Config("constant learning rate".into()))?,
+        let decay = match plan.node("train.lr_schedule") {
+            Some(n) => Registry::get().build_lr_decay(&n.component, &n.params)?,
+            None => LrDecay::Constant,
         };
+        let schedule = LrSchedule { base: base_lr, warmup: settings.warmup, total: settings.steps, decay };
         let ema = if settings.ema > 0.0 { Some(Ema::new(&named, settings.ema)?) } else { None };
         let vars = named.into_iter().map(|(_, v)| v).collect();
         let loss_scale = model.low.as_ref().map_or(1.0, |l| l.precision.initial_loss_scale());

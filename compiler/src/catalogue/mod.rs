@@ -3,6 +3,10 @@
 //! It feeds the checker (names, types, ranges, defaults, shape rules), `sr components`, the editor
 //! grammar and language server, and the runtime constructors. Adding a component means one entry in
 //! the file of its kind here and one implementation in the runtime.
+//!
+//! The catalogue is process-wide: the built-in entries plus the entries a program registers once with
+//! [`extend`] before its first look-up (an extension crate's `sr` binary does so at start; see
+//! docs/EXTENDING.md). Every reader ([`all`], [`lookup`], [`of_kind`], ...) sees both.
 
 mod datasets;
 mod denoisers;
@@ -322,19 +326,23 @@ impl Param {
     }
 }
 
-/// Shorthands for catalogue entries.
-pub(crate) mod p {
+/// Shorthands for catalogue entries (also for entries of extension crates).
+pub mod p {
     use super::{Default, Kind, Param, Ty};
 
+    /// An integer with a default.
     pub const fn int(name: &'static str, d: i64, doc: &'static str) -> Param {
         Param::new(name, Ty::Int, Some(Default::Int(d)), doc)
     }
+    /// A float with a default.
     pub const fn float(name: &'static str, d: f64, doc: &'static str) -> Param {
         Param::new(name, Ty::Float, Some(Default::Float(d)), doc)
     }
+    /// A boolean with a default.
     pub const fn boolean(name: &'static str, d: bool, doc: &'static str) -> Param {
         Param::new(name, Ty::Bool, Some(Default::Bool(d)), doc)
     }
+    /// One word of `words`, with a default.
     pub const fn word(
         name: &'static str,
         words: &'static [&'static str],
@@ -343,12 +351,15 @@ pub(crate) mod p {
     ) -> Param {
         Param::new(name, Ty::Enum(words), Some(Default::Word(d)), doc)
     }
+    /// A nested component of `kind`, with the name of its default.
     pub const fn component(name: &'static str, kind: Kind, d: &'static str, doc: &'static str) -> Param {
         Param::new(name, Ty::Component(kind), Some(Default::Word(d)), doc)
     }
+    /// A parameter the user must write.
     pub const fn required(name: &'static str, ty: Ty, doc: &'static str) -> Param {
         Param::new(name, ty, None, doc)
     }
+    /// A parameter that may stay unset.
     pub const fn optional(name: &'static str, ty: Ty, doc: &'static str) -> Param {
         Param::new(name, ty, Some(Default::Absent), doc)
     }
@@ -606,10 +617,56 @@ impl Component {
     }
 }
 
-/// Every component, grouped by kind in pipeline order.
+/// The entries registered with [`extend`].
+static EXTRA: OnceLock<Vec<Component>> = OnceLock::new();
+/// The whole catalogue, fixed at the first look-up.
+static ALL: OnceLock<Vec<Component>> = OnceLock::new();
+
+/// Why [`extend`] refused entries.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExtendError {
+    /// Entries were already registered, or the catalogue was already read.
+    #[error("the catalogue is fixed: extend it once, before its first look-up")]
+    Fixed,
+    /// Two entries of one kind share a name.
+    #[error("two catalogue entries are called {0}")]
+    Duplicate(String),
+}
+
+/// Adds the entries of an extension to the catalogue. Call it once, before anything reads the catalogue;
+/// an entry may not take the name of another entry of its kind.
+pub fn extend(entries: &[Component]) -> Result<(), ExtendError> {
+    let mut seen: Vec<(Kind, &str)> = builtin().iter().map(|c| (c.kind, c.name)).collect();
+    for c in entries {
+        if seen.contains(&(c.kind, c.name)) {
+            return Err(ExtendError::Duplicate(c.qualified()));
+        }
+        seen.push((c.kind, c.name));
+    }
+    if ALL.get().is_some() {
+        return Err(ExtendError::Fixed);
+    }
+    EXTRA.set(entries.to_vec()).map_err(|_| ExtendError::Fixed)
+}
+
+/// Every component, grouped by kind in pipeline order: the built-in entries, then (within each kind)
+/// those registered with [`extend`].
 pub fn all() -> &'static [Component] {
-    static ALL: OnceLock<Vec<Component>> = OnceLock::new();
     ALL.get_or_init(|| {
+        let extra = EXTRA.get().map(Vec::as_slice).unwrap_or_default();
+        let mut all = builtin().to_vec();
+        for c in extra {
+            let at = all.iter().rposition(|b| b.kind <= c.kind).map_or(0, |i| i + 1);
+            all.insert(at, *c);
+        }
+        all
+    })
+}
+
+/// The built-in components, grouped by kind in pipeline order.
+fn builtin() -> &'static [Component] {
+    static BUILTIN: OnceLock<Vec<Component>> = OnceLock::new();
+    BUILTIN.get_or_init(|| {
         [
             datasets::COMPONENTS,
             mappers::COMPONENTS,

@@ -252,25 +252,10 @@ impl Batcher {
     }
 }
 
-/// Builds a dataset by catalogue name; absent parameters take the defaults of `docs/COMPONENTS.md`.
+/// Builds a dataset by catalogue name with the installed [`Registry`](crate::registry::Registry).
 /// `seed` is the experiment seed (the `seed` parameter is added to it).
 pub fn build_dataset(name: &str, params: &BTreeMap<String, PValue>, seed: u64) -> Result<Box<dyn Dataset>> {
-    let p = Params::new(name, params);
-    Ok(match name {
-        "sudoku" => Box::new(SudokuDataset::from_params(&p, seed)?),
-        "sudoku_image" => Box::new(SudokuImageDataset::from_params(&p, seed)?),
-        "even_pixels" => Box::new(EvenPixelsDataset::from_params(&p, seed)?),
-        "counting_polygons" => Box::new(CountingDataset::from_params(&p, seed, ShapeKind::Polygon)?),
-        "counting_stars" => Box::new(CountingDataset::from_params(&p, seed, ShapeKind::Star)?),
-        "moving_shapes" => Box::new(MovingShapesDataset::from_params(&p, seed)?),
-        "mnist" => Box::new(MnistDataset::from_params(&p)?),
-        "cifar10" => Box::new(CifarDataset::from_params(&p)?),
-        "image_folder" => Box::new(ImageFolderDataset::from_params(&p)?),
-        "points" => Box::new(PointsDataset::from_params(&p)?),
-        other => {
-            return Err(RuntimeError::UnknownComponent { kind: "dataset".into(), name: other.to_string() })
-        }
-    })
+    crate::registry::Registry::get().build_dataset(name, params, seed)
 }
 
 #[cfg(test)]

@@ -16,6 +16,17 @@ impl<'a> Params<'a> {
         Params { component, map }
     }
 
+    /// The typed configuration `T` of the component (see [`crate::pvalue::config`]): every key of the
+    /// plan, no defaults of the runtime's own.
+    pub fn config<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        crate::pvalue::config(self.component, self.map)
+    }
+
+    /// Whether the plan holds parameter `name`.
+    pub fn has(&self, name: &str) -> bool {
+        self.map.contains_key(name)
+    }
+
     /// Name of the component.
     pub fn component(&self) -> &str {
         self.component

@@ -15,31 +15,27 @@ use std::f32::consts::PI;
 /// Named metric values.
 pub type Scores = BTreeMap<String, f64>;
 
-/// Computes metric `name` on a batch of raw `samples` (`[B, ...raw]`, as produced by the mapper's
-/// `to_raw`). `reference` is a batch of real data of the same raw shape where the metric needs one
-/// (`mse_to_data`; optional for `frame_consistency`).
+/// Computes metric `name` (looked up in the installed [`Registry`](crate::registry::Registry)) on a batch
+/// of raw `samples` (`[B, ...raw]`, as produced by the mapper's `to_raw`). `reference` is a batch of real
+/// data of the same raw shape where the metric needs one (`mse_to_data`; optional for
+/// `frame_consistency`).
 pub fn compute_metric(name: &str, samples: &Tensor, reference: Option<&Tensor>) -> Result<Scores> {
-    match name {
-        "sudoku_accuracy" => sudoku_scores(samples),
-        "even_pixels_balance" => even_pixels_scores(samples),
-        "counting_consistency" => counting_scores(samples),
-        "frame_consistency" => frame_scores(samples, reference),
-        "mse_to_data" => {
-            let r =
-                reference.ok_or_else(|| RuntimeError::Shape("mse_to_data needs a reference batch".into()))?;
-            if r.dims() != samples.dims() {
-                return Err(RuntimeError::Shape(format!(
-                    "mse_to_data: samples {:?} vs reference {:?}",
-                    samples.dims(),
-                    r.dims()
-                )));
-            }
-            let d = (samples.to_dtype(DType::F32)? - r.to_dtype(DType::F32)?)?;
-            let mse = d.sqr()?.mean_all()?.to_scalar::<f32>()? as f64;
-            Ok([("mse".to_string(), mse)].into())
-        }
-        other => Err(RuntimeError::UnknownComponent { kind: "metric".into(), name: other.to_string() }),
+    crate::registry::Registry::get().metric_named(name)?.scores(samples, reference)
+}
+
+/// `mse_to_data`: mean squared error of the samples to the reference batch.
+pub(crate) fn mse_to_data(samples: &Tensor, reference: Option<&Tensor>) -> Result<Scores> {
+    let r = reference.ok_or_else(|| RuntimeError::Shape("mse_to_data needs a reference batch".into()))?;
+    if r.dims() != samples.dims() {
+        return Err(RuntimeError::Shape(format!(
+            "mse_to_data: samples {:?} vs reference {:?}",
+            samples.dims(),
+            r.dims()
+        )));
     }
+    let d = (samples.to_dtype(DType::F32)? - r.to_dtype(DType::F32)?)?;
+    let mse = d.sqr()?.mean_all()?.to_scalar::<f32>()? as f64;
+    Ok([("mse".to_string(), mse)].into())
 }
 
 /// Side of a Sudoku image: 9 cells of 28 pixels.
@@ -117,7 +113,7 @@ pub fn sudoku_grids(samples: &Tensor) -> Result<Vec<[u8; 81]>> {
     }
 }
 
-fn sudoku_scores(samples: &Tensor) -> Result<Scores> {
+pub(crate) fn sudoku_scores(samples: &Tensor) -> Result<Scores> {
     let grids = sudoku_grids(samples)?;
     let n = grids.len().max(1) as f64;
     let dist: Vec<u32> = grids.iter().map(|g| sudoku_distance(g)).collect();
@@ -142,7 +138,7 @@ fn mean_std(v: &[f32]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
-fn even_pixels_scores(samples: &Tensor) -> Result<Scores> {
+pub(crate) fn even_pixels_scores(samples: &Tensor) -> Result<Scores> {
     let (b, c, h, w) = image_dims("even_pixels_balance", samples)?;
     if c != 3 {
         return Err(RuntimeError::Shape(format!("even_pixels_balance needs RGB images, got {c} channels")));
@@ -332,7 +328,7 @@ fn estimate_vertices(region: &[usize], cov: &[f32], w: usize) -> usize {
     best.1
 }
 
-fn counting_scores(samples: &Tensor) -> Result<Scores> {
+pub(crate) fn counting_scores(samples: &Tensor) -> Result<Scores> {
     let (b, c, h, w) = image_dims("counting_consistency", samples)?;
     let v = host(samples)?;
     let (mut consistent, mut matched, mut shapes_total) = (0usize, 0usize, 0usize);
@@ -383,7 +379,7 @@ fn frame_stats(videos: &Tensor) -> Result<(f64, f64)> {
     Ok((change / pairs, ink_spread / b.max(1) as f64))
 }
 
-fn frame_scores(samples: &Tensor, reference: Option<&Tensor>) -> Result<Scores> {
+pub(crate) fn frame_scores(samples: &Tensor, reference: Option<&Tensor>) -> Result<Scores> {
     let (change, ink) = frame_stats(samples)?;
     let mut out: Scores = [("frame_change".to_string(), change), ("ink_spread".to_string(), ink)].into();
     if let Some(r) = reference {

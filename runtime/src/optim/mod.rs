@@ -22,8 +22,8 @@ pub use ema::Ema;
 pub use schedule::{LrDecay, LrSchedule};
 pub use sgd::{Sgd, SgdConfig};
 
+use crate::data::Params;
 use crate::error::{Result, RuntimeError};
-use crate::pvalue::config;
 
 /// The variables of a `VarMap` with their paths, sorted by path (a deterministic order).
 pub fn named_vars(vm: &VarMap) -> Vec<(String, Var)> {
@@ -58,31 +58,30 @@ pub trait Optimizer: Send {
     fn load_state(&mut self, state: &OptimizerState) -> Result<()>;
 }
 
-/// Build the optimizer `name` (`adamw`, `sgd`) from its catalogue parameters over `vars`.
+/// Build the optimizer `name` (`adamw`, `sgd`, or one an extension registered) from its catalogue
+/// parameters over `vars`, with the installed [`Registry`](crate::registry::Registry).
 pub fn build_optimizer(
     name: &str,
     params: &BTreeMap<String, sr_compiler::plan::PValue>,
     vars: Vec<(String, Var)>,
 ) -> Result<Box<dyn Optimizer>> {
-    match name {
-        "adamw" => {
-            let p: AdamWParams = config(name, params)?;
-            let (beta1, beta2) = p.betas;
-            let cfg = AdamWConfig { lr: p.lr, beta1, beta2, eps: p.eps, weight_decay: p.weight_decay };
-            Ok(Box::new(AdamW::new(vars, cfg)?))
-        }
-        "sgd" => {
-            let p: SgdParams = config(name, params)?;
-            let cfg = SgdConfig {
-                lr: p.lr,
-                momentum: p.momentum,
-                nesterov: p.nesterov,
-                weight_decay: p.weight_decay,
-            };
-            Ok(Box::new(Sgd::new(vars, cfg)?))
-        }
-        other => Err(RuntimeError::UnknownComponent { kind: "optimizer".into(), name: other.into() }),
-    }
+    crate::registry::Registry::get().build_optimizer(name, params, vars)
+}
+
+/// `adamw` from its plan parameters over `vars`.
+pub(crate) fn build_adamw(p: &Params<'_>, vars: Vec<(String, Var)>) -> Result<Box<dyn Optimizer>> {
+    let p: AdamWParams = p.config()?;
+    let (beta1, beta2) = p.betas;
+    let cfg = AdamWConfig { lr: p.lr, beta1, beta2, eps: p.eps, weight_decay: p.weight_decay };
+    Ok(Box::new(AdamW::new(vars, cfg)?))
+}
+
+/// `sgd` from its plan parameters over `vars`.
+pub(crate) fn build_sgd(p: &Params<'_>, vars: Vec<(String, Var)>) -> Result<Box<dyn Optimizer>> {
+    let p: SgdParams = p.config()?;
+    let cfg =
+        SgdConfig { lr: p.lr, momentum: p.momentum, nesterov: p.nesterov, weight_decay: p.weight_decay };
+    Ok(Box::new(Sgd::new(vars, cfg)?))
 }
 
 /// Plan parameters of `adamw`.

@@ -1,5 +1,8 @@
 //! Learning-rate schedules: linear warm-up, then constant, cosine or linear decay to `final · lr`.
 
+use crate::data::Params;
+use crate::error::Result;
+
 /// Decay after warm-up.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum LrDecay {
@@ -41,17 +44,36 @@ impl LrSchedule {
         };
         self.base * factor
     }
+}
 
-    /// Build from the catalogue name (`constant`, `cosine`, `linear`) and the `final` fraction.
-    pub fn from_name(name: &str, final_fraction: f64, base: f64, warmup: u64, total: u64) -> Option<Self> {
-        let decay = match name {
-            "constant" => LrDecay::Constant,
-            "cosine" => LrDecay::Cosine { final_fraction },
-            "linear" => LrDecay::Linear { final_fraction },
-            _ => return None,
-        };
-        Some(Self { base, warmup, total, decay })
-    }
+/// Plan parameters of `cosine` and `linear`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FinalParams {
+    /// Fraction of the peak rate at the last step.
+    #[serde(rename = "final")]
+    fraction: f64,
+}
+
+/// Plan parameters of `constant`: none.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoParams {}
+
+/// `constant` from its plan parameters.
+pub(crate) fn constant(p: &Params<'_>) -> Result<LrDecay> {
+    p.config::<NoParams>()?;
+    Ok(LrDecay::Constant)
+}
+
+/// `cosine` from its plan parameters.
+pub(crate) fn cosine(p: &Params<'_>) -> Result<LrDecay> {
+    Ok(LrDecay::Cosine { final_fraction: p.config::<FinalParams>()?.fraction })
+}
+
+/// `linear` from its plan parameters.
+pub(crate) fn linear(p: &Params<'_>) -> Result<LrDecay> {
+    Ok(LrDecay::Linear { final_fraction: p.config::<FinalParams>()?.fraction })
 }
 
 #[cfg(test)]
@@ -64,15 +86,16 @@ mod tests {
 
     #[test]
     fn values_at_key_steps() {
-        let s = LrSchedule::from_name("cosine", 0.1, 1.0, 10, 110).unwrap();
+        let s =
+            LrSchedule { base: 1.0, warmup: 10, total: 110, decay: LrDecay::Cosine { final_fraction: 0.1 } };
         assert!(close(s.lr(0), 0.1) && close(s.lr(4), 0.5) && close(s.lr(9), 1.0));
         assert!(close(s.lr(10), 1.0));
         assert!(close(s.lr(60), 0.55)); // halfway: 0.1 + 0.9 · 0.5
         assert!(close(s.lr(110), 0.1) && close(s.lr(500), 0.1));
-        let l = LrSchedule::from_name("linear", 0.0, 2.0, 0, 100).unwrap();
+        let l =
+            LrSchedule { base: 2.0, warmup: 0, total: 100, decay: LrDecay::Linear { final_fraction: 0.0 } };
         assert!(close(l.lr(0), 2.0) && close(l.lr(25), 1.5) && close(l.lr(100), 0.0));
-        let c = LrSchedule::from_name("constant", 0.0, 3.0, 4, 10).unwrap();
+        let c = LrSchedule { base: 3.0, warmup: 4, total: 10, decay: LrDecay::Constant };
         assert!(close(c.lr(1), 1.5) && close(c.lr(4), 3.0) && close(c.lr(1000), 3.0));
-        assert!(LrSchedule::from_name("step", 0.0, 1.0, 0, 1).is_none());
     }
 }
