@@ -14,8 +14,14 @@ nvcc --version | tail -n 2
 cargo test --workspace --locked --features sr/cuda --no-run 2>&1
 ldd "$CARGO_TARGET_DIR/debug/sr" | grep -E 'libcuda|libcublas|libcurand|libnvrtc'
 cargo test --workspace --locked --features sr/cuda 2>&1
+# Data parallelism on GPUs: `cuda` + `mpi` sums the gradients with NCCL. Build `sr` and the MPI tests in
+# that configuration (same target folder; candle's kernels are shared) and check that it links NCCL;
+# the MPI tests themselves run on the CPU in the MPI section.
+cargo build --locked --features sr/cuda,sr/mpi --bin sr 2>&1
+cargo test --locked --features sr/cuda,sr/mpi --test mpi --no-run 2>&1
+ldd "$CARGO_TARGET_DIR/debug/sr" | grep -E 'libnccl|libmpi'
 # bench/gpu.sh on a machine without a GPU: its argument handling, and a refusal to benchmark.
-for bad in --bogus --precision "--precision f64" --precision= "--steps x" "--steps 0"; do
+for bad in --bogus --precision "--precision f64" --precision= "--steps x" "--steps 0" "--ranks 0" "--ranks two" --ranks; do
   rc=0
   bash bench/gpu.sh $bad >/dev/null 2>&1 || rc=$?
   [ "$rc" = 2 ] || { echo "bench/gpu.sh $bad: exit $rc, expected 2" >&2; exit 1; }

@@ -11,11 +11,12 @@
 #                     80 for A100, 89 for L4/RTX 40xx). Keep it constant or candle's kernels rebuild.
 #
 # Without --real-libs only the compiler pieces are installed and the libraries the binary links
-# (libcuda, libcublas, libcublasLt, libcurand, libnvrtc) are link stubs generated from the symbol
-# lists in cudarc's own bindings: every stub function returns an error code, so a binary linked
-# against them starts, runs its CPU code and gets a clean error from `Device::new_cuda`.
-# With --real-libs the real cuBLAS, cuRAND, NVRTC and runtime libraries are installed instead
-# (+1.1 GB); only libcuda (the driver's) stays a stub for linking, and the driver's copy is found
+# (libcuda, libcublas, libcublasLt, libcurand, libnvrtc; libnccl with `--features cuda,mpi`) are
+# link stubs generated from the symbol lists in cudarc's own bindings: every stub function returns
+# an error code, so a binary linked against them starts, runs its CPU code and gets a clean error
+# from `Device::new_cuda`.
+# With --real-libs the real cuBLAS, cuRAND, NVRTC, NCCL and runtime libraries are installed instead
+# (+1.3 GB); only libcuda (the driver's) stays a stub for linking, and the driver's copy is found
 # at run time.
 set -euo pipefail
 
@@ -35,6 +36,8 @@ REAL_LIBS=(
   nvidia-cublas==13.8.0.4
   nvidia-curand==10.4.4.72
   nvidia-cuda-nvrtc==13.4.92
+  # NCCL 2.30: the API of cudarc's `nccl` feature (data parallelism on GPUs, `--features cuda,mpi`).
+  nvidia-nccl-cu13==2.30.7
 )
 
 usage() {
@@ -93,7 +96,7 @@ EOF
 
 install() {
   local stamp="$PREFIX/.installed"
-  local want="${WHEELS[*]} real=$real stubs=2"
+  local want="${WHEELS[*]} real=$real stubs=3"
   [ $real = 1 ] && want="$want ${REAL_LIBS[*]}"
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     return
@@ -120,6 +123,13 @@ install() {
     make_stub libcublasLt libcublasLt.so.13 "$src/src/cublaslt/sys/mod.rs" 1 "$stubs"
     make_stub libcurand libcurand.so.10 "$src/src/curand/sys/mod.rs" 201 "$stubs"
     make_stub libnvrtc libnvrtc.so.13 "$src/src/nvrtc/sys/mod.rs" 1 "$stubs"
+    # ncclSystemError (2).
+    make_stub libnccl libnccl.so.2 "$src/src/nccl/sys/mod.rs" 2 "$stubs"
+  else
+    # The NCCL wheel installs beside the toolkit (nvidia/nccl), not under its prefix.
+    local nccl
+    nccl=$(ls "$home"/../nccl/lib/libnccl.so.2)
+    ln -sf "$(realpath "$nccl")" "$home/lib/libnccl.so.2"
   fi
   # The runtime wheel ships only the versioned name; the linker looks for libcudart.so.
   [ -e "$home/lib/libcudart.so" ] || ln -sf libcudart.so.13 "$home/lib/libcudart.so"

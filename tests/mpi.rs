@@ -144,6 +144,45 @@ fn two_ranks_train_the_model_of_one_process() {
     assert_matches_reference(&dir, &dir.join("two"), &err);
 }
 
+/// GPUs the driver shows (`nvidia-smi -L`); 0 without a driver.
+#[cfg(feature = "cuda")]
+fn gpu_count() -> usize {
+    Command::new("nvidia-smi")
+        .arg("-L")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or(0, |o| String::from_utf8_lossy(&o.stdout).lines().filter(|l| l.starts_with("GPU ")).count())
+}
+
+/// In a `cuda` + `mpi` build on a machine with two GPUs, each rank trains on its own GPU and NCCL sums
+/// the gradients; the result is the model of one process on one GPU. Skipped with fewer than two GPUs
+/// unless `SR_EXPECT_GPU` is set (then it fails).
+#[cfg(feature = "cuda")]
+#[test]
+fn two_ranks_on_two_gpus_train_the_model_of_one_gpu() {
+    let gpus = gpu_count();
+    if gpus < 2 {
+        assert!(std::env::var_os("SR_EXPECT_GPU").is_none(), "SR_EXPECT_GPU is set but {gpus} GPU(s) are visible");
+        eprintln!("skipped: {gpus} GPU(s) visible, two needed");
+        return;
+    }
+    let dir = fresh_dir("mpi-two-gpus");
+    write(&dir, "tiny.srx", EXPERIMENT);
+    run_ok(&dir, &["run", "tiny.srx", "--out", "one", "--device", "cuda", "--no-eval"]);
+    let o = mpirun(&dir)
+        .args(["-np", "2", sr_bin(), "run", "tiny.srx", "--out", "two", "--device", "cuda", "--no-eval"])
+        .output()
+        .expect("run mpirun");
+    ok(&o, "mpirun -np 2 sr run --device cuda");
+    let (_, err) = text(&o);
+    assert!(err.contains("rank 0: cuda:0 on ") && err.contains("rank 1: cuda:1 on "), "{err}");
+    assert!(!err.contains("R0411"), "{err}");
+    let rel = relative_difference(&weights(&dir.join("one")), &weights(&dir.join("two")));
+    assert!(rel <= 1e-5, "2 GPUs differ from 1 GPU by {rel:e} (relative)\n{err}");
+    assert_eq!(step_of(&latest_checkpoint(&dir.join("two")).unwrap()), 10);
+}
+
 #[test]
 fn a_run_of_one_process_resumes_with_two_ranks_and_matches_one_process() {
     let dir = fresh_dir("mpi-resume-wider");

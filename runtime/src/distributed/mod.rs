@@ -13,6 +13,8 @@
 
 #[cfg(feature = "mpi")]
 mod mpi;
+#[cfg(all(feature = "mpi", feature = "cuda"))]
+mod nccl;
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -311,7 +313,16 @@ impl World {
 /// Sums the gradients of `vars` and the step statistics `sums` over the ranks of `world` with one
 /// all-reduce of a single flat f32 buffer: every gradient, a has-gradient flag per variable, then the
 /// statistics. Afterwards every rank holds the same gradients: those of the whole batch.
+///
+/// A model on a CUDA device is summed by NCCL on the GPUs (a build with both `cuda` and `mpi`), in the
+/// same layout.
 pub fn sum_gradients(world: &World, grads: &mut GradStore, vars: &[Var], sums: &mut [f64]) -> Result<()> {
+    #[cfg(all(feature = "mpi", feature = "cuda"))]
+    if let Some(device) = vars.first().map(|v| v.device()).filter(|d| d.is_cuda()) {
+        if world.distributed() {
+            return nccl::sum_gradients(world, &device.clone(), grads, vars, sums);
+        }
+    }
     let total: usize = vars.iter().map(|v| v.elem_count()).sum();
     let mut flat: Vec<f32> = Vec::with_capacity(total + vars.len() + sums.len());
     for v in vars {

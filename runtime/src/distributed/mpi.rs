@@ -76,15 +76,27 @@ pub(super) fn abort(code: i32) -> ! {
     SimpleCommunicator::world().abort(code)
 }
 
-/// Runs collective `f` under the watchdog.
-fn watched<T>(what: &'static str, f: impl FnOnce(&SimpleCommunicator) -> T) -> T {
+/// Runs `f`, which waits for the other ranks, under the watchdog.
+pub(super) fn watch<T>(what: &'static str, f: impl FnOnce() -> T) -> T {
     if let Ok(mut w) = BUSY_WHAT.lock() {
         *w = what;
     }
     BUSY_SINCE_MS.store(now_ms(), Ordering::Release);
-    let out = f(&SimpleCommunicator::world());
+    let out = f();
     BUSY_SINCE_MS.store(0, Ordering::Release);
     out
+}
+
+/// Runs MPI collective `f` under the watchdog.
+fn watched<T>(what: &'static str, f: impl FnOnce(&SimpleCommunicator) -> T) -> T {
+    watch(what, || f(&SimpleCommunicator::world()))
+}
+
+/// Rank 0's `bytes` on every rank.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+pub(super) fn broadcast_bytes(what: &'static str, bytes: &mut [u8]) -> Result<()> {
+    watched(what, |c| c.process_at_rank(0).broadcast_into(bytes));
+    Ok(())
 }
 
 pub(super) fn sum_f32(what: &'static str, buf: &mut [f32]) -> Result<()> {
