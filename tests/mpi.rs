@@ -163,7 +163,10 @@ fn gpu_count() -> usize {
 fn two_ranks_on_two_gpus_train_the_model_of_one_gpu() {
     let gpus = gpu_count();
     if gpus < 2 {
-        assert!(std::env::var_os("SR_EXPECT_GPU").is_none(), "SR_EXPECT_GPU is set but {gpus} GPU(s) are visible");
+        assert!(
+            std::env::var_os("SR_EXPECT_GPU").is_none(),
+            "SR_EXPECT_GPU is set but {gpus} GPU(s) are visible"
+        );
         eprintln!("skipped: {gpus} GPU(s) visible, two needed");
         return;
     }

@@ -514,69 +514,77 @@ mod tests {
             .collect()
     }
 
+    /// The SVG of `plot`, written to and read back from a temporary folder named after `name`.
+    fn svg_of(name: &str, plot: &LossPlot) -> String {
+        let dir = std::env::temp_dir().join(format!("sr-plot-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        write_loss_plots(&dir.join("loss"), plot).unwrap();
+        let svg = std::fs::read_to_string(dir.join("loss.svg")).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        svg
+    }
+
+    fn number(e: &BTreeMap<String, String>, key: &str) -> Option<f64> {
+        e.get(key).and_then(|v| v.parse::<f64>().ok())
+    }
+
+    /// The one legend box (x, y, width, height) of the upper or the lower panel.
+    fn legend_box(svg: &str, upper: bool) -> (f64, f64, f64, f64) {
+        let split = f64::from(HEIGHT * 62 / 100);
+        let boxes: Vec<(f64, f64, f64, f64)> = svg_elements(svg, "rect")
+            .iter()
+            .filter(|r| r.get("stroke").is_some_and(|s| s.eq_ignore_ascii_case("#B4B4B4")))
+            .filter_map(|r| {
+                Some((number(r, "x")?, number(r, "y")?, number(r, "width")?, number(r, "height")?))
+            })
+            .filter(|r| (r.1 < split) == upper)
+            .collect();
+        assert_eq!(
+            boxes.len(),
+            1,
+            "one legend box in the {} panel: {boxes:?}",
+            if upper { "upper" } else { "lower" }
+        );
+        boxes[0]
+    }
+
     #[test]
     fn the_lower_panel_has_one_axis_and_its_legend_covers_no_point() {
-        let dir = std::env::temp_dir().join(format!("sr-plot-legend-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
         // The loss per t is highest at both ends (where an upper-corner legend would sit).
         let mut recs = records();
         for r in &mut recs {
             r.loss_by_t = (0..10).map(|b| Some(1.0 + ((b as f64 - 4.5) / 4.5).powi(2))).collect();
         }
-        let plot = LossPlot { title: "legend", per_step: &[], records: &recs };
-        write_loss_plots(&dir.join("loss"), &plot).unwrap();
-        let svg = std::fs::read_to_string(dir.join("loss.svg")).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
+        let svg = svg_of("lower", &LossPlot { title: "legend", per_step: &[], records: &recs });
         // One "loss" axis title per panel: the lower panel does not repeat its axis on the right.
         let titles =
             svg.split("</text>").filter(|t| t.rsplit('>').next().map(str::trim) == Some("loss")).count();
         assert_eq!(titles, 2, "{svg}");
-        let num = |e: &BTreeMap<String, String>, k: &str| e.get(k).and_then(|v| v.parse::<f64>().ok());
         let split = f64::from(HEIGHT * 62 / 100);
         let points: Vec<(f64, f64)> = svg_elements(&svg, "circle")
             .iter()
-            .filter_map(|c| Some((num(c, "cx")?, num(c, "cy")?)))
+            .filter_map(|c| Some((number(c, "cx")?, number(c, "cy")?)))
             .filter(|p| p.1 > split)
             .collect();
         assert_eq!(points.len(), 30, "three lines of ten points");
-        let legend: Vec<(f64, f64, f64, f64)> = svg_elements(&svg, "rect")
-            .iter()
-            .filter(|r| r.get("stroke").is_some_and(|s| s.eq_ignore_ascii_case("#B4B4B4")))
-            .filter_map(|r| Some((num(r, "x")?, num(r, "y")?, num(r, "width")?, num(r, "height")?)))
-            .filter(|r| r.1 > split)
-            .collect();
-        assert_eq!(legend.len(), 1, "one legend box in the lower panel: {legend:?}");
-        let (x, y, w, h) = legend[0];
+        let (x, y, w, h) = legend_box(&svg, false);
         for (px, py) in points {
             let inside = px + 3.0 >= x && px - 3.0 <= x + w && py + 3.0 >= y && py - 3.0 <= y + h;
-            assert!(!inside, "the point ({px}, {py}) is under the legend {:?}", legend[0]);
+            assert!(!inside, "the point ({px}, {py}) is under the legend {:?}", (x, y, w, h));
         }
     }
 
     #[test]
     fn the_upper_legend_hides_neither_the_loss_nor_the_learning_rate() {
-        let dir = std::env::temp_dir().join(format!("sr-plot-upper-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
         // A constant learning rate (the top of its axis) and per-step losses that start at their maximum.
         let mut recs = records();
         for r in &mut recs {
             r.lr = 2e-3;
         }
         let per_step: Vec<(u64, f64)> = (1..=500).map(|s| (s, 2.0 - s as f64 / 500.0)).collect();
-        let plot = LossPlot { title: "legend", per_step: &per_step, records: &recs };
-        write_loss_plots(&dir.join("loss"), &plot).unwrap();
-        let svg = std::fs::read_to_string(dir.join("loss.svg")).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
-        let num = |e: &BTreeMap<String, String>, k: &str| e.get(k).and_then(|v| v.parse::<f64>().ok());
+        let svg = svg_of("upper", &LossPlot { title: "legend", per_step: &per_step, records: &recs });
         let split = f64::from(HEIGHT * 62 / 100);
-        let legend: Vec<(f64, f64, f64, f64)> = svg_elements(&svg, "rect")
-            .iter()
-            .filter(|r| r.get("stroke").is_some_and(|s| s.eq_ignore_ascii_case("#B4B4B4")))
-            .filter_map(|r| Some((num(r, "x")?, num(r, "y")?, num(r, "width")?, num(r, "height")?)))
-            .filter(|r| r.1 < split)
-            .collect();
-        assert_eq!(legend.len(), 1, "one legend box in the upper panel: {legend:?}");
-        let (x, y, w, h) = legend[0];
+        let (x, y, w, h) = legend_box(&svg, true);
         // Every vertex of every line right of the legend's own sample strokes.
         let vertices: Vec<(f64, f64)> = svg_elements(&svg, "polyline")
             .iter()
@@ -594,7 +602,7 @@ mod tests {
         assert!(vertices.len() > 100, "{} vertices", vertices.len());
         for (px, py) in vertices {
             let inside = px >= x && px <= x + w && py >= y && py <= y + h;
-            assert!(!inside, "the line vertex ({px}, {py}) is under the legend {:?}", legend[0]);
+            assert!(!inside, "the line vertex ({px}, {py}) is under the legend {:?}", (x, y, w, h));
         }
     }
 

@@ -7,9 +7,9 @@
 
 use std::cell::RefCell;
 
+use candle_core::backend::BackendStorage;
 use candle_core::backprop::GradStore;
 use candle_core::cuda::cudarc::nccl::safe::{Comm, Id, ReduceOp};
-use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CudaStorage, CustomOp1, DType, Device, Layout, Shape, Tensor, Var};
 
 use super::{mpi, World};
@@ -87,7 +87,9 @@ pub(super) fn sum_gradients(
 /// broadcasts it.
 fn communicator(world: &World, device: &Device) -> Result<Comm> {
     let nccl = |e: candle_core::cuda::cudarc::nccl::result::NcclError| {
-        RuntimeError::Distributed(format!("NCCL: {e:?} (is libnccl installed, and does every rank see its own GPU?)"))
+        RuntimeError::Distributed(format!(
+            "NCCL: {e:?} (is libnccl installed, and does every rank see its own GPU?)"
+        ))
     };
     let mut bytes = [0u8; 128];
     if world.is_root() {
@@ -127,7 +129,9 @@ impl CustomOp1 for AllReduce<'_> {
         let src = storage.as_cuda_slice::<f32>()?.slice(start..end);
         let device = storage.device().clone();
         let mut dst = device.alloc_zeros::<f32>(end - start)?;
-        self.comm.all_reduce(&src, &mut dst, &ReduceOp::Sum).map_err(|e| candle_core::Error::Msg(format!("NCCL: {e:?}")))?;
+        self.comm
+            .all_reduce(&src, &mut dst, &ReduceOp::Sum)
+            .map_err(|e| candle_core::Error::Msg(format!("NCCL: {e:?}")))?;
         Ok((CudaStorage::wrap_cuda_slice(dst, device), layout.shape().clone()))
     }
 }
