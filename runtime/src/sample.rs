@@ -254,12 +254,10 @@ pub fn sample_with_progress(
             *done |= moved <= refine.tol;
         }
     }
-    let rows =
-        |a: &[f64]| -> Vec<Vec<f32>> { a.chunks(v).map(|r| r.iter().map(|x| *x as f32).collect()).collect() };
     if record.trace {
         // The final state closes the trace: every variable clean, with σ = 0.
-        let sigma = if model.denoiser.has_uncertainty() { rows(&vec![0.0; b * v]) } else { vec![] };
-        out.trace.push(TraceStep { t: rows(&t), sigma });
+        let sigma = if model.denoiser.has_uncertainty() { rows(&vec![0.0; b * v], v) } else { vec![] };
+        out.trace.push(TraceStep { t: rows(&t, v), sigma });
     }
     let host: Vec<f32> = z.iter().map(|x| *x as f32).collect();
     Ok(Sampled {
@@ -269,6 +267,11 @@ pub fn sample_with_progress(
         frames: out.frames,
         frame_t: out.frame_t,
     })
+}
+
+/// `[B, V]` values as rows of f32, one per batch element (trace entries).
+fn rows(a: &[f64], v: usize) -> Vec<Vec<f32>> {
+    a.chunks(v).map(|r| r.iter().map(|x| *x as f32).collect()).collect()
 }
 
 /// What the passes of one batch share: the givens, the σ each variable had when last denoised, the
@@ -323,9 +326,6 @@ impl Passes<'_> {
             temperature: settings.temperature,
         };
         let uses_sigma = settings.schedule.needs_sigma() && model.denoiser.has_uncertainty();
-        let rows = |a: &[f64]| -> Vec<Vec<f32>> {
-            a.chunks(v).map(|r| r.iter().map(|x| *x as f32).collect()).collect()
-        };
         let budget = schedule.max_steps() + 1;
         while !schedule.is_finished() {
             if schedule.calls() > budget {
@@ -350,8 +350,8 @@ impl Passes<'_> {
                 for (k, &e) in active.iter().enumerate() {
                     for j in 0..v {
                         let i = e * v + j;
-                        sigma[i] = if t[i] > 0.0 { (0.5 * lv[k * v + j]).exp() } else { 0.0 };
                         if t[i] > 0.0 {
+                            sigma[i] = (0.5 * lv[k * v + j]).exp();
                             self.sigma[i] = sigma[i];
                         }
                     }
@@ -359,8 +359,8 @@ impl Passes<'_> {
             }
             if record.trace {
                 self.trace.push(TraceStep {
-                    t: rows(&t),
-                    sigma: if log_var.is_some() { rows(&sigma) } else { vec![] },
+                    t: rows(&t, v),
+                    sigma: if log_var.is_some() { rows(&sigma, v) } else { vec![] },
                 });
             }
             let step = match early {
