@@ -246,36 +246,53 @@ fn schedule_invariants_on_mixed_batches() {
             }
         })
         .collect();
-    let flow = Flow::Rectified;
     for (name, cfg) in all_configs() {
-        let ctx = ScheduleContext {
-            batch: b,
-            variables: v,
-            mask: Some(&mask),
-            dependency: Some(&dependency),
-            flow: Some((&flow, Parameterization::Velocity)),
-        };
-        let mut rng = StdRng::seed_from_u64(42);
-        let mut s = cfg.init(&ctx, &mut rng).unwrap();
-        let mut t: Vec<f64> = mask.clone();
-        let mut calls = 0;
-        while !s.is_finished() {
-            let sigma: Vec<f64> =
-                (0..b * v).map(|i| if t[i] > 0.0 { 0.2 + 0.1 * (i % 5) as f64 } else { 0.0 }).collect();
-            let out = s.step(&t, Some(&sigma), &mut rng).unwrap();
-            for i in 0..b * v {
-                assert!(out.t_next[i] <= t[i], "{name}: t increased");
-                if mask[i] == 0.0 {
-                    assert_eq!(out.t_next[i], 0.0, "{name}: given variable moved");
-                    assert!(!out.should_denoise[i]);
-                }
-            }
-            t = out.t_next;
-            calls += 1;
-            assert!(calls <= s.max_steps(), "{name}: over budget");
-        }
-        assert!(t.iter().all(|x| *x == 0.0), "{name}: final t {t:?}");
+        let sigma = |i: usize| 0.2 + 0.1 * (i % 5) as f64;
+        run_within_invariants(&name, &cfg, (b, v), &mask, &dependency, 1.0, sigma, 42);
     }
+}
+
+/// Runs schedule `cfg` over a batch of `dims` whose variables of `mask` start at `start` (the others at
+/// 0), with σ `sigma(i)` for every variable not yet at 0, and checks at every call that no time rises
+/// and no variable outside `mask` moves or is denoised, and that all reach 0 within the budget.
+#[allow(clippy::too_many_arguments)]
+fn run_within_invariants(
+    name: &str,
+    cfg: &ScheduleConfig,
+    (b, v): (usize, usize),
+    mask: &[f64],
+    dependency: &[f64],
+    start: f64,
+    sigma: impl Fn(usize) -> f64,
+    seed: u64,
+) {
+    let flow = Flow::Rectified;
+    let ctx = ScheduleContext {
+        batch: b,
+        variables: v,
+        mask: Some(mask),
+        dependency: Some(dependency),
+        flow: Some((&flow, Parameterization::Velocity)),
+    };
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut s = cfg.init(&ctx, &mut rng).unwrap();
+    let mut t: Vec<f64> = mask.iter().map(|m| m * start).collect();
+    let mut calls = 0;
+    while !s.is_finished() {
+        let sig: Vec<f64> = (0..b * v).map(|i| if t[i] > 0.0 { sigma(i) } else { 0.0 }).collect();
+        let out = s.step(&t, Some(&sig), &mut rng).unwrap();
+        for i in 0..b * v {
+            assert!(out.t_next[i] <= t[i], "{name} from {start}: t increased");
+            if mask[i] == 0.0 {
+                assert_eq!(out.t_next[i], 0.0, "{name} from {start}: a variable outside the mask moved");
+                assert!(!out.should_denoise[i], "{name} from {start}: a variable outside the mask denoised");
+            }
+        }
+        t = out.t_next;
+        calls += 1;
+        assert!(calls <= s.max_steps(), "{name} from {start}: over budget");
+    }
+    assert!(t.iter().all(|x| *x == 0.0), "{name} from {start}: final t {t:?}");
 }
 
 /// The plan parameters of schedule `name` when nothing is written.
@@ -317,36 +334,11 @@ fn schedule_invariants_from_a_partial_start() {
         .iter()
         .flat_map(|r| r.iter().map(|x| *x as f64))
         .collect();
-    let flow = Flow::Rectified;
     let dependency: Vec<f64> = (0..v * v).map(|k| if k / v == k % v { 1.0 } else { 0.25 }).collect();
     for start in [0.5, 0.05, 1.0] {
         for (name, cfg) in all_configs() {
-            let ctx = ScheduleContext {
-                batch: b,
-                variables: v,
-                mask: Some(&mask),
-                dependency: Some(&dependency),
-                flow: Some((&flow, Parameterization::Velocity)),
-            };
-            let mut rng = StdRng::seed_from_u64(7);
-            let mut s = cfg.init(&ctx, &mut rng).unwrap();
-            let mut t: Vec<f64> = mask.iter().map(|m| m * start).collect();
-            let mut calls = 0;
-            while !s.is_finished() {
-                let sigma: Vec<f64> =
-                    (0..b * v).map(|i| if t[i] > 0.0 { 0.1 + 0.05 * i as f64 } else { 0.0 }).collect();
-                let out = s.step(&t, Some(&sigma), &mut rng).unwrap();
-                for i in 0..b * v {
-                    assert!(out.t_next[i] <= t[i], "{name} from {start}: t increased");
-                    if mask[i] == 0.0 {
-                        assert_eq!(out.t_next[i], 0.0, "{name} from {start}: a clean variable moved");
-                    }
-                }
-                t = out.t_next;
-                calls += 1;
-                assert!(calls <= s.max_steps(), "{name} from {start}: over budget");
-            }
-            assert!(t.iter().all(|x| *x == 0.0), "{name} from {start}: final t {t:?}");
+            let sigma = |i: usize| 0.1 + 0.05 * i as f64;
+            run_within_invariants(&name, &cfg, (b, v), &mask, &dependency, start, sigma, 7);
         }
     }
 }
