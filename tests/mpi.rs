@@ -1,6 +1,8 @@
 //! Data-parallel training under `mpirun` (Open MPI): `cargo test --features mpi --test mpi`.
 //!
 //! Needs `mpirun` on the `PATH`; the two-host test also needs root for network namespaces (`ip netns`).
+//! The tests take turns (each runs two ranks on the machine's cores), so they need no `--test-threads=1`
+//! and can run inside `cargo test --workspace --features sr/mpi`.
 
 #![cfg(feature = "mpi")]
 
@@ -38,6 +40,12 @@ experiment tiny {
   evaluate sudoku_accuracy on test with fixed
 }
 "#;
+
+/// Held by every test for its whole run: one `mpirun` at a time.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::new(());
+    TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// `mpirun` allowed to run as root, on loopback TCP and shared memory, without core binding.
 fn mpirun(cwd: &Path) -> Command {
@@ -127,6 +135,7 @@ fn assert_matches_reference(dir: &Path, run: &Path, err: &str) {
 
 #[test]
 fn two_ranks_train_the_model_of_one_process() {
+    let _turn = one_at_a_time();
     let dir = fresh_dir("mpi-two-ranks");
     write(&dir, "tiny.srx", EXPERIMENT);
     reference(&dir);
@@ -161,6 +170,7 @@ fn gpu_count() -> usize {
 #[cfg(feature = "cuda")]
 #[test]
 fn two_ranks_on_two_gpus_train_the_model_of_one_gpu() {
+    let _turn = one_at_a_time();
     let gpus = gpu_count();
     if gpus < 2 {
         assert!(
@@ -188,6 +198,7 @@ fn two_ranks_on_two_gpus_train_the_model_of_one_gpu() {
 
 #[test]
 fn a_run_of_one_process_resumes_with_two_ranks_and_matches_one_process() {
+    let _turn = one_at_a_time();
     let dir = fresh_dir("mpi-resume-wider");
     write(&dir, "tiny.srx", EXPERIMENT);
     reference(&dir);
@@ -208,6 +219,7 @@ fn a_run_of_one_process_resumes_with_two_ranks_and_matches_one_process() {
 
 #[test]
 fn rank_0_refusing_the_run_folder_stops_both_ranks_with_one_message() {
+    let _turn = one_at_a_time();
     let dir = fresh_dir("mpi-folder");
     write(&dir, "tiny.srx", EXPERIMENT);
     reference(&dir);
@@ -225,6 +237,7 @@ fn rank_0_refusing_the_run_folder_stops_both_ranks_with_one_message() {
 
 #[test]
 fn divergence_on_two_ranks_stops_both_at_the_step_of_one_process() {
+    let _turn = one_at_a_time();
     let dir = fresh_dir("mpi-diverge");
     write(&dir, "tiny.srx", EXPERIMENT);
     let diverging = [&DIVERGING[..], &["--no-eval"]].concat();
@@ -285,6 +298,7 @@ impl Drop for TwoHosts {
 
 #[test]
 fn two_hosts_over_a_veth_pair_train_the_model_of_one_process() {
+    let _turn = one_at_a_time();
     let dir = fresh_dir("mpi-two-hosts");
     write(&dir, "tiny.srx", EXPERIMENT);
     reference(&dir);
@@ -394,6 +408,7 @@ fn long_experiment(dir: &Path) {
 
 #[test]
 fn a_killed_rank_stops_the_other_and_the_run_resumes_with_one_rank() {
+    let _turn = one_at_a_time();
     let dir = fresh_dir("mpi-kill");
     long_experiment(&dir);
     let run = dir.join("killed");
@@ -428,6 +443,7 @@ fn a_killed_rank_stops_the_other_and_the_run_resumes_with_one_rank() {
 
 #[test]
 fn a_hanging_rank_makes_the_other_stop_with_a_timeout() {
+    let _turn = one_at_a_time();
     let dir = fresh_dir("mpi-hang");
     long_experiment(&dir);
     let (mut child, log) = spawn_long(&dir, "hang", &[("SR_COLLECTIVE_TIMEOUT", "5")]);
@@ -455,6 +471,7 @@ fn a_hanging_rank_makes_the_other_stop_with_a_timeout() {
 
 #[test]
 fn a_signal_to_one_rank_stops_both_after_the_same_step_with_a_checkpoint() {
+    let _turn = one_at_a_time();
     let dir = fresh_dir("mpi-signal");
     long_experiment(&dir);
     let run = dir.join("signal");
