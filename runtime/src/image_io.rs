@@ -287,8 +287,9 @@ mod tests {
     use super::*;
     use crate::data::testutil::temp_dir;
     use crate::data::{build_dataset, make_batch};
+    use crate::pvalue::plan_params;
     use image::AnimationDecoder;
-    use std::collections::BTreeMap;
+    use sr_compiler::catalogue::Kind;
 
     #[test]
     fn grid_png_dimensions_and_pixels() {
@@ -316,7 +317,7 @@ mod tests {
     #[test]
     fn sudoku_rendering_and_readback() {
         let dir = temp_dir("sudoku-png");
-        let d = build_dataset("sudoku", &BTreeMap::new(), 4).unwrap();
+        let d = build_dataset("sudoku", &plan_params(Kind::Dataset, "sudoku", &[]), 4).unwrap();
         let b = make_batch(d.as_ref(), &[0, 1], &Device::Cpu).unwrap();
         let pics = render_sudoku(&b.data, b.mask.as_ref()).unwrap();
         assert_eq!(pics.dims(), &[2, 3, 270, 270]);
@@ -343,7 +344,7 @@ mod tests {
     #[test]
     fn gif_frames_and_dimensions() {
         let dir = temp_dir("gif");
-        let d = build_dataset("moving_shapes", &BTreeMap::new(), 0).unwrap();
+        let d = build_dataset("moving_shapes", &plan_params(Kind::Dataset, "moving_shapes", &[]), 0).unwrap();
         let b = make_batch(d.as_ref(), &[0, 1, 2], &Device::Cpu).unwrap();
         let path = dir.join("video.gif");
         write_gif(&path, &b.data, 100, GridOptions { columns: Some(3), padding: 1, scale: 1 }).unwrap();

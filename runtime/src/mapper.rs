@@ -2,9 +2,10 @@
 //! (a variable is given when all of its raw parts are given), and the dependency matrix `[V, V]`
 //! (1 = the two variables depend on each other; the diagonal is 1).
 
-use crate::data::Params;
 use crate::error::{Result, RuntimeError};
+use crate::pvalue::Params;
 use candle_core::{DType, Device, Tensor, D};
+use serde::Deserialize;
 use sr_compiler::plan::PValue;
 use std::collections::BTreeMap;
 
@@ -111,6 +112,10 @@ impl Mapper for GridCells {
     }
 }
 
+/// Neighbour distance of the patches `grid_cells` reads a Sudoku image `[C, 9k, 9k]` as (81 patches of
+/// side `k`).
+pub const GRID_CELL_RADIUS: usize = 1;
+
 /// Image patches: `[C, H, W]` → V = (H/p)(W/p) patches in raster order, F = C·p·p (channel-major, then
 /// rows, then columns inside the patch). Dependency: patches whose grid positions differ by at most
 /// `radius` in both directions (a square neighbourhood).
@@ -121,14 +126,19 @@ pub struct ImagePatches {
     radius: usize,
 }
 
+/// Plan parameters of `image_patches`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImagePatchesConfig {
+    patch: usize,
+    radius: usize,
+}
+
 impl ImagePatches {
     /// `image_patches` from its plan parameters, over images of shape `raw`.
     pub fn from_params(p: &Params<'_>, raw: &[usize]) -> Result<Self> {
-        if !p.has("patch") {
-            return Err(p.err("patch", "is required"));
-        }
-        let patch = p.usize_in("patch", 0, 1, 1 << 20)?;
-        Self::new(raw, patch, p.usize_in("radius", 1, 0, 1 << 20)?)
+        let c: ImagePatchesConfig = p.config()?;
+        Self::new(raw, c.patch, c.radius)
     }
 
     /// Patches of side `patch` over images of shape `raw` = `[C, H, W]`.
@@ -144,6 +154,11 @@ impl ImagePatches {
             ));
         }
         Ok(ImagePatches { raw: [c, h, w], patch, radius })
+    }
+
+    /// Side of a patch in pixels.
+    pub fn patch(&self) -> usize {
+        self.patch
     }
 
     fn grid(&self) -> (usize, usize) {
@@ -209,10 +224,17 @@ pub struct LeadingAxis {
     radius: Option<usize>,
 }
 
+/// Plan parameters of `video_frames`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VideoFramesConfig {
+    radius: usize,
+}
+
 impl LeadingAxis {
     /// `video_frames` from its plan parameters, over videos of shape `raw`.
     pub fn video_frames_from_params(p: &Params<'_>, raw: &[usize]) -> Result<Self> {
-        Self::video_frames(raw, p.usize_in("radius", 1, 0, 1 << 20)?)
+        Self::video_frames(raw, p.config::<VideoFramesConfig>()?.radius)
     }
 
     /// Frames of videos of shape `raw` = `[T, C, H, W]`.
@@ -283,6 +305,8 @@ pub fn build_mapper(
 mod tests {
     use super::*;
     use crate::data::{build_dataset, make_batch};
+    use crate::pvalue::plan_params;
+    use sr_compiler::catalogue::Kind;
 
     fn vec_of(t: &Tensor) -> Vec<f32> {
         t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
@@ -295,7 +319,7 @@ mod tests {
     #[test]
     fn grid_cells_round_trip_one_hot_mask() {
         let dev = Device::Cpu;
-        let data = build_dataset("sudoku", &BTreeMap::new(), 0).unwrap();
+        let data = build_dataset("sudoku", &plan_params(Kind::Dataset, "sudoku", &[]), 0).unwrap();
         let batch = make_batch(data.as_ref(), &[0, 1, 2, 3], &dev).unwrap();
         let m = build_mapper("grid_cells", &BTreeMap::new(), &[9, 9]).unwrap();
         let x = m.to_variables(&batch.data).unwrap();
@@ -327,7 +351,7 @@ mod tests {
     #[test]
     fn image_patches_round_trip_layout_mask_dependency() {
         let dev = Device::Cpu;
-        let p: BTreeMap<String, PValue> = [("patch".to_string(), PValue::Int(2))].into();
+        let p = plan_params(Kind::Mapper, "image_patches", &[("patch", PValue::Int(2))]);
         let m = build_mapper("image_patches", &p, &[3, 4, 6]).unwrap();
         assert_eq!((m.variables(), m.features()), (6, 12));
         let raw = Tensor::arange(0f32, 72.0, &dev).unwrap().reshape((1, 3, 4, 6)).unwrap();
@@ -346,7 +370,7 @@ mod tests {
         assert_eq!(vec_of(&m.mask_to_variables(&mask).unwrap()), vec![1.0, 1.0, 1.0, 1.0, 1.0, 0.0]);
         let dep = vec_of(&m.dependency(&dev).unwrap());
         assert_eq!(&dep[0..6], &[1.0, 1.0, 0.0, 1.0, 1.0, 0.0]);
-        let bad: BTreeMap<String, PValue> = [("patch".to_string(), PValue::Int(5))].into();
+        let bad = plan_params(Kind::Mapper, "image_patches", &[("patch", PValue::Int(5))]);
         assert!(build_mapper("image_patches", &bad, &[3, 4, 6]).is_err());
         assert!(build_mapper("image_patches", &BTreeMap::new(), &[3, 4, 6]).is_err());
     }

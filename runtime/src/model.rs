@@ -4,15 +4,17 @@ use std::collections::BTreeMap;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
+use serde::Deserialize;
 use sr_compiler::catalogue::Kind;
 use sr_compiler::plan::{Node, PValue, Plan};
 
 use crate::data::{build_dataset, Dataset};
 use crate::error::{Result, RuntimeError};
 use crate::flow::FlowSetup;
-use crate::mapper::{build_mapper, Mapper};
+use crate::mapper::{build_mapper, ImagePatches, Mapper, GRID_CELL_RADIUS};
 use crate::nn::{build_denoiser, Denoiser, Dependency, Geometry};
 use crate::precision::{LowPrecision, Precision};
+use crate::pvalue::{config, Params};
 use crate::time::TimeSampler;
 
 /// Parses a device name: `cpu`, `cuda` (= `cuda:0`) or `cuda:N`, after checking `SR_KERNELS`
@@ -89,6 +91,36 @@ pub fn referenced<'p>(plan: &'p Plan, owner: &Node, key: &str) -> Result<&'p Nod
     }
 }
 
+/// The non-component keys of the plan's `train` block (the catalogue's train keys, defaults filled in).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSettings {
+    pub steps: u64,
+    pub batch: usize,
+    pub warmup: u64,
+    /// EMA decay; 0 = off.
+    pub ema: f64,
+    /// Global gradient-norm bound; 0 = off.
+    pub clip: f64,
+    pub accumulate: usize,
+    pub checkpoint_every: u64,
+    /// Newest checkpoints kept on disk; 0 = all.
+    pub keep_checkpoints: usize,
+    pub log_every: u64,
+    /// Precision of the training forward and backward pass.
+    pub precision: Precision,
+}
+
+impl TrainSettings {
+    /// The settings of `plan`'s `train` block; `None` for a plan without one (nothing to train).
+    pub fn from_plan(plan: &Plan) -> Result<Option<Self>> {
+        if plan.train.is_empty() {
+            return Ok(None);
+        }
+        config("train", &plan.train).map(Some)
+    }
+}
+
 impl Model {
     /// Builds every component of `plan` on `device`, with fresh weights drawn from the plan's seed.
     pub fn build(plan: &Plan, device: Device) -> Result<Model> {
@@ -135,7 +167,8 @@ impl Model {
         let vb = crate::init::seeded_var_builder(&varmap, plan.seed, DType::F32, &device);
         let den = node(plan, "denoiser")?;
         let denoiser = build_denoiser(&den.component, &den.params, &geometry, vb)?;
-        let low = match Precision::from_plan(plan)? {
+        let precision = TrainSettings::from_plan(plan)?.map_or(Precision::F32, |s| s.precision);
+        let low = match precision {
             Precision::F32 => None,
             p => Some(LowPrecision::build(p, &varmap, &den.component, &den.params, &geometry)?),
         };
@@ -180,22 +213,16 @@ impl Model {
 ///
 /// `grid_cells` over Sudoku images (`[C, 9k, 9k]`) is the same as 81 image patches of side `k`.
 fn build_mapping(node: &Node, raw: &[usize]) -> Result<(Box<dyn Mapper>, Geometry)> {
-    let patch_of = |p: usize| -> Result<(Box<dyn Mapper>, Geometry)> {
-        let params: BTreeMap<String, PValue> = [("patch".to_string(), PValue::Int(p as i64))]
-            .into_iter()
-            .chain(node.params.get("radius").map(|r| ("radius".to_string(), r.clone())))
-            .collect();
-        let mapper = build_mapper("image_patches", &params, raw)?;
-        Ok((mapper, Geometry::image(raw[0], raw[1], raw[2], p)?))
+    let patches = |mapper: ImagePatches| -> Result<(Box<dyn Mapper>, Geometry)> {
+        let geometry = Geometry::image(raw[0], raw[1], raw[2], mapper.patch())?;
+        Ok((Box::new(mapper), geometry))
     };
     match (node.component.as_str(), raw) {
-        ("grid_cells", [_, h, w]) if h == w && h % 9 == 0 => patch_of(h / 9),
+        ("grid_cells", [_, h, w]) if h == w && h % 9 == 0 => {
+            patches(ImagePatches::new(raw, h / 9, GRID_CELL_RADIUS)?)
+        }
         ("image_patches", [_, _, _]) => {
-            let p = match node.params.get("patch") {
-                Some(PValue::Int(p)) if *p > 0 => *p as usize,
-                _ => return Err(RuntimeError::param("image_patches", "patch", "must be a positive integer")),
-            };
-            patch_of(p)
+            patches(ImagePatches::from_params(&Params::new(&node.component, &node.params), raw)?)
         }
         ("video_frames", [t, c, h, w]) => {
             let mapper = build_mapper(&node.component, &node.params, raw)?;

@@ -12,14 +12,16 @@
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, Var};
 use candle_nn::VarMap;
-use sr_compiler::plan::{PValue, Plan};
+use serde::Deserialize;
+use sr_compiler::plan::PValue;
 
 use crate::error::{Result, RuntimeError};
 use crate::nn::{build_denoiser, Denoiser, Geometry, Prediction};
 use crate::optim::named_vars;
 
-/// The precision of the training forward and backward pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The precision of the training forward and backward pass (`precision = f32 | bf16 | f16`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Precision {
     F32,
     Bf16,
@@ -27,22 +29,6 @@ pub enum Precision {
 }
 
 impl Precision {
-    /// The `precision` key of the plan's `train` block (f32 when absent).
-    pub fn from_plan(plan: &Plan) -> Result<Precision> {
-        match plan.train.get("precision") {
-            None => Ok(Precision::F32),
-            Some(PValue::Str(s)) => match s.as_str() {
-                "f32" => Ok(Precision::F32),
-                "bf16" => Ok(Precision::Bf16),
-                "f16" => Ok(Precision::F16),
-                other => {
-                    Err(RuntimeError::param("train", "precision", format!("unknown precision `{other}`")))
-                }
-            },
-            Some(_) => Err(RuntimeError::param("train", "precision", "must be one of f32, bf16, f16")),
-        }
-    }
-
     /// The candle dtype of the working weights and activations.
     pub fn dtype(self) -> DType {
         match self {

@@ -2,7 +2,8 @@
 //!
 //! [`config`] deserialises a component's typed configuration with serde: the plan holds every parameter
 //! (defaults filled in, bounds checked by the compiler), so the runtime keeps no defaults or bounds of
-//! its own, and an unknown or missing key is an error.
+//! its own, and an unknown or missing key is an error. [`Params`] carries one node's parameters to the
+//! constructor that reads them.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +11,9 @@ use serde::de::DeserializeOwned;
 use sr_compiler::plan::PValue;
 
 use crate::error::{Result, RuntimeError};
+
+#[cfg(test)]
+mod tests;
 
 /// The typed configuration `T` of `component` from its plan parameters. `T` should deny unknown
 /// fields; a missing, unknown or mistyped key is [`RuntimeError::PlanParams`].
@@ -22,71 +26,40 @@ pub fn config<T: DeserializeOwned>(component: &str, params: &BTreeMap<String, PV
     serde_json::from_value(value).map_err(err)
 }
 
-/// Reads typed parameters of one component, falling back to defaults for absent keys.
+/// The plan parameters of one component instance, as its constructor receives them.
+#[derive(Debug, Clone, Copy)]
 pub struct Params<'a> {
-    component: &'a str,
-    map: &'a BTreeMap<String, PValue>,
+    pub(crate) component: &'a str,
+    pub(crate) map: &'a BTreeMap<String, PValue>,
 }
 
 impl<'a> Params<'a> {
-    /// Wraps the parameter map of `component`.
+    /// Wraps the parameters of `component`.
     pub fn new(component: &'a str, map: &'a BTreeMap<String, PValue>) -> Self {
-        Self { component, map }
+        Params { component, map }
     }
 
-    fn err(&self, key: &str, msg: impl Into<String>) -> RuntimeError {
-        RuntimeError::param(self.component, key, msg)
+    /// Name of the component.
+    pub fn component(&self) -> &'a str {
+        self.component
     }
 
-    /// A float (integers are accepted), or `default` when absent.
-    pub fn f64(&self, key: &str, default: f64) -> Result<f64> {
-        Ok(self.opt_f64(key)?.unwrap_or(default))
+    /// The typed configuration `T` of the component (see [`config`]).
+    pub fn config<T: DeserializeOwned>(&self) -> Result<T> {
+        config(self.component, self.map)
     }
+}
 
-    /// A float if present.
-    pub fn opt_f64(&self, key: &str) -> Result<Option<f64>> {
-        match self.map.get(key) {
-            None => Ok(None),
-            Some(PValue::Float(x)) => Ok(Some(*x)),
-            Some(PValue::Int(i)) => Ok(Some(*i as f64)),
-            Some(other) => Err(self.err(key, format!("expected a number, got {other:?}"))),
-        }
-    }
-
-    /// A non-negative integer, or `default` when absent.
-    pub fn usize(&self, key: &str, default: usize) -> Result<usize> {
-        Ok(self.opt_usize(key)?.unwrap_or(default))
-    }
-
-    /// A non-negative integer if present.
-    pub fn opt_usize(&self, key: &str) -> Result<Option<usize>> {
-        match self.map.get(key) {
-            None => Ok(None),
-            Some(PValue::Int(i)) if *i >= 0 => Ok(Some(*i as usize)),
-            Some(other) => Err(self.err(key, format!("expected a non-negative integer, got {other:?}"))),
-        }
-    }
-
-    /// A boolean, or `default` when absent.
-    pub fn bool(&self, key: &str, default: bool) -> Result<bool> {
-        match self.map.get(key) {
-            None => Ok(default),
-            Some(PValue::Bool(b)) => Ok(*b),
-            Some(other) => Err(self.err(key, format!("expected a bool, got {other:?}"))),
-        }
-    }
-
-    /// A string, or `default` when absent.
-    pub fn str(&self, key: &str, default: &'a str) -> Result<&'a str> {
-        match self.map.get(key) {
-            None => Ok(default),
-            Some(PValue::Str(s)) => Ok(s.as_str()),
-            Some(other) => Err(self.err(key, format!("expected a string, got {other:?}"))),
-        }
-    }
-
-    /// Error for a value outside its valid range.
-    pub fn invalid(&self, key: &str, msg: impl Into<String>) -> RuntimeError {
-        self.err(key, msg)
-    }
+/// The parameters a plan holds for catalogue entry `name` of `kind` when `written` is written: the
+/// catalogue defaults with `written` on top.
+#[cfg(test)]
+pub(crate) fn plan_params(
+    kind: sr_compiler::catalogue::Kind,
+    name: &str,
+    written: &[(&str, PValue)],
+) -> BTreeMap<String, PValue> {
+    let entry = sr_compiler::catalogue::lookup(kind, name).unwrap_or_else(|| panic!("no {kind} `{name}`"));
+    let mut params = entry.default_params();
+    params.extend(written.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    params
 }

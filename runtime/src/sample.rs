@@ -13,7 +13,8 @@ use candle_core::{DType, Tensor};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand_distr::{Distribution, StandardNormal};
-use sr_compiler::plan::Plan;
+use sr_compiler::plan::{PValue, Plan};
+use std::collections::BTreeMap;
 
 use crate::error::{Result, RuntimeError};
 use crate::flow::Flow;
@@ -96,13 +97,23 @@ struct ScheduledParams {
 impl SamplerSettings {
     /// Reads sampler `sampler.NAME` and its schedule from the plan.
     pub fn from_plan(plan: &Plan, name: &str) -> Result<Self> {
-        let id = format!("sampler.{name}");
-        let n = node(plan, &id)?;
+        let n = node(plan, &format!("sampler.{name}"))?;
         let sched = referenced(plan, n, "schedule")?;
-        let p: ScheduledParams = config(&n.component, &n.params)?;
+        let schedule = ScheduleConfig::from_params(&sched.component, &sched.params)?;
+        Self::from_params(name, &n.component, &n.params, schedule)
+    }
+
+    /// Sampler `name` (component `component`) from its plan parameters and its schedule.
+    pub fn from_params(
+        name: &str,
+        component: &str,
+        params: &BTreeMap<String, PValue>,
+        schedule: ScheduleConfig,
+    ) -> Result<Self> {
+        let p: ScheduledParams = config(component, params)?;
         Ok(SamplerSettings {
             name: name.to_string(),
-            schedule: ScheduleConfig::from_params(&sched.component, &sched.params)?,
+            schedule,
             alpha: p.alpha,
             temperature: p.temperature,
             cfg: p.cfg,

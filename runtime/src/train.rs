@@ -19,74 +19,23 @@ use candle_core::{DType, Tensor, Var, D};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
+use serde::Deserialize;
 use sr_compiler::catalogue::Kind;
-use sr_compiler::plan::{PValue, Plan};
+use sr_compiler::plan::Plan;
 
 use crate::checkpoint::{self, Checkpoint, PlanKeys};
 use crate::data::{build_dataset, make_batch, Batch, Batcher};
 use crate::distributed::{self, World};
 use crate::error::{Result, RuntimeError};
 use crate::hooks::{Hooks, Progress, Stage};
-use crate::model::{node, Model};
-use crate::optim::{build_optimizer, clip_grad_norm, named_vars, Ema, LrDecay, LrSchedule, Optimizer};
+use crate::model::{node, Model, TrainSettings};
+use crate::optim::{build_optimizer, clip_grad_norm, named_vars, Ema, LrSchedule, Optimizer};
 use crate::param::{solve, Parameterization};
 use crate::progress::{ProgressBar, ProgressMode};
+use crate::pvalue::config;
 use crate::registry::Registry;
 use crate::tensorboard::EventWriter;
 use crate::time::RowDraw;
-
-/// The non-component keys of the `train` block, with the catalogue defaults already filled in.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TrainSettings {
-    pub steps: u64,
-    pub batch: usize,
-    pub warmup: u64,
-    /// EMA decay; 0 = off.
-    pub ema: f64,
-    /// Global gradient-norm bound; 0 = off.
-    pub clip: f64,
-    pub accumulate: usize,
-    pub checkpoint_every: u64,
-    /// Newest checkpoints kept on disk; 0 = all.
-    pub keep_checkpoints: usize,
-    pub log_every: u64,
-}
-
-impl TrainSettings {
-    /// Reads the settings from `plan.train`.
-    pub fn from_plan(plan: &Plan) -> Result<Self> {
-        let int = |k: &str, d: i64| -> Result<u64> {
-            match plan.train.get(k) {
-                None => Ok(d as u64),
-                Some(PValue::Int(i)) if *i >= 0 => Ok(*i as u64),
-                Some(_) => Err(RuntimeError::param("train", k, "must be a non-negative integer")),
-            }
-        };
-        let float = |k: &str, d: f64| -> Result<f64> {
-            match plan.train.get(k) {
-                None => Ok(d),
-                Some(PValue::Float(f)) => Ok(*f),
-                Some(PValue::Int(i)) => Ok(*i as f64),
-                Some(_) => Err(RuntimeError::param("train", k, "must be a number")),
-            }
-        };
-        let s = TrainSettings {
-            steps: int("steps", 1000)?,
-            batch: int("batch", 64)? as usize,
-            warmup: int("warmup", 0)?,
-            ema: float("ema", 0.999)?,
-            clip: float("clip", 1.0)?,
-            accumulate: int("accumulate", 1)?.max(1) as usize,
-            checkpoint_every: int("checkpoint_every", 500)?,
-            keep_checkpoints: int("keep_checkpoints", 0)? as usize,
-            log_every: int("log_every", 50)?.max(1),
-        };
-        if s.batch == 0 {
-            return Err(RuntimeError::param("train", "batch", "must be at least 1"));
-        }
-        Ok(s)
-    }
-}
 
 /// One loss term of the mixture `loss = mse + 0.01 * nll`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -96,20 +45,22 @@ pub enum LossTerm {
     Vlb,
 }
 
+/// The plan parameters of a loss node: its weight in the mixture.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Weighted {
+    weight: f64,
+}
+
 /// The weighted loss terms of a plan (`loss.mse`, `loss.nll`, ...).
 pub fn loss_terms(plan: &Plan) -> Result<Vec<(f64, LossTerm)>> {
     let mut terms = Vec::new();
     for n in plan.nodes_of(Kind::Loss) {
-        let weight = match n.params.get("weight") {
-            Some(PValue::Float(w)) => *w,
-            Some(PValue::Int(w)) => *w as f64,
-            _ => 1.0,
-        };
-        let term = Registry::get().build_loss(&n.component, &n.params)?;
-        terms.push((weight, term));
+        let weight = config::<Weighted>(&n.component, &n.params)?.weight;
+        terms.push((weight, Registry::get().build_loss(&n.component, &n.params)?));
     }
     if terms.is_empty() {
-        terms.push((1.0, LossTerm::Mse));
+        return Err(RuntimeError::Config("the plan has no loss term".into()));
     }
     Ok(terms)
 }
@@ -362,16 +313,15 @@ pub struct Trainer {
 impl Trainer {
     /// The optimizer, schedule and EMA of `plan`'s `train` block over the variables of `model`.
     pub fn from_plan(plan: &Plan, model: &Model) -> Result<Trainer> {
-        let settings = TrainSettings::from_plan(plan)?;
+        let settings = TrainSettings::from_plan(plan)?
+            .ok_or_else(|| RuntimeError::Config("the plan has no `train` block".into()))?;
         let terms = loss_terms(plan)?;
         let named = named_vars(&model.varmap);
         let opt_node = node(plan, "train.optimizer")?;
         let optimizer = build_optimizer(&opt_node.component, &opt_node.params, named.clone())?;
         let base_lr = optimizer.learning_rate();
-        let decay = match plan.node("train.lr_schedule") {
-            Some(n) => Registry::get().build_lr_decay(&n.component, &n.params)?,
-            None => LrDecay::Constant,
-        };
+        let lr_node = node(plan, "train.lr_schedule")?;
+        let decay = Registry::get().build_lr_decay(&lr_node.component, &lr_node.params)?;
         let schedule = LrSchedule { base: base_lr, warmup: settings.warmup, total: settings.steps, decay };
         let ema = if settings.ema > 0.0 { Some(Ema::new(&named, settings.ema)?) } else { None };
         let vars = named.into_iter().map(|(_, v)| v).collect();

@@ -46,7 +46,7 @@ struct Config {
     points: usize,
     noise: f64,
     count: u64,
-    split: String,
+    split: Split,
     seed: u64,
 }
 
@@ -60,12 +60,7 @@ pub struct SpiralDataset {
 /// Builds `spiral` from its plan parameters; `seed` is the experiment seed.
 pub fn build(p: &Params<'_>, seed: u64) -> Result<Box<dyn Dataset>> {
     let c: Config = p.config()?;
-    let stream = Stream {
-        name: p.component().to_string(),
-        seed: seed.wrapping_add(c.seed),
-        split: Split::parse(p.component(), &c.split)?,
-        count: c.count,
-    };
+    let stream = Stream::new(p.component(), seed, c.split, c.count, c.seed);
     Ok(Box::new(SpiralDataset { stream, points: c.points, noise: c.noise }))
 }
 

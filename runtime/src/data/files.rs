@@ -3,6 +3,7 @@
 use super::npy::{read_npy, read_npz};
 use super::{Dataset, Label, Params, Sample, Split};
 use crate::error::{Result, RuntimeError};
+use serde::Deserialize;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -164,12 +165,19 @@ pub struct MnistDataset {
     data: MnistData,
 }
 
+/// Plan parameters of `mnist` and `cifar10`: the directory of the files and the split.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoadedConfig {
+    path: PathBuf,
+    split: Split,
+}
+
 impl MnistDataset {
-    /// Reads `path` (directory) and `split`.
+    /// `mnist` from its plan parameters.
     pub fn from_params(p: &Params) -> Result<Self> {
-        let dir = p.req_str("path")?;
-        let split = Split::parse(p.component(), &p.str("split", "train")?)?;
-        Ok(MnistDataset { data: load_mnist(Path::new(&dir), split)? })
+        let c: LoadedConfig = p.config()?;
+        Ok(MnistDataset { data: load_mnist(&c.path, c.split)? })
     }
 }
 
@@ -205,10 +213,9 @@ pub struct CifarDataset {
 }
 
 impl CifarDataset {
-    /// Reads `path` (directory) and `split`.
+    /// `cifar10` from its plan parameters.
     pub fn from_params(p: &Params) -> Result<Self> {
-        let dir = PathBuf::from(p.req_str("path")?);
-        let split = Split::parse(p.component(), &p.str("split", "train")?)?;
+        let LoadedConfig { path: dir, split } = p.config()?;
         let files: Vec<PathBuf> = match split {
             Split::Train => {
                 let present: Vec<PathBuf> = (1..=5)
@@ -348,11 +355,18 @@ pub struct ImageFolderDataset {
     size: usize,
 }
 
+/// Plan parameters of `image_folder`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImageFolderConfig {
+    path: PathBuf,
+    size: usize,
+}
+
 impl ImageFolderDataset {
-    /// Reads `path` (directory) and `size` (default 32).
+    /// `image_folder` from its plan parameters.
     pub fn from_params(p: &Params) -> Result<Self> {
-        let dir = PathBuf::from(p.req_str("path")?);
-        let size = p.usize_in("size", 32, 1, 4096)?;
+        let ImageFolderConfig { path: dir, size } = p.config()?;
         let mut files = Vec::new();
         collect_images(&dir, &mut files, &mut Default::default())?;
         if files.is_empty() {
@@ -473,12 +487,24 @@ fn read_safetensors(path: &Path, key: Option<&str>) -> Result<(Vec<usize>, Vec<f
     Ok((view.shape().to_vec(), data))
 }
 
+/// Plan parameters of `points`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PointsConfig {
+    path: PathBuf,
+    key: String,
+    /// `points` and `dim` give the plan's raw shape, which the model checks the loaded file against.
+    #[allow(dead_code)]
+    points: usize,
+    #[allow(dead_code)]
+    dim: usize,
+}
+
 impl PointsDataset {
-    /// Reads `path` and `key`.
+    /// `points` from its plan parameters.
     pub fn from_params(p: &Params) -> Result<Self> {
-        let path = PathBuf::from(p.req_str("path")?);
-        let key = p.opt_str("key")?;
-        Self::load(&path, key.as_deref())
+        let c: PointsConfig = p.config()?;
+        Self::load(&c.path, Some(&c.key))
     }
 
     /// Loads a `.npy`, `.npz` or `.safetensors` file.

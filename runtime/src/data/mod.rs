@@ -9,7 +9,6 @@ mod files;
 mod fuzz;
 pub mod glyphs;
 mod npy;
-mod params;
 mod sudoku;
 mod synthetic;
 #[cfg(test)]
@@ -23,35 +22,23 @@ use rand::SeedableRng;
 use sr_compiler::plan::PValue;
 use std::collections::BTreeMap;
 
+pub use crate::pvalue::Params;
 pub use files::{read_idx, CifarDataset, ImageFolderDataset, MnistDataset, PointsDataset};
 pub use npy::{read_npy, read_npz, NpyArray};
-pub use params::Params;
 pub use sudoku::{is_valid_grid, solved_grid, SudokuDataset, SudokuImageDataset, SudokuSource};
 pub use synthetic::{
     hsv_to_rgb, rgb_to_hsv, shape_outline, CountingDataset, EvenPixelsDataset, MovingShapesDataset, ShapeKind,
 };
 
-/// Which part of a dataset a stream draws from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Which part of a dataset a stream draws from (`split = "train" | "test"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Split {
     Train,
     Test,
 }
 
 impl Split {
-    /// Parses `"train"` or `"test"`.
-    pub fn parse(component: &str, s: &str) -> Result<Split> {
-        match s {
-            "train" => Ok(Split::Train),
-            "test" => Ok(Split::Test),
-            other => Err(RuntimeError::param(
-                component,
-                "split",
-                format!("expected \"train\" or \"test\", got {other:?}"),
-            )),
-        }
-    }
-
     fn code(self) -> u64 {
         match self {
             Split::Train => 0x7472_6169_6e00_0001,
@@ -116,13 +103,10 @@ pub struct Stream {
 }
 
 impl Stream {
-    /// Reads `split`, `count` and `seed` (an offset added to the experiment seed) from `params`.
-    pub fn from_params(p: &Params, seed: u64) -> Result<Stream> {
-        let split = Split::parse(p.component(), &p.str("split", "train")?)?;
-        let count = p.int("count", 0)?;
-        let count = u64::try_from(count).map_err(|_| p.err("count", "must be >= 0"))?;
-        let offset = p.int("seed", 0)?;
-        Ok(Stream { name: p.component().to_string(), seed: seed.wrapping_add(offset as u64), split, count })
+    /// The stream of dataset `name`: `count` samples (0 = endless) of `split`, seeded with the experiment
+    /// seed plus the dataset's `seed` offset.
+    pub fn new(name: &str, seed: u64, split: Split, count: u64, offset: u64) -> Stream {
+        Stream { name: name.to_string(), seed: seed.wrapping_add(offset), split, count }
     }
 
     /// Number of samples, `None` when endless.

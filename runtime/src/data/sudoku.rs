@@ -8,7 +8,8 @@ use crate::error::{Result, RuntimeError};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use std::path::Path;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
 
 /// A random solved grid (row-major digits 1..9): the base pattern with relabelled digits, permuted
 /// bands, stacks, rows within bands and columns within stacks, and a random transposition.
@@ -53,14 +54,39 @@ pub struct SudokuSource {
     pub givens: (usize, usize),
 }
 
+/// The plan's half-open range `lo..hi` of given cells.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Givens {
+    lo: usize,
+    hi: usize,
+}
+
+/// Plan parameters of `sudoku`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SudokuConfig {
+    split: Split,
+    givens: Givens,
+    count: u64,
+    seed: u64,
+}
+
+/// Plan parameters of `sudoku_image`: those of `sudoku`, the MNIST directory of the glyphs and the jitter.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SudokuImageConfig {
+    split: Split,
+    givens: Givens,
+    count: u64,
+    seed: u64,
+    mnist: Option<PathBuf>,
+    jitter: i64,
+}
+
 impl SudokuSource {
-    fn from_params(p: &Params, seed: u64) -> Result<SudokuSource> {
-        let stream = Stream::from_params(p, seed)?;
-        let (lo, hi) = p.range("givens", (0, 81))?;
-        if lo < 0 || hi > 82 {
-            return Err(p.err("givens", format!("{lo}..{hi} must lie within 0..=81")));
-        }
-        Ok(SudokuSource { stream, givens: (lo as usize, hi as usize) })
+    fn new(stream: Stream, givens: Givens) -> SudokuSource {
+        SudokuSource { stream, givens: (givens.lo, givens.hi) }
     }
 
     /// The solved grid, the given cells and the generator (for further drawing) of sample `index`.
@@ -85,9 +111,11 @@ pub struct SudokuDataset {
 }
 
 impl SudokuDataset {
-    /// Reads `split`, `givens`, `count`, `seed`.
+    /// `sudoku` from its plan parameters; `seed` is the experiment seed.
     pub fn from_params(p: &Params, seed: u64) -> Result<Self> {
-        Ok(SudokuDataset { source: SudokuSource::from_params(p, seed)? })
+        let c: SudokuConfig = p.config()?;
+        let stream = Stream::new(p.component(), seed, c.split, c.count, c.seed);
+        Ok(SudokuDataset { source: SudokuSource::new(stream, c.givens) })
     }
 
     /// The underlying puzzle stream.
@@ -140,21 +168,19 @@ pub struct SudokuImageDataset {
 const BANK_VARIANTS: usize = 32;
 
 impl SudokuImageDataset {
-    /// Reads the `sudoku` parameters plus `mnist` (IDX directory) and `jitter` (pixels, default 2).
+    /// `sudoku_image` from its plan parameters; `seed` is the experiment seed.
     pub fn from_params(p: &Params, seed: u64) -> Result<Self> {
-        let source = SudokuSource::from_params(p, seed)?;
-        let jitter = p.int("jitter", 2)?;
-        if !(0..=8).contains(&jitter) {
-            return Err(p.err("jitter", format!("{jitter} is outside 0..=8")));
-        }
-        let glyphs = match p.opt_str("mnist")? {
+        let c: SudokuImageConfig = p.config()?;
+        let stream = Stream::new(p.component(), seed, c.split, c.count, c.seed);
+        let source = SudokuSource::new(stream, c.givens);
+        let glyphs = match c.mnist {
             None => {
                 let mut rng = StdRng::seed_from_u64(mix64(source.stream.seed ^ 0x6779_7068));
                 Glyphs::Builtin(GlyphBank::random(BANK_VARIANTS, &mut rng))
             }
-            Some(dir) => Self::mnist_glyphs(Path::new(&dir), source.stream.split)?,
+            Some(dir) => Self::mnist_glyphs(&dir, source.stream.split)?,
         };
-        Ok(SudokuImageDataset { source, glyphs, jitter })
+        Ok(SudokuImageDataset { source, glyphs, jitter: c.jitter })
     }
 
     fn mnist_glyphs(dir: &Path, split: Split) -> Result<Glyphs> {
@@ -248,8 +274,9 @@ mod tests {
     use sr_compiler::plan::PValue;
     use std::collections::BTreeMap;
 
-    fn params(kv: &[(&str, PValue)]) -> BTreeMap<String, PValue> {
-        kv.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    /// The plan parameters of dataset `name`: the catalogue defaults with `kv` on top.
+    fn params(name: &str, kv: &[(&str, PValue)]) -> BTreeMap<String, PValue> {
+        crate::pvalue::plan_params(sr_compiler::catalogue::Kind::Dataset, name, kv)
     }
 
     #[test]
@@ -266,11 +293,12 @@ mod tests {
 
     #[test]
     fn deterministic_per_seed_split_index() {
-        let p = params(&[("givens", PValue::Range { lo: 20, hi: 30 })]);
+        let p = params("sudoku", &[("givens", PValue::Range { lo: 20, hi: 30 })]);
         let a = build_dataset("sudoku", &p, 3).unwrap();
         let b = build_dataset("sudoku", &p, 3).unwrap();
         let c = build_dataset("sudoku", &p, 4).unwrap();
-        let test = build_dataset("sudoku", &params(&[("split", PValue::Str("test".into()))]), 3).unwrap();
+        let test =
+            build_dataset("sudoku", &params("sudoku", &[("split", PValue::Str("test".into()))]), 3).unwrap();
         assert_eq!(a.get(17).unwrap(), b.get(17).unwrap());
         assert_ne!(a.get(17).unwrap().data, a.get(18).unwrap().data);
         assert_ne!(a.get(17).unwrap().data, c.get(17).unwrap().data);
@@ -286,22 +314,25 @@ mod tests {
 
     #[test]
     fn finite_count_and_errors() {
-        let p = params(&[("count", PValue::Int(5))]);
+        let p = params("sudoku", &[("count", PValue::Int(5))]);
         let d = build_dataset("sudoku", &p, 0).unwrap();
         assert_eq!(d.len(), Some(5));
         assert!(d.get(4).is_ok());
         assert!(matches!(d.get(5), Err(RuntimeError::IndexOutOfRange { .. })));
-        let bad = params(&[("givens", PValue::Range { lo: 0, hi: 90 })]);
-        assert!(build_dataset("sudoku", &bad, 0).is_err());
-        let bad = params(&[("split", PValue::Str("val".into()))]);
-        assert!(build_dataset("sudoku", &bad, 0).is_err());
+        let bad = params("sudoku", &[("split", PValue::Str("val".into()))]);
+        assert!(matches!(build_dataset("sudoku", &bad, 0), Err(RuntimeError::PlanParams { .. })));
     }
 
     #[test]
     fn image_cells_match_digits() {
-        let p = params(&[("givens", PValue::Range { lo: 30, hi: 31 }), ("jitter", PValue::Int(0))]);
-        let img = build_dataset("sudoku_image", &p, 9).unwrap();
-        let sym = build_dataset("sudoku", &p, 9).unwrap();
+        let givens = ("givens", PValue::Range { lo: 30, hi: 31 });
+        let img = build_dataset(
+            "sudoku_image",
+            &params("sudoku_image", &[givens.clone(), ("jitter", PValue::Int(0))]),
+            9,
+        )
+        .unwrap();
+        let sym = build_dataset("sudoku", &params("sudoku", &[givens]), 9).unwrap();
         assert_eq!(img.raw_shape(), vec![1, 252, 252]);
         let (si, ss) = (img.get(2).unwrap(), sym.get(2).unwrap());
         let mask = si.mask.as_ref().unwrap();
@@ -328,7 +359,7 @@ mod tests {
 
     #[test]
     fn batch_of_64_is_fast() {
-        let d = build_dataset("sudoku", &BTreeMap::new(), 0).unwrap();
+        let d = build_dataset("sudoku", &params("sudoku", &[]), 0).unwrap();
         let idx: Vec<u64> = (0..64).collect();
         let t = std::time::Instant::now();
         let b = make_batch(d.as_ref(), &idx, &candle_core::Device::Cpu).unwrap();

@@ -1,9 +1,10 @@
 //! Procedural image datasets: even pixels, counting polygons / stars, moving shapes.
 
-use super::{Dataset, Label, Params, Sample, Stream};
+use super::{Dataset, Label, Params, Sample, Split, Stream};
 use crate::error::Result;
 use rand::seq::SliceRandom;
 use rand::Rng;
+use serde::Deserialize;
 use std::f32::consts::PI;
 
 /// HSV (all in [0, 1], hue wrapping) to RGB in [0, 1].
@@ -51,19 +52,24 @@ pub struct EvenPixelsDataset {
     value: f32,
 }
 
+/// Plan parameters of `even_pixels`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EvenPixelsConfig {
+    size: usize,
+    saturation: f32,
+    value: f32,
+    count: u64,
+    split: Split,
+    seed: u64,
+}
+
 impl EvenPixelsDataset {
-    /// Reads `size` (32), `saturation` (1.0), `value` (0.7), `split`, `count`, `seed`.
+    /// `even_pixels` from its plan parameters; `seed` is the experiment seed.
     pub fn from_params(p: &Params, seed: u64) -> Result<Self> {
-        let stream = Stream::from_params(p, seed)?;
-        let size = p.usize_in("size", 32, 1, 1024)?;
-        let saturation = p.float("saturation", 1.0)?;
-        let value = p.float("value", 0.7)?;
-        for (name, v) in [("saturation", saturation), ("value", value)] {
-            if !(0.0..=1.0).contains(&v) {
-                return Err(p.err(name, format!("{v} is outside 0..1")));
-            }
-        }
-        Ok(EvenPixelsDataset { stream, size, saturation: saturation as f32, value: value as f32 })
+        let c: EvenPixelsConfig = p.config()?;
+        let stream = Stream::new(p.component(), seed, c.split, c.count, c.seed);
+        Ok(EvenPixelsDataset { stream, size: c.size, saturation: c.saturation, value: c.value })
     }
 }
 
@@ -158,22 +164,30 @@ pub struct CountingDataset {
 /// Minimum gap between the outlines of two shapes, in pixels.
 const SHAPE_GAP: f32 = 3.0;
 
+/// Plan parameters of `counting_polygons` and `counting_stars` (count and vertex bounds inclusive).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CountingConfig {
+    size: usize,
+    min_count: usize,
+    max_count: usize,
+    min_vertices: usize,
+    max_vertices: usize,
+    count: u64,
+    split: Split,
+    seed: u64,
+}
+
 impl CountingDataset {
-    /// Reads `size` (64), `min_count` (1), `max_count` (9), `min_vertices` (3), `max_vertices` (7), all
-    /// inclusive, plus `split`, `count`, `seed`.
+    /// A counting dataset of `kind` from its plan parameters; `seed` is the experiment seed.
     pub fn from_params(p: &Params, seed: u64, kind: ShapeKind) -> Result<Self> {
-        let stream = Stream::from_params(p, seed)?;
-        let size = p.usize_in("size", 64, 16, 1024)?;
-        let min_count = p.usize_in("min_count", 1, 1, 64)?;
-        let max_count = p.usize_in("max_count", 9, min_count as i64, 64)?;
-        let min_vertices = p.usize_in("min_vertices", 3, 3, 16)?;
-        let max_vertices = p.usize_in("max_vertices", 7, min_vertices as i64, 16)?;
+        let c: CountingConfig = p.config()?;
         Ok(CountingDataset {
-            stream,
+            stream: Stream::new(p.component(), seed, c.split, c.count, c.seed),
             kind,
-            size,
-            counts: (min_count, max_count),
-            vertices: (min_vertices, max_vertices),
+            size: c.size,
+            counts: (c.min_count, c.max_count),
+            vertices: (c.min_vertices, c.max_vertices),
         })
     }
 
@@ -283,14 +297,27 @@ pub struct MovingShapesDataset {
     shapes: usize,
 }
 
+/// Plan parameters of `moving_shapes`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MovingShapesConfig {
+    frames: usize,
+    size: usize,
+    shapes: usize,
+    count: u64,
+    split: Split,
+    seed: u64,
+}
+
 impl MovingShapesDataset {
-    /// Reads `frames` (8), `size` (32), `shapes` (2), `split`, `count`, `seed`.
+    /// `moving_shapes` from its plan parameters; `seed` is the experiment seed.
     pub fn from_params(p: &Params, seed: u64) -> Result<Self> {
+        let c: MovingShapesConfig = p.config()?;
         Ok(MovingShapesDataset {
-            stream: Stream::from_params(p, seed)?,
-            frames: p.usize_in("frames", 8, 1, 1024)?,
-            size: p.usize_in("size", 32, 8, 1024)?,
-            shapes: p.usize_in("shapes", 2, 1, 32)?,
+            stream: Stream::new(p.component(), seed, c.split, c.count, c.seed),
+            frames: c.frames,
+            size: c.size,
+            shapes: c.shapes,
         })
     }
 }

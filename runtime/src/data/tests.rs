@@ -5,8 +5,18 @@ use super::*;
 use crate::error::RuntimeError;
 use std::path::Path;
 
-fn params(kv: &[(&str, PValue)]) -> BTreeMap<String, PValue> {
-    kv.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+/// The plan parameters of dataset `name`: the catalogue defaults with `kv` on top.
+fn params(name: &str, kv: &[(&str, PValue)]) -> BTreeMap<String, PValue> {
+    crate::pvalue::plan_params(sr_compiler::catalogue::Kind::Dataset, name, kv)
+}
+
+/// The plan parameters of `points` reading `file`, with `kv` on top. The model checks the file's shape
+/// against `points` and `dim`, the dataset does not.
+fn points_params(file: &Path, kv: &[(&str, PValue)]) -> BTreeMap<String, PValue> {
+    let mut p =
+        params("points", &[("path", path_param(file)), ("points", PValue::Int(1)), ("dim", PValue::Int(1))]);
+    p.extend(kv.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    p
 }
 
 fn path_param(p: &Path) -> PValue {
@@ -43,7 +53,7 @@ fn mnist_round_trip_and_errors() {
     let dir = temp_dir("mnist");
     write_mnist(&dir, "train", 12);
     write_mnist(&dir, "t10k", 3);
-    let p = params(&[("path", path_param(&dir))]);
+    let p = params("mnist", &[("path", path_param(&dir))]);
     let d = build_dataset("mnist", &p, 0).unwrap();
     assert_eq!(d.raw_shape(), vec![1, 28, 28]);
     assert_eq!(d.len(), Some(12));
@@ -53,7 +63,7 @@ fn mnist_round_trip_and_errors() {
     assert!((s.data[0] - (first / 127.5 - 1.0)).abs() < 1e-6);
     let t = build_dataset(
         "mnist",
-        &params(&[("path", path_param(&dir)), ("split", PValue::Str("test".into()))]),
+        &params("mnist", &[("path", path_param(&dir)), ("split", PValue::Str("test".into()))]),
         0,
     )
     .unwrap();
@@ -84,7 +94,7 @@ fn mnist_round_trip_and_errors() {
 fn sudoku_image_from_mnist() {
     let dir = temp_dir("sudoku-mnist");
     write_mnist(&dir, "train", 20);
-    let p = params(&[("mnist", path_param(&dir))]);
+    let p = params("sudoku_image", &[("mnist", path_param(&dir))]);
     let d = build_dataset("sudoku_image", &p, 0).unwrap();
     let s = d.get(0).unwrap();
     assert_eq!(s.data.len(), 252 * 252);
@@ -109,7 +119,7 @@ fn cifar_round_trip_and_errors() {
     std::fs::write(dir.join("data_batch_1.bin"), &batch1).unwrap();
     std::fs::write(dir.join("data_batch_2.bin"), record(5, 51)).unwrap();
     std::fs::write(dir.join("test_batch.bin"), record(1, 10)).unwrap();
-    let p = params(&[("path", path_param(&dir))]);
+    let p = params("cifar10", &[("path", path_param(&dir))]);
     let d = build_dataset("cifar10", &p, 0).unwrap();
     assert_eq!(d.len(), Some(3));
     assert_eq!(d.raw_shape(), vec![3, 32, 32]);
@@ -125,7 +135,7 @@ fn cifar_round_trip_and_errors() {
     std::fs::write(dir.join("data_batch_2.bin"), record(12, 0)).unwrap();
     assert!(data_file_error(build_dataset("cifar10", &p, 0)).1.contains("bad label 12"));
     std::fs::remove_file(dir.join("test_batch.bin")).unwrap();
-    let test = params(&[("path", path_param(&dir)), ("split", PValue::Str("test".into()))]);
+    let test = params("cifar10", &[("path", path_param(&dir)), ("split", PValue::Str("test".into()))]);
     assert!(matches!(build_dataset("cifar10", &test, 0), Err(RuntimeError::Io { .. })));
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -139,7 +149,7 @@ fn image_folder_round_trip_and_errors() {
     let blue = image::RgbImage::from_pixel(16, 16, image::Rgb([0, 0, 255]));
     blue.save(dir.join("sub").join("b.jpg")).unwrap();
     std::fs::write(dir.join("notes.txt"), "not an image").unwrap();
-    let p = params(&[("path", path_param(&dir)), ("size", PValue::Int(8))]);
+    let p = params("image_folder", &[("path", path_param(&dir)), ("size", PValue::Int(8))]);
     let d = build_dataset("image_folder", &p, 0).unwrap();
     assert_eq!(d.len(), Some(2));
     assert_eq!(d.raw_shape(), vec![3, 8, 8]);
@@ -155,8 +165,11 @@ fn image_folder_round_trip_and_errors() {
         other => panic!("expected an image error, got {other:?}"),
     }
     let empty = temp_dir("folder-empty");
-    let (_, what) =
-        data_file_error(build_dataset("image_folder", &params(&[("path", path_param(&empty))]), 0));
+    let (_, what) = data_file_error(build_dataset(
+        "image_folder",
+        &params("image_folder", &[("path", path_param(&empty))]),
+        0,
+    ));
     assert!(what.contains("no PNG"), "{what}");
     std::fs::remove_dir_all(&dir).ok();
     std::fs::remove_dir_all(&empty).ok();
@@ -193,7 +206,7 @@ fn npy_points_round_trip_and_errors() {
     let f64_body: Vec<u8> = values.iter().flat_map(|&v| (v as f64).to_le_bytes()).collect();
     let file = dir.join("p.npy");
     std::fs::write(&file, npy_bytes(1, "<f4", &[2, 4, 3], &f32_body)).unwrap();
-    let p = params(&[("path", path_param(&file))]);
+    let p = points_params(&file, &[]);
     let d = build_dataset("points", &p, 0).unwrap();
     assert_eq!((d.len(), d.raw_shape()), (Some(2), vec![4, 3]));
     assert_eq!(d.get(1).unwrap().data, values[12..]);
@@ -268,7 +281,7 @@ fn numpy_dtypes_and_npz_archives() {
     let points = npy_bytes(1, "<i8", &[2, 3], &i64_body);
     std::fs::write(&npz, npz_bytes(&[("points", points.clone())], false)).unwrap();
     assert_eq!(read_npz(&npz, None).unwrap().data, values);
-    let p = params(&[("path", path_param(&npz)), ("key", PValue::Str("points".into()))]);
+    let p = points_params(&npz, &[]);
     let d = build_dataset("points", &p, 0).unwrap();
     assert_eq!((d.len(), d.raw_shape()), (Some(1), vec![2, 3]));
     let two = npz_bytes(&[("points", points.clone()), ("labels", f16_npy)], false);
@@ -318,14 +331,15 @@ fn safetensors_points_round_trip_and_errors() {
     ];
     let file = dir.join("p.safetensors");
     std::fs::write(&file, safetensors::tensor::serialize(tensors, None).unwrap()).unwrap();
-    let with_key = |k: &str| params(&[("path", path_param(&file)), ("key", PValue::Str(k.into()))]);
+    let with_key = |k: &str| points_params(&file, &[("key", PValue::Str(k.into()))]);
     let d = build_dataset("points", &with_key("pts"), 0).unwrap();
     assert_eq!((d.len(), d.raw_shape()), (Some(3), vec![2, 2]));
     assert_eq!(d.get(2).unwrap().data, values[8..]);
     assert!(data_file_error(build_dataset("points", &with_key("nope"), 0)).1.contains("no tensor `nope`"));
     assert!(data_file_error(build_dataset("points", &with_key("ids"), 0)).1.contains("wrong dtype"));
-    let no_key = params(&[("path", path_param(&file))]);
-    assert!(data_file_error(build_dataset("points", &no_key, 0)).1.contains("set `key`"));
+    assert!(data_file_error(PointsDataset::load(&file, None).map(|d| Box::new(d) as Box<dyn Dataset>))
+        .1
+        .contains("set `key`"));
     std::fs::write(&file, b"\x08\x00\x00\x00\x00\x00\x00\x00{garbage").unwrap();
     assert!(data_file_error(build_dataset("points", &with_key("pts"), 0))
         .1
@@ -335,7 +349,7 @@ fn safetensors_points_round_trip_and_errors() {
 
 #[test]
 fn even_pixels_exactly_half_each_hue() {
-    let d = build_dataset("even_pixels", &BTreeMap::new(), 5).unwrap();
+    let d = build_dataset("even_pixels", &params("even_pixels", &[]), 5).unwrap();
     assert_eq!(d.raw_shape(), vec![3, 32, 32]);
     for i in 0..10 {
         let s = d.get(i).unwrap();
@@ -360,7 +374,7 @@ fn even_pixels_exactly_half_each_hue() {
 #[test]
 fn counting_labels_within_ranges() {
     for name in ["counting_polygons", "counting_stars"] {
-        let p = params(&[("min_count", PValue::Int(2)), ("max_count", PValue::Int(5))]);
+        let p = params(name, &[("min_count", PValue::Int(2)), ("max_count", PValue::Int(5))]);
         let d = build_dataset(name, &p, 1).unwrap();
         assert_eq!(d.raw_shape(), vec![3, 64, 64]);
         for i in 0..20 {
@@ -375,20 +389,20 @@ fn counting_labels_within_ranges() {
         }
     }
     // Crowded small images place as many shapes as fit and label the number drawn.
-    let crowded =
-        params(&[("size", PValue::Int(16)), ("min_count", PValue::Int(64)), ("max_count", PValue::Int(64))]);
+    let crowded = params(
+        "counting_stars",
+        &[("size", PValue::Int(16)), ("min_count", PValue::Int(64)), ("max_count", PValue::Int(64))],
+    );
     let d = build_dataset("counting_stars", &crowded, 0).unwrap();
     match d.get(0).unwrap().label {
         Some(Label::Counting { count, .. }) => assert!((1..64).contains(&count), "{count}"),
         other => panic!("{other:?}"),
     }
-    let bad = params(&[("min_count", PValue::Int(5)), ("max_count", PValue::Int(2))]);
-    assert!(matches!(build_dataset("counting_polygons", &bad, 0), Err(RuntimeError::Param { .. })));
 }
 
 #[test]
 fn moving_shapes_move_and_stay_inside() {
-    let d = build_dataset("moving_shapes", &BTreeMap::new(), 2).unwrap();
+    let d = build_dataset("moving_shapes", &params("moving_shapes", &[]), 2).unwrap();
     assert_eq!(d.raw_shape(), vec![8, 1, 32, 32]);
     for i in 0..10 {
         let s = d.get(i).unwrap();
@@ -406,7 +420,7 @@ fn moving_shapes_move_and_stay_inside() {
 #[test]
 fn batcher_shapes_determinism_and_epochs() {
     let dev = candle_core::Device::Cpu;
-    let d = build_dataset("sudoku", &params(&[("count", PValue::Int(10))]), 0).unwrap();
+    let d = build_dataset("sudoku", &params("sudoku", &[("count", PValue::Int(10))]), 0).unwrap();
     let batcher = Batcher::new(d, 42);
     let mut seen: Vec<u64> = (0..5).flat_map(|s| batcher.indices(s, 2)).collect();
     seen.sort();
@@ -418,7 +432,7 @@ fn batcher_shapes_determinism_and_epochs() {
     let (x, y) = (b.data.flatten_all().unwrap().to_vec1::<f32>().unwrap(), again.data.flatten_all().unwrap());
     assert_eq!(x, y.to_vec1::<f32>().unwrap());
 
-    let endless = Batcher::new(build_dataset("even_pixels", &BTreeMap::new(), 0).unwrap(), 0);
+    let endless = Batcher::new(build_dataset("even_pixels", &params("even_pixels", &[]), 0).unwrap(), 0);
     assert_eq!(endless.indices(2, 3), vec![6, 7, 8]);
     let t = std::time::Instant::now();
     let b = endless.batch(0, 64, &dev).unwrap();
@@ -427,7 +441,7 @@ fn batcher_shapes_determinism_and_epochs() {
     assert!(b.mask.is_none());
     assert!(el.as_millis() < 100, "{el:?}");
     for name in ["counting_polygons", "moving_shapes", "sudoku_image"] {
-        let d = build_dataset(name, &BTreeMap::new(), 0).unwrap();
+        let d = build_dataset(name, &params(name, &[]), 0).unwrap();
         let t = std::time::Instant::now();
         make_batch(d.as_ref(), &(0..64).collect::<Vec<_>>(), &dev).unwrap();
         let el = t.elapsed();
@@ -439,7 +453,7 @@ fn batcher_shapes_determinism_and_epochs() {
 #[test]
 fn unknown_dataset_and_bad_params() {
     assert!(matches!(build_dataset("nope", &BTreeMap::new(), 0), Err(RuntimeError::UnknownComponent { .. })));
-    let bad = params(&[("size", PValue::Str("big".into()))]);
-    assert!(matches!(build_dataset("even_pixels", &bad, 0), Err(RuntimeError::Param { .. })));
-    assert!(matches!(build_dataset("mnist", &BTreeMap::new(), 0), Err(RuntimeError::Param { .. })));
+    let bad = params("even_pixels", &[("size", PValue::Str("big".into()))]);
+    assert!(matches!(build_dataset("even_pixels", &bad, 0), Err(RuntimeError::PlanParams { .. })));
+    assert!(matches!(build_dataset("mnist", &BTreeMap::new(), 0), Err(RuntimeError::PlanParams { .. })));
 }

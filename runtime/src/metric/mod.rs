@@ -402,7 +402,7 @@ mod tests {
     use sr_compiler::plan::PValue;
 
     fn batch(name: &str, params: &[(&str, PValue)], n: u64) -> crate::data::Batch {
-        let p = params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let p = crate::pvalue::plan_params(sr_compiler::catalogue::Kind::Dataset, name, params);
         let d = build_dataset(name, &p, 11).unwrap();
         make_batch(d.as_ref(), &(0..n).collect::<Vec<_>>(), &Device::Cpu).unwrap()
     }

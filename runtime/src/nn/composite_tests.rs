@@ -219,7 +219,7 @@ fn linear_and_conv2d() {
 /// A whole denoiser: `x` is `z [B, V, F]`, the noise levels are fixed.
 fn denoiser(name: &'static str, p: &[(&str, PValue)], g: Geometry, bf16_tol: f32) {
     let input = [2, g.variables, g.features];
-    let p = params(p);
+    let p = params(name, p);
     check(name, &input, bf16_tol, move |vb| {
         let net: std::sync::Arc<dyn super::Denoiser> =
             build_denoiser(name, &p, &g, vb).map_err(|e| candle_core::Error::Msg(e.to_string()))?.into();

@@ -8,6 +8,7 @@
 
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
+use serde::Deserialize;
 
 use super::linear::{linear, Linear};
 
@@ -23,7 +24,8 @@ use super::{check_input, Denoiser, Geometry, Params, Prediction, TimeEmbedding};
 use crate::error::{Result, RuntimeError};
 
 /// Which tokens a token may attend to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Attention {
     /// Every token (within the causal blocks of `block_causal_transformer`).
     Full,
@@ -32,7 +34,8 @@ pub enum Attention {
 }
 
 /// Catalogue parameters of `transformer` / `block_causal_transformer`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DitConfig {
     pub width: usize,
     pub depth: usize,
@@ -50,41 +53,16 @@ pub struct DitConfig {
     pub reinject: bool,
 }
 
-impl Default for DitConfig {
-    fn default() -> Self {
-        Self {
-            width: 384,
-            depth: 12,
-            heads: 6,
-            mlp_ratio: 4.0,
-            time_dim: 256,
-            uncertainty: false,
-            block: None,
-            attention: Attention::Full,
-            loops: 1,
-            reinject: true,
-        }
-    }
-}
-
 impl DitConfig {
+    /// The configuration of `transformer` (`causal = false`) or `block_causal_transformer`, whose plan
+    /// holds `block` as well.
     pub(crate) fn from_params(p: &Params, causal: bool) -> Result<Self> {
-        let d = Self::default();
-        Ok(Self {
-            width: p.usize("width", Some(d.width))?,
-            depth: p.usize("depth", Some(d.depth))?,
-            heads: p.usize("heads", Some(d.heads))?,
-            mlp_ratio: p.f64("mlp_ratio", d.mlp_ratio)?,
-            time_dim: p.usize("time_dim", Some(d.time_dim))?,
-            uncertainty: p.bool("uncertainty", d.uncertainty)?,
-            block: if causal { Some(p.usize("block", None)?) } else { None },
-            attention: match p.word("attention", &["full", "dependency"], "full")?.as_str() {
-                "dependency" => Attention::Dependency,
-                _ => Attention::Full,
-            },
-            loops: p.usize("loops", Some(d.loops))?,
-            reinject: p.bool("reinject", d.reinject)?,
-        })
+        let cfg: Self = p.config()?;
+        if cfg.block.is_some() != causal {
+            let what = if causal { "missing field `block`" } else { "unknown field `block`" };
+            return Err(RuntimeError::PlanParams { component: p.component().to_string(), what: what.into() });
+        }
+        Ok(cfg)
     }
 }
 
@@ -340,21 +318,24 @@ impl Denoiser for Dit {
 mod tests {
     use super::*;
     use crate::nn::build_denoiser;
-    use crate::nn::test_util::{check_gradients, params, perturb};
+    use crate::nn::test_util::{check_gradients, dit_config, params, perturb};
     use candle_core::{DType, Device};
     use candle_nn::VarMap;
     use sr_compiler::plan::PValue;
 
     fn small(extra: &[(&str, PValue)]) -> std::collections::BTreeMap<String, PValue> {
-        let mut p = params(&[
-            ("width", PValue::Int(16)),
-            ("depth", PValue::Int(2)),
-            ("heads", PValue::Int(2)),
-            ("mlp_ratio", PValue::Float(2.0)),
-            ("time_dim", PValue::Int(8)),
-            ("uncertainty", PValue::Bool(true)),
-        ]);
-        p.extend(params(extra));
+        let mut p = params(
+            "transformer",
+            &[
+                ("width", PValue::Int(16)),
+                ("depth", PValue::Int(2)),
+                ("heads", PValue::Int(2)),
+                ("mlp_ratio", PValue::Float(2.0)),
+                ("time_dim", PValue::Int(8)),
+                ("uncertainty", PValue::Bool(true)),
+            ],
+        );
+        p.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
         p
     }
 
@@ -414,17 +395,16 @@ mod tests {
         let vm = VarMap::new();
         let mut outputs = Vec::new();
         for (loops, reinject) in [(1, true), (1, false), (3, true), (2, false)] {
-            let cfg = DitConfig {
-                width: 16,
-                depth: 2,
-                heads: 2,
-                mlp_ratio: 2.0,
-                time_dim: 8,
-                uncertainty: true,
-                loops,
-                reinject,
-                ..DitConfig::default()
-            };
+            let cfg = dit_config(&[
+                ("width", PValue::Int(16)),
+                ("depth", PValue::Int(2)),
+                ("heads", PValue::Int(2)),
+                ("mlp_ratio", PValue::Float(2.0)),
+                ("time_dim", PValue::Int(8)),
+                ("uncertainty", PValue::Bool(true)),
+                ("loops", PValue::Int(loops)),
+                ("reinject", PValue::Bool(reinject)),
+            ]);
             // Every net reads the same weights from `vm`.
             let net = Dit::new(&cfg, &g, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
             if outputs.is_empty() {
@@ -576,7 +556,7 @@ mod tests {
         };
         assert!(matches!(build(&p, &Geometry::flat(6, 3)), Err(RuntimeError::Config(_))));
         let bad = small(&[("attention", PValue::Str("sparse".into()))]);
-        assert!(matches!(build(&bad, &chain()), Err(RuntimeError::Param { .. })));
+        assert!(matches!(build(&bad, &chain()), Err(RuntimeError::PlanParams { .. })));
         assert!(Geometry::flat(5, 3)
             .with_dependency(crate::nn::Dependency::new(6, &[0.0; 36]).unwrap())
             .is_err());
@@ -601,9 +581,10 @@ mod tests {
 #[cfg(test)]
 mod fused_block_tests {
     use super::*;
-    use crate::nn::test_util::perturb;
+    use crate::nn::test_util::{dit_config, perturb};
     use candle_core::{DType, Device, Var};
     use candle_nn::VarMap;
+    use sr_compiler::plan::PValue;
 
     /// Largest difference relative to the largest expected value (floored at 0.1).
     fn max_rel_diff(a: &Tensor, b: &Tensor) -> f32 {
@@ -637,7 +618,11 @@ mod fused_block_tests {
         let dev = Device::Cpu;
         let b = 3;
         for (heads, width, ratio) in [(2, 16, 2.0), (3, 12, 1.5)] {
-            let cfg = DitConfig { width, heads, mlp_ratio: ratio, ..DitConfig::default() };
+            let cfg = dit_config(&[
+                ("width", PValue::Int(width as i64)),
+                ("heads", PValue::Int(heads)),
+                ("mlp_ratio", PValue::Float(ratio)),
+            ]);
             for (v, mask) in masks() {
                 let vm = VarMap::new();
                 let block = DitBlock::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
@@ -691,7 +676,11 @@ mod fused_block_tests {
     /// A width-8, 2-head block with perturbed weights, and inputs `x`, `c` of 2 samples × 5 tokens.
     fn small_block() -> (VarMap, DitBlock, Tensor, Tensor) {
         let dev = Device::Cpu;
-        let cfg = DitConfig { width: 8, heads: 2, mlp_ratio: 2.0, ..DitConfig::default() };
+        let cfg = dit_config(&[
+            ("width", PValue::Int(8)),
+            ("heads", PValue::Int(2)),
+            ("mlp_ratio", PValue::Float(2.0)),
+        ]);
         let vm = VarMap::new();
         let block = DitBlock::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
         perturb(&vm, 0.2);
@@ -739,13 +728,16 @@ mod bench {
     fn dit_step_time() {
         let dev = Device::Cpu;
         let vm = VarMap::new();
-        let p = params(&[
-            ("width", PValue::Int(128)),
-            ("depth", PValue::Int(4)),
-            ("heads", PValue::Int(4)),
-            ("time_dim", PValue::Int(128)),
-            ("uncertainty", PValue::Bool(true)),
-        ]);
+        let p = params(
+            "transformer",
+            &[
+                ("width", PValue::Int(128)),
+                ("depth", PValue::Int(4)),
+                ("heads", PValue::Int(4)),
+                ("time_dim", PValue::Int(128)),
+                ("uncertainty", PValue::Bool(true)),
+            ],
+        );
         let g = Geometry::flat(81, 9);
         let net =
             build_denoiser("transformer", &p, &g, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();

@@ -9,6 +9,7 @@
 
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
+use serde::Deserialize;
 
 use super::linear::{linear, Heads, Linear};
 
@@ -17,7 +18,8 @@ use super::{check_input, Denoiser, Geometry, Params, Prediction, TimeEmbedding};
 use crate::error::Result;
 
 /// Catalogue parameters of `mlp`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MlpConfig {
     pub width: usize,
     pub depth: usize,
@@ -25,21 +27,9 @@ pub struct MlpConfig {
     pub uncertainty: bool,
 }
 
-impl Default for MlpConfig {
-    fn default() -> Self {
-        Self { width: 256, depth: 3, time_dim: 64, uncertainty: false }
-    }
-}
-
 impl MlpConfig {
     pub(crate) fn from_params(p: &Params) -> Result<Self> {
-        let d = Self::default();
-        Ok(Self {
-            width: p.usize("width", Some(d.width))?,
-            depth: p.usize("depth", Some(d.depth))?,
-            time_dim: p.usize("time_dim", Some(d.time_dim))?,
-            uncertainty: p.bool("uncertainty", d.uncertainty)?,
-        })
+        p.config()
     }
 }
 
@@ -134,12 +124,15 @@ mod tests {
     #[test]
     fn mlp_gradients_reach_every_parameter() {
         let g = Geometry::flat(5, 3);
-        let p = params(&[
-            ("width", PValue::Int(16)),
-            ("depth", PValue::Int(2)),
-            ("time_dim", PValue::Int(8)),
-            ("uncertainty", PValue::Bool(true)),
-        ]);
+        let p = params(
+            "mlp",
+            &[
+                ("width", PValue::Int(16)),
+                ("depth", PValue::Int(2)),
+                ("time_dim", PValue::Int(8)),
+                ("uncertainty", PValue::Bool(true)),
+            ],
+        );
         check_gradients("mlp", p, &g, 2);
     }
 }

@@ -47,6 +47,7 @@ use candle_nn::VarBuilder;
 use sr_compiler::plan::PValue;
 
 use crate::error::{Result, RuntimeError};
+use crate::pvalue::Params;
 
 /// What a denoiser predicts.
 #[derive(Debug, Clone)]
@@ -177,7 +178,7 @@ impl Geometry {
 }
 
 /// Build the denoiser `name` (`mlp`, `transformer`, `block_causal_transformer`, `unet`, `uvit`) from its
-/// catalogue parameters; absent keys take the defaults of docs/COMPONENTS.md.
+/// plan parameters (every catalogue parameter, defaults filled in by the compiler).
 pub fn build_denoiser(
     name: &str,
     params: &BTreeMap<String, PValue>,
@@ -195,76 +196,6 @@ pub fn build_denoiser(
         "uvit" => Box::new(uvit::UViT::new(&uvit::UViTConfig::from_params(&p)?, geometry, vb)?),
         other => return Err(RuntimeError::Config(format!("unknown denoiser `{other}`"))),
     })
-}
-
-/// Typed access to a component's parameters.
-pub(crate) struct Params<'a> {
-    pub component: &'a str,
-    pub map: &'a BTreeMap<String, PValue>,
-}
-
-impl Params<'_> {
-    fn err(&self, name: &str, reason: impl Into<String>) -> RuntimeError {
-        RuntimeError::Param { component: self.component.into(), name: name.into(), what: reason.into() }
-    }
-
-    /// A positive integer.
-    pub fn usize(&self, name: &str, default: Option<usize>) -> Result<usize> {
-        match (self.map.get(name), default) {
-            (Some(PValue::Int(i)), _) if *i > 0 => Ok(*i as usize),
-            (Some(v), _) => Err(self.err(name, format!("must be a positive integer, got {v:?}"))),
-            (None, Some(d)) => Ok(d),
-            (None, None) => Err(self.err(name, "is required")),
-        }
-    }
-
-    /// A positive number.
-    pub fn f64(&self, name: &str, default: f64) -> Result<f64> {
-        match self.map.get(name) {
-            Some(PValue::Float(x)) if *x > 0.0 && x.is_finite() => Ok(*x),
-            Some(PValue::Int(i)) if *i > 0 => Ok(*i as f64),
-            Some(v) => Err(self.err(name, format!("must be a positive number, got {v:?}"))),
-            None => Ok(default),
-        }
-    }
-
-    /// A boolean.
-    pub fn bool(&self, name: &str, default: bool) -> Result<bool> {
-        match self.map.get(name) {
-            Some(PValue::Bool(b)) => Ok(*b),
-            Some(v) => Err(self.err(name, format!("must be a boolean, got {v:?}"))),
-            None => Ok(default),
-        }
-    }
-
-    /// One of `words`, or `default` when absent.
-    pub fn word(&self, name: &str, words: &[&str], default: &str) -> Result<String> {
-        match self.map.get(name) {
-            Some(PValue::Str(s)) if words.contains(&s.as_str()) => Ok(s.clone()),
-            Some(v) => Err(self.err(name, format!("must be one of {}, got {v:?}", words.join(", ")))),
-            None => Ok(default.to_string()),
-        }
-    }
-
-    /// A list of non-negative integers.
-    pub fn usize_list(&self, name: &str, default: &[usize]) -> Result<Vec<usize>> {
-        match self.map.get(name) {
-            Some(PValue::List(items)) => items
-                .iter()
-                .map(|v| match v {
-                    PValue::Int(i) if *i >= 0 => Ok(*i as usize),
-                    other => Err(self.err(name, format!("must be a list of integers, got {other:?}"))),
-                })
-                .collect(),
-            Some(v) => Err(self.err(name, format!("must be a list of integers, got {v:?}"))),
-            None => Ok(default.to_vec()),
-        }
-    }
-
-    /// The raw value, if present.
-    pub fn get(&self, name: &str) -> Option<&PValue> {
-        self.map.get(name)
-    }
 }
 
 /// Embedding of per-variable noise levels: sinusoidal features → Linear → SiLU → Linear. The sinusoidal
@@ -363,8 +294,15 @@ pub(crate) mod test_util {
         pred
     }
 
-    pub fn params(kv: &[(&str, PValue)]) -> BTreeMap<String, PValue> {
-        kv.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    /// The plan parameters of denoiser `name`: the catalogue defaults with `kv` on top.
+    pub fn params(name: &str, kv: &[(&str, PValue)]) -> BTreeMap<String, PValue> {
+        crate::pvalue::plan_params(sr_compiler::catalogue::Kind::Denoiser, name, kv)
+    }
+
+    /// The configuration of `transformer`: the catalogue defaults with `kv` on top.
+    pub fn dit_config(kv: &[(&str, PValue)]) -> dit::DitConfig {
+        let p = params("transformer", kv);
+        dit::DitConfig::from_params(&Params::new("transformer", &p), false).unwrap()
     }
 }
 
@@ -375,40 +313,26 @@ mod tests {
     use candle_core::{DType, Device};
     use candle_nn::VarMap;
 
-    fn build(name: &str, p: &[(&str, PValue)]) -> Result<Box<dyn Denoiser>> {
+    fn build(name: &str, p: &BTreeMap<String, PValue>) -> Result<Box<dyn Denoiser>> {
         let vm = VarMap::new();
-        build_denoiser(
-            name,
-            &params(p),
-            &Geometry::flat(4, 2),
-            VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
-        )
+        build_denoiser(name, p, &Geometry::flat(4, 2), VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))
     }
 
     #[test]
-    fn parameters_are_checked_by_name() {
-        let ok = build(
-            "mlp",
-            &[("width", PValue::Int(8)), ("depth", PValue::Int(1)), ("time_dim", PValue::Int(4))],
-        );
-        assert!(!ok.unwrap().has_uncertainty());
+    fn parameters_are_read_whole_from_the_plan() {
+        let small = [("width", PValue::Int(8)), ("depth", PValue::Int(1)), ("time_dim", PValue::Int(4))];
+        assert!(!build("mlp", &params("mlp", &small)).unwrap().has_uncertainty());
         for (name, p) in [
-            ("mlp", vec![("width", PValue::Int(0))]),
-            ("mlp", vec![("width", PValue::Str("wide".into()))]),
-            ("mlp", vec![("uncertainty", PValue::Int(1))]),
-            ("mlp", vec![("time_dim", PValue::Int(3))]),
-            ("transformer", vec![("width", PValue::Int(10)), ("heads", PValue::Int(3))]),
-            ("transformer", vec![("mlp_ratio", PValue::Float(-1.0))]),
+            ("mlp", params("mlp", &[("width", PValue::Str("wide".into()))])),
+            ("mlp", params("mlp", &[("uncertainty", PValue::Int(1))])),
+            ("mlp", params("mlp", &[("heads", PValue::Int(2))])),
+            ("mlp", BTreeMap::from([("width".to_string(), PValue::Int(8))])),
+            ("transformer", params("transformer", &[("block", PValue::Int(2))])),
+            ("block_causal_transformer", params("transformer", &[])),
         ] {
-            assert!(build(name, &p).is_err(), "{name} {p:?}");
+            assert!(matches!(build(name, &p), Err(RuntimeError::PlanParams { .. })), "{name} {p:?}");
         }
-        match build("mlp", &[("width", PValue::Bool(true))]) {
-            Err(RuntimeError::Param { component, name, .. }) => {
-                assert_eq!((component.as_str(), name.as_str()), ("mlp", "width"))
-            }
-            other => panic!("{:?}", other.err()),
-        }
-        assert!(matches!(build("resnet", &[]), Err(RuntimeError::Config(_))));
+        assert!(matches!(build("resnet", &BTreeMap::new()), Err(RuntimeError::Config(_))));
         assert!(Geometry::image(3, 10, 10, 4).is_err());
     }
 }

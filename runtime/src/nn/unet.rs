@@ -12,11 +12,11 @@
 
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
+use serde::Deserialize;
 
 use super::conv::{conv2d, conv2d_zero, Conv2d};
 
 use super::linear::{linear, Linear};
-use sr_compiler::plan::PValue;
 
 use super::dit::SelfAttention;
 use super::ops::{self, GroupNorm};
@@ -24,7 +24,8 @@ use super::{check_input, tokenizer, Denoiser, Geometry, Layout, Params, Predicti
 use crate::error::{Result, RuntimeError};
 
 /// Catalogue parameters of `unet`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UNetConfig {
     pub channels: usize,
     pub mults: Vec<usize>,
@@ -35,54 +36,9 @@ pub struct UNetConfig {
     pub uncertainty: bool,
 }
 
-impl Default for UNetConfig {
-    fn default() -> Self {
-        Self {
-            channels: 64,
-            mults: vec![1, 2, 2],
-            blocks: 2,
-            attention: vec![1, 2],
-            time_dim: 256,
-            uncertainty: false,
-        }
-    }
-}
-
 impl UNetConfig {
     pub(crate) fn from_params(p: &Params) -> Result<Self> {
-        let d = Self::default();
-        // `attention` is a list of level indices, or one boolean per level.
-        let attention = match p.get("attention") {
-            Some(PValue::List(items)) if items.iter().all(|v| matches!(v, PValue::Bool(_))) => items
-                .iter()
-                .enumerate()
-                .filter_map(|(i, v)| matches!(v, PValue::Bool(true)).then_some(i))
-                .collect(),
-            _ => p.usize_list("attention", &d.attention)?,
-        };
-        let cfg = Self {
-            channels: p.usize("channels", Some(d.channels))?,
-            mults: p.usize_list("mults", &d.mults)?,
-            blocks: p.usize("blocks", Some(d.blocks))?,
-            attention,
-            time_dim: p.usize("time_dim", Some(d.time_dim))?,
-            uncertainty: p.bool("uncertainty", d.uncertainty)?,
-        };
-        if cfg.mults.is_empty() || cfg.mults.contains(&0) {
-            return Err(RuntimeError::Param {
-                component: "unet".into(),
-                name: "mults".into(),
-                what: "must be a non-empty list of positive integers".into(),
-            });
-        }
-        if let Some(l) = cfg.attention.iter().find(|l| **l >= cfg.mults.len()) {
-            return Err(RuntimeError::Param {
-                component: "unet".into(),
-                name: "attention".into(),
-                what: format!("level {l} does not exist (levels 0..{})", cfg.mults.len()),
-            });
-        }
-        Ok(cfg)
+        p.config()
     }
 }
 
@@ -340,30 +296,31 @@ impl Denoiser for UNet {
 mod tests {
     use super::*;
     use crate::nn::test_util::{check_gradients, params};
+    use sr_compiler::plan::PValue;
 
     #[test]
     fn unet_gradients_reach_every_parameter() {
         let g = Geometry::image(2, 8, 8, 2).unwrap();
-        let p = params(&[
-            ("channels", PValue::Int(8)),
-            ("mults", PValue::List(vec![PValue::Int(1), PValue::Int(2)])),
-            ("blocks", PValue::Int(1)),
-            ("attention", PValue::List(vec![PValue::Int(1)])),
-            ("time_dim", PValue::Int(8)),
-            ("uncertainty", PValue::Bool(true)),
-        ]);
+        let p = params(
+            "unet",
+            &[
+                ("channels", PValue::Int(8)),
+                ("mults", PValue::List(vec![PValue::Int(1), PValue::Int(2)])),
+                ("blocks", PValue::Int(1)),
+                ("attention", PValue::List(vec![PValue::Int(1)])),
+                ("time_dim", PValue::Int(8)),
+                ("uncertainty", PValue::Bool(true)),
+            ],
+        );
         check_gradients("unet", p, &g, 2);
     }
 
     #[test]
-    fn unet_rejects_bad_configs() {
+    fn unet_needs_an_image() {
         use candle_nn::VarMap;
         let vm = VarMap::new();
         let vb = VarBuilder::from_varmap(&vm, candle_core::DType::F32, &candle_core::Device::Cpu);
-        let p = params(&[("attention", PValue::List(vec![PValue::Int(5)]))]);
-        let g = Geometry::image(1, 8, 8, 2).unwrap();
-        assert!(crate::nn::build_denoiser("unet", &p, &g, vb.clone()).is_err());
-        assert!(crate::nn::build_denoiser("unet", &params(&[]), &Geometry::flat(4, 4), vb).is_err());
+        assert!(crate::nn::build_denoiser("unet", &params("unet", &[]), &Geometry::flat(4, 4), vb).is_err());
     }
 }
 
@@ -373,6 +330,7 @@ mod bench {
     use crate::nn::test_util::params;
     use candle_core::{DType, Device};
     use candle_nn::VarMap;
+    use sr_compiler::plan::PValue;
 
     /// `cargo test -p sr-runtime --lib unet_step_time -- --ignored --nocapture`
     #[test]
@@ -380,11 +338,14 @@ mod bench {
     fn unet_step_time() {
         let dev = Device::Cpu;
         let vm = VarMap::new();
-        let p = params(&[
-            ("channels", PValue::Int(32)),
-            ("time_dim", PValue::Int(64)),
-            ("uncertainty", PValue::Bool(true)),
-        ]);
+        let p = params(
+            "unet",
+            &[
+                ("channels", PValue::Int(32)),
+                ("time_dim", PValue::Int(64)),
+                ("uncertainty", PValue::Bool(true)),
+            ],
+        );
         let g = Geometry::image(3, 32, 32, 4).unwrap();
         let net = crate::nn::build_denoiser("unet", &p, &g, VarBuilder::from_varmap(&vm, DType::F32, &dev))
             .unwrap();

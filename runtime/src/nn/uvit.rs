@@ -10,6 +10,7 @@
 
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
+use serde::Deserialize;
 
 use super::linear::{linear, Heads, Linear};
 
@@ -19,7 +20,8 @@ use super::{check_input, tokenizer, Denoiser, Geometry, Params, Prediction, Time
 use crate::error::{Result, RuntimeError};
 
 /// Catalogue parameters of `uvit`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UViTConfig {
     pub width: usize,
     pub depth: usize,
@@ -28,22 +30,9 @@ pub struct UViTConfig {
     pub uncertainty: bool,
 }
 
-impl Default for UViTConfig {
-    fn default() -> Self {
-        Self { width: 256, depth: 6, heads: 4, patch: 4, uncertainty: false }
-    }
-}
-
 impl UViTConfig {
     pub(crate) fn from_params(p: &Params) -> Result<Self> {
-        let d = Self::default();
-        Ok(Self {
-            width: p.usize("width", Some(d.width))?,
-            depth: p.usize("depth", Some(d.depth))?,
-            heads: p.usize("heads", Some(d.heads))?,
-            patch: p.usize("patch", Some(d.patch))?,
-            uncertainty: p.bool("uncertainty", d.uncertainty)?,
-        })
+        p.config()
     }
 }
 
@@ -176,13 +165,16 @@ mod tests {
     #[test]
     fn uvit_gradients_reach_every_parameter() {
         let g = Geometry::video(3, 1, 4, 4);
-        let p = params(&[
-            ("width", PValue::Int(16)),
-            ("depth", PValue::Int(2)),
-            ("heads", PValue::Int(2)),
-            ("patch", PValue::Int(2)),
-            ("uncertainty", PValue::Bool(true)),
-        ]);
+        let p = params(
+            "uvit",
+            &[
+                ("width", PValue::Int(16)),
+                ("depth", PValue::Int(2)),
+                ("heads", PValue::Int(2)),
+                ("patch", PValue::Int(2)),
+                ("uncertainty", PValue::Bool(true)),
+            ],
+        );
         check_gradients("uvit", p, &g, 2);
     }
 }
