@@ -16,7 +16,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Beta, Distribution, StandardNormal};
 use sr_compiler::plan::PValue;
 
-use crate::data::Params;
+use crate::pvalue::Params;
 use crate::error::{Result, RuntimeError};
 use serde::Deserialize;
 

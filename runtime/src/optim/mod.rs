@@ -22,7 +22,7 @@ pub use ema::Ema;
 pub use schedule::{LrDecay, LrSchedule};
 pub use sgd::{Sgd, SgdConfig};
 
-use crate::data::Params;
+use crate::pvalue::Params;
 use crate::error::{Result, RuntimeError};
 
 /// The variables of a `VarMap` with their paths, sorted by path (a deterministic order).

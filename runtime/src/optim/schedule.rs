@@ -1,6 +1,6 @@
 //! Learning-rate schedules: linear warm-up, then constant, cosine or linear decay to `final · lr`.
 
-use crate::data::Params;
+use crate::pvalue::Params;
 use crate::error::Result;
 
 /// Decay after warm-up.
