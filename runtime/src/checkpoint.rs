@@ -559,7 +559,11 @@ mod tests {
     fn round_trip_is_bit_exact_and_resumes() {
         let dir = tmpdir("roundtrip");
         let vm = model();
-        let mut opt = AdamW::new(named_vars(&vm), AdamWConfig { lr: 0.01, ..Default::default() }).unwrap();
+        let mut opt = AdamW::new(
+            named_vars(&vm),
+            AdamWConfig { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 },
+        )
+        .unwrap();
         let mut ema = Ema::new(&named_vars(&vm), 0.9).unwrap();
         train_step(&vm, &mut opt, &mut ema);
         let rng = serde_json::json!({"seed": 7, "draws": 123});
@@ -578,7 +582,11 @@ mod tests {
             assert_eq!(bits(t), bits(&loaded.model[k]));
         }
         let vm2 = model();
-        let mut opt2 = AdamW::new(named_vars(&vm2), AdamWConfig { lr: 0.01, ..Default::default() }).unwrap();
+        let mut opt2 = AdamW::new(
+            named_vars(&vm2),
+            AdamWConfig { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 },
+        )
+        .unwrap();
         let mut ema2 = Ema::new(&named_vars(&vm2), 0.9).unwrap();
         loaded.restore(&vm2, Some(&mut ema2), Some(&mut opt2)).unwrap();
         // A model with a different set of weights is refused.

@@ -16,8 +16,8 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Beta, Distribution, StandardNormal};
 use sr_compiler::plan::PValue;
 
-use crate::pvalue::Params;
 use crate::error::{Result, RuntimeError};
+use crate::pvalue::Params;
 use serde::Deserialize;
 
 /// A distribution of one time in [0, 1].

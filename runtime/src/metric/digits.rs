@@ -85,7 +85,10 @@ impl DigitClassifier {
             out,
             report: ClassifierReport { accuracy: 0.0, held_out: 0, seconds: 0.0 },
         };
-        let mut opt = AdamW::new(named_vars(&varmap), AdamWConfig { lr: LR, ..Default::default() })?;
+        let mut opt = AdamW::new(
+            named_vars(&varmap),
+            AdamWConfig { lr: LR, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 },
+        )?;
         let mut rng = StdRng::seed_from_u64(TRAIN_SEED);
         let bank = GlyphBank::random(TRAIN_STYLES, &mut rng);
         let mut x = vec![0f32; BATCH * CELL];

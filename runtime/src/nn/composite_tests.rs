@@ -282,7 +282,7 @@ fn optimizer_and_ema_updates() {
                     )
                 })
                 .collect();
-            let cfg = AdamWConfig { lr: 1e-2, weight_decay: 0.1, ..Default::default() };
+            let cfg = AdamWConfig { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.1 };
             let mut opt = AdamW::new(vars.clone(), cfg).unwrap();
             let mut ema = Ema::new(&vars, 0.9).unwrap();
             for k in 0..3 {

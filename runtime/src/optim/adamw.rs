@@ -24,12 +24,6 @@ pub struct AdamWConfig {
     pub weight_decay: f64,
 }
 
-impl Default for AdamWConfig {
-    fn default() -> Self {
-        Self { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
-    }
-}
-
 #[derive(Debug)]
 struct Slot {
     name: String,
@@ -288,7 +282,7 @@ mod tests {
         let make = || Var::from_tensor(&Tensor::new(&[1.0f32, -2.0, 3.0], &dev).unwrap()).unwrap();
         let g = Tensor::new(&[0.3f32, -0.7, 0.1], &dev).unwrap();
         let (a, b) = (make(), make());
-        let cfg = AdamWConfig { lr: 0.01, weight_decay: 0.01, ..Default::default() };
+        let cfg = AdamWConfig { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 };
         let mut oa = AdamW::new(vec![("w".into(), a.clone())], cfg).unwrap();
         let step = |o: &mut AdamW, v: &Var| {
             let grads = (v.as_tensor() * &g).unwrap().sum_all().unwrap().backward().unwrap();
@@ -327,7 +321,8 @@ mod bench {
             vars.iter().map(|v| v.sqr().unwrap().sum_all().unwrap()).reduce(|a, b| (a + b).unwrap()).unwrap();
         let grads = loss.backward().unwrap();
         let named = vars.iter().enumerate().map(|(i, v)| (format!("v{i}"), v.clone())).collect();
-        let mut ours = AdamW::new(named, AdamWConfig { weight_decay: 0.01, ..Default::default() }).unwrap();
+        let cfg = AdamWConfig { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 };
+        let mut ours = AdamW::new(named, cfg).unwrap();
         let mut theirs = candle_nn::AdamW::new(
             vars.clone(),
             candle_nn::ParamsAdamW { weight_decay: 0.01, ..Default::default() },

@@ -22,8 +22,8 @@ pub use ema::Ema;
 pub use schedule::{LrDecay, LrSchedule};
 pub use sgd::{Sgd, SgdConfig};
 
-use crate::pvalue::Params;
 use crate::error::{Result, RuntimeError};
+use crate::pvalue::Params;
 
 /// The variables of a `VarMap` with their paths, sorted by path (a deterministic order).
 pub fn named_vars(vm: &VarMap) -> Vec<(String, Var)> {

@@ -1,7 +1,7 @@
 //! Learning-rate schedules: linear warm-up, then constant, cosine or linear decay to `final · lr`.
 
-use crate::pvalue::Params;
 use crate::error::Result;
+use crate::pvalue::Params;
 
 /// Decay after warm-up.
 #[derive(Debug, Clone, Copy, PartialEq)]

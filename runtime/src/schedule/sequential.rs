@@ -37,26 +37,6 @@ pub struct SequentialScheduleConfig {
     pub certainty: CertaintySource,
 }
 
-impl SequentialScheduleConfig {
-    /// Checks parameter ranges.
-    pub fn validate(&self) -> Result<()> {
-        let bad = |k: &str, m: &str| Err(RuntimeError::param("sequential schedule", k, m));
-        if self.max_steps == 0 {
-            return bad("steps", "must be at least 1");
-        }
-        if self.parallel == 0 {
-            return bad("parallel", "must be at least 1");
-        }
-        if !(0.0..=1.0).contains(&self.overlap) {
-            return bad("overlap", "must be in [0, 1]");
-        }
-        if self.epsilon.is_nan() || self.epsilon <= 0.0 {
-            return bad("epsilon", "must be positive");
-        }
-        Ok(())
-    }
-}
-
 /// Per-element block plan.
 #[derive(Debug, Clone)]
 struct Blocks {
@@ -93,7 +73,6 @@ impl CertaintySequential {
         mask: &[f64],
         dependency: Option<&[f64]>,
     ) -> Result<Self> {
-        cfg.validate()?;
         let selectable: Vec<bool> = mask.iter().map(|m| *m > 1.0 - cfg.epsilon).collect();
         let base: Vec<f64> = selectable.iter().map(|s| if *s { 1.0 } else { 0.0 }).collect();
         let plan = vec![base; cfg.max_steps + 1];
