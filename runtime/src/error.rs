@@ -35,7 +35,8 @@ pub enum RuntimeError {
     #[error("{}: {what}", path.display())]
     #[diagnostic(code(R0120))]
     Plot { path: PathBuf, what: String },
-    /// A component parameter is missing, of the wrong type or out of range.
+    /// A parameter value does not fit what the run finds (a patch that does not divide the loaded
+    /// images, more samples than the split holds).
     #[error("{component}: parameter `{name}`: {what}")]
     #[diagnostic(code(R0201))]
     Param { component: String, name: String, what: String },
