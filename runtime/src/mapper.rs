@@ -384,6 +384,7 @@ mod tests {
         let r: BTreeMap<String, PValue> = [("radius".to_string(), PValue::Int(2))].into();
         let m = build_mapper("video_frames", &r, &[5, 1, 4, 4]).unwrap();
         assert_eq!((m.variables(), m.features()), (5, 16));
+        assert_eq!(m.layout(), Layout::Video { frames: 5, channels: 1, height: 4, width: 4 });
         let v = random(&[3, 5, 1, 4, 4]);
         let x = m.to_variables(&v).unwrap();
         assert_eq!(x.dims(), &[3, 5, 16]);
@@ -398,6 +399,7 @@ mod tests {
         assert_eq!(mv[2], 0.0);
 
         let m = build_mapper("identity", &BTreeMap::new(), &[7, 2]).unwrap();
+        assert_eq!(m.layout(), Layout::Flat);
         let p = random(&[4, 7, 2]);
         let x = m.to_variables(&p).unwrap();
         assert_eq!(x.dims(), &[4, 7, 2]);

@@ -195,3 +195,20 @@ fn check_tokenizer(produces: Input, tokenizer: &str, denoiser: &str) -> Result<(
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tokenizer_must_produce_what_the_denoiser_consumes() {
+        assert!(check_tokenizer(Input::Image, "time_map", "unet").is_ok());
+        assert!(check_tokenizer(Input::Tokens, "tokens", "transformer").is_ok());
+        match check_tokenizer(Input::Tokens, "tokens", "unet") {
+            Err(RuntimeError::Config(what)) => {
+                assert_eq!(what, "tokenizer `tokens` produces tokens, but denoiser `unet` consumes an image")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
