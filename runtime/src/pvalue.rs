@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use sr_compiler::plan::PValue;
 
 use crate::error::{Result, RuntimeError};
@@ -21,6 +22,11 @@ pub fn config<T: DeserializeOwned>(component: &str, params: &BTreeMap<String, PV
     let value = serde_json::to_value(params).map_err(err)?;
     serde_json::from_value(value).map_err(err)
 }
+
+/// The configuration of a component without parameters: a key in its plan node is an error.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NoParams {}
 
 /// Reads typed parameters of one component, falling back to defaults for absent keys.
 pub struct Params<'a> {

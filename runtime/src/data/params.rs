@@ -32,6 +32,11 @@ impl<'a> Params<'a> {
         self.component
     }
 
+    /// The parameters as the plan holds them, for a component that reads them itself.
+    pub fn values(&self) -> &'a BTreeMap<String, PValue> {
+        self.map
+    }
+
     /// A parameter error of this component.
     pub fn err(&self, name: &str, what: impl Into<String>) -> RuntimeError {
         RuntimeError::param(self.component, name, what)

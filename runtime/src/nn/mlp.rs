@@ -107,6 +107,15 @@ impl Mlp {
     }
 }
 
+/// The `mlp` denoiser from its plan parameters.
+pub(crate) fn build(
+    p: &crate::data::Params<'_>,
+    geometry: &Geometry,
+    vb: VarBuilder,
+) -> Result<Box<dyn Denoiser>> {
+    Ok(Box::new(Mlp::new(&MlpConfig::from_params(&Params::of(p))?, geometry, vb)?))
+}
+
 impl Denoiser for Mlp {
     fn forward(&self, z: &Tensor, t: &Tensor) -> Result<Prediction> {
         let b = check_input(z, t, &self.geometry)?;

@@ -1,8 +1,9 @@
 //! Denoisers: the networks that predict the flow's target (and optionally a per-variable log-variance)
 //! from noisy variables `z [B, V, F]` and per-variable noise levels `t [B, V]`.
 //!
-//! Every denoiser is built by [`build_denoiser`] from its catalogue name, its catalogue parameters and a
-//! [`Geometry`], with its weights under a `candle_nn::VarBuilder` (normally backed by a `VarMap`).
+//! Every denoiser is built by its constructor in the [`Registry`](crate::registry::Registry) (see
+//! [`build_denoiser`]) from its catalogue parameters and a [`Geometry`], with its weights under a
+//! `candle_nn::VarBuilder` (normally backed by a `VarMap`).
 
 pub mod block;
 #[cfg(test)]
@@ -176,25 +177,15 @@ impl Geometry {
     }
 }
 
-/// Build the denoiser `name` (`mlp`, `transformer`, `block_causal_transformer`, `unet`, `uvit`) from its
-/// catalogue parameters; absent keys take the defaults of docs/COMPONENTS.md.
+/// Builds denoiser `name` from its catalogue parameters with the installed
+/// [`Registry`](crate::registry::Registry), its weights under `vb`.
 pub fn build_denoiser(
     name: &str,
     params: &BTreeMap<String, PValue>,
     geometry: &Geometry,
     vb: VarBuilder,
 ) -> Result<Box<dyn Denoiser>> {
-    let p = Params { component: name, map: params };
-    Ok(match name {
-        "mlp" => Box::new(mlp::Mlp::new(&mlp::MlpConfig::from_params(&p)?, geometry, vb)?),
-        "transformer" => Box::new(dit::Dit::new(&dit::DitConfig::from_params(&p, false)?, geometry, vb)?),
-        "block_causal_transformer" => {
-            Box::new(dit::Dit::new(&dit::DitConfig::from_params(&p, true)?, geometry, vb)?)
-        }
-        "unet" => Box::new(unet::UNet::new(&unet::UNetConfig::from_params(&p)?, geometry, vb)?),
-        "uvit" => Box::new(uvit::UViT::new(&uvit::UViTConfig::from_params(&p)?, geometry, vb)?),
-        other => return Err(RuntimeError::Config(format!("unknown denoiser `{other}`"))),
-    })
+    crate::registry::Registry::get().build_denoiser(name, params, geometry, vb)
 }
 
 /// Typed access to a component's parameters.
@@ -203,7 +194,12 @@ pub(crate) struct Params<'a> {
     pub map: &'a BTreeMap<String, PValue>,
 }
 
-impl Params<'_> {
+impl<'a> Params<'a> {
+    /// The parameters of a plan node as the registry hands them to a constructor.
+    pub fn of(p: &'a crate::data::Params<'_>) -> Self {
+        Params { component: p.component(), map: p.values() }
+    }
+
     fn err(&self, name: &str, reason: impl Into<String>) -> RuntimeError {
         RuntimeError::Param { component: self.component.into(), name: name.into(), what: reason.into() }
     }
@@ -408,7 +404,7 @@ mod tests {
             }
             other => panic!("{:?}", other.err()),
         }
-        assert!(matches!(build("resnet", &[]), Err(RuntimeError::Config(_))));
+        assert!(matches!(build("resnet", &[]), Err(RuntimeError::UnknownComponent { .. })));
         assert!(Geometry::image(3, 10, 10, 4).is_err());
     }
 }

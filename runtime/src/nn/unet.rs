@@ -300,6 +300,15 @@ impl UNet {
     }
 }
 
+/// The `unet` denoiser from its plan parameters.
+pub(crate) fn build(
+    p: &crate::data::Params<'_>,
+    geometry: &Geometry,
+    vb: VarBuilder,
+) -> Result<Box<dyn Denoiser>> {
+    Ok(Box::new(UNet::new(&UNetConfig::from_params(&Params::of(p))?, geometry, vb)?))
+}
+
 impl Denoiser for UNet {
     fn forward(&self, z: &Tensor, t: &Tensor) -> Result<Prediction> {
         check_input(z, t, &self.geometry)?;

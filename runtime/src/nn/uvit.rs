@@ -136,6 +136,15 @@ impl UViT {
     }
 }
 
+/// The `uvit` denoiser from its plan parameters.
+pub(crate) fn build(
+    p: &crate::data::Params<'_>,
+    geometry: &Geometry,
+    vb: VarBuilder,
+) -> Result<Box<dyn Denoiser>> {
+    Ok(Box::new(UViT::new(&UViTConfig::from_params(&Params::of(p))?, geometry, vb)?))
+}
+
 impl Denoiser for UViT {
     fn forward(&self, z: &Tensor, t: &Tensor) -> Result<Prediction> {
         let b = check_input(z, t, &self.geometry)?;

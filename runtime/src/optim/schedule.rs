@@ -2,6 +2,7 @@
 
 use crate::data::Params;
 use crate::error::Result;
+use crate::pvalue::NoParams;
 
 /// Decay after warm-up.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -54,11 +55,6 @@ struct FinalParams {
     #[serde(rename = "final")]
     fraction: f64,
 }
-
-/// Plan parameters of `constant`: none.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NoParams {}
 
 /// `constant` from its plan parameters.
 pub(crate) fn constant(p: &Params<'_>) -> Result<LrDecay> {
