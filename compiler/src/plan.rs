@@ -3,10 +3,84 @@
 //! A petgraph graph of typed nodes (one per component instance) with every parameter resolved
 //! and defaults filled in, plus the inferred shapes. Serialisable with serde (`sr compile`).
 
-use crate::catalogue::Kind;
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+/// What role a component plays in an experiment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Dataset,
+    Mapper,
+    Flow,
+    TimeSampler,
+    Tokenizer,
+    Denoiser,
+    Loss,
+    Optimizer,
+    LrSchedule,
+    Schedule,
+    Sampler,
+    Metric,
+}
+
+impl Kind {
+    /// Every kind, in pipeline order.
+    pub const ALL: [Kind; 12] = [
+        Kind::Dataset,
+        Kind::Mapper,
+        Kind::Flow,
+        Kind::TimeSampler,
+        Kind::Tokenizer,
+        Kind::Denoiser,
+        Kind::Loss,
+        Kind::Optimizer,
+        Kind::LrSchedule,
+        Kind::Schedule,
+        Kind::Sampler,
+        Kind::Metric,
+    ];
+
+    /// The kind's name as written in docs and messages (`dataset`, `time_sampler`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Dataset => "dataset",
+            Kind::Mapper => "mapper",
+            Kind::Flow => "flow",
+            Kind::TimeSampler => "time_sampler",
+            Kind::Tokenizer => "tokenizer",
+            Kind::Denoiser => "denoiser",
+            Kind::Loss => "loss",
+            Kind::Optimizer => "optimizer",
+            Kind::LrSchedule => "lr_schedule",
+            Kind::Schedule => "schedule",
+            Kind::Sampler => "sampler",
+            Kind::Metric => "metric",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Error of [`Kind::from_str`]: the word is not a kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown component kind `{0}`")]
+pub struct UnknownKind(pub String);
+
+impl FromStr for Kind {
+    type Err = UnknownKind;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| UnknownKind(s.to_string()))
+    }
+}
 
 /// A fully resolved parameter value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

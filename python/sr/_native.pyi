@@ -57,9 +57,10 @@ class ResultRow(TypedDict):
 
 class Results(TypedDict, total=False):
     experiment: str
-    train_steps: int
-    train_seconds: float
-    final_loss: Optional[float]
+    train_steps: int  # the step training reached
+    train_start: int  # the step this call's training started from (non-zero when it resumed)
+    train_seconds: float  # this call's training time
+    final_loss: Optional[float]  # the loss of this call's last step
     parameters: int
     rows: List[ResultRow]
     digit_classifier: Dict[str, float]  # only when a metric read image-Sudoku cells

@@ -355,9 +355,9 @@ fn compile<'py>(
 
 /// Trains, samples and evaluates an experiment as `sr run` does, writing the same run folder
 /// (`plan.json`, `metrics.jsonl`, `loss.png`, `checkpoints/`, `results.json`, `results.md`) under
-/// `out`, and returns the results: `experiment`, `train_steps`, `train_seconds`, `final_loss`,
-/// `parameters`, `rows` (one per metric, split and sampler: `sampler`, `metric`, `split`, `scores`,
-/// `samples`, `steps`, `seconds`), `table` (the Markdown table `sr run` prints) and `out`.
+/// `out`, and returns the results: `experiment`, `train_steps`, `train_start`, `train_seconds`,
+/// `final_loss`, `parameters`, `rows` (one per metric, split and sampler: `sampler`, `metric`, `split`,
+/// `scores`, `samples`, `steps`, `seconds`), `table` (the Markdown table `sr run` prints) and `out`.
 ///
 /// `steps` overrides `train.steps`; `resume` continues from the run folder's latest checkpoint;
 /// `force` starts afresh in a folder that holds another run (removing its files); `evaluate=False`

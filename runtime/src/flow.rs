@@ -6,15 +6,13 @@
 //! Host-side maths is f64 on plain values; [`Flow::noise`] and [`Flow::target`] work on candle
 //! tensors of any device and dtype.
 
-use std::collections::BTreeMap;
 use std::f64::consts::FRAC_PI_2;
 
 use candle_core::{DType, Tensor};
-use sr_compiler::plan::PValue;
 
+use crate::data::Params;
 use crate::error::{Result, RuntimeError};
 use crate::param::Parameterization;
-use crate::pvalue::config;
 use crate::step::VarianceMode;
 use serde::Deserialize;
 
@@ -281,48 +279,48 @@ struct DiffusionParams {
     shift: f64,
 }
 
-impl FlowSetup {
-    /// Builds the `flow` component from its catalogue name and its plan parameters (every catalogue
-    /// parameter, defaults filled in and bounds checked by the compiler).
-    pub fn from_params(name: &str, params: &BTreeMap<String, PValue>) -> Result<Self> {
-        let (flow, Plain { predict, variance }) = match name {
-            "rectified" => (Flow::Rectified, config::<Plain>(name, params)?),
-            "cosine" => {
-                let p: CosineParams = config(name, params)?;
-                (
-                    Flow::Cosine(CosineConfig { skew: p.skew }),
-                    Plain { predict: p.predict, variance: p.variance },
-                )
-            }
-            "diffusion" => {
-                let p: DiffusionParams = config(name, params)?;
-                let schedule = match p.betas {
-                    Betas::Cosine => BetaSchedule::Cosine { max_beta: p.max_beta, skew: p.skew },
-                    Betas::Linear => BetaSchedule::Linear { start: p.beta_start, end: p.beta_end },
-                    Betas::CosineLogsnr => BetaSchedule::CosineLogsnr {
-                        logsnr_min: p.logsnr_min,
-                        logsnr_max: p.logsnr_max,
-                        shift: p.shift,
-                    },
-                };
-                let flow = Flow::Diffusion(DiffusionFlow::new(p.steps, schedule)?);
-                (flow, Plain { predict: p.predict, variance: p.variance })
-            }
-            "cosine_logsnr" => {
-                let p: CosineLogsnrParams = config(name, params)?;
-                let cfg =
-                    CosineLogsnrConfig { logsnr_min: p.logsnr_min, logsnr_max: p.logsnr_max, shift: p.shift };
-                (Flow::CosineLogsnr(cfg), Plain { predict: p.predict, variance: p.variance })
-            }
-            "linear_beta" => {
-                let p: LinearBetaParams = config(name, params)?;
-                let cfg = LinearBetaConfig { beta_min: p.beta_min, beta_max: p.beta_max };
-                (Flow::LinearBeta(cfg), Plain { predict: p.predict, variance: p.variance })
-            }
-            other => return Err(RuntimeError::UnknownComponent { kind: "flow".into(), name: other.into() }),
-        };
-        Ok(Self { flow, predict, variance })
-    }
+/// The `rectified` flow from its plan parameters.
+pub(crate) fn rectified(p: &Params<'_>) -> Result<FlowSetup> {
+    let Plain { predict, variance } = p.config()?;
+    Ok(FlowSetup { flow: Flow::Rectified, predict, variance })
+}
+
+/// The `cosine` flow from its plan parameters.
+pub(crate) fn cosine(p: &Params<'_>) -> Result<FlowSetup> {
+    let c: CosineParams = p.config()?;
+    Ok(FlowSetup {
+        flow: Flow::Cosine(CosineConfig { skew: c.skew }),
+        predict: c.predict,
+        variance: c.variance,
+    })
+}
+
+/// The discrete `diffusion` flow from its plan parameters.
+pub(crate) fn diffusion(p: &Params<'_>) -> Result<FlowSetup> {
+    let c: DiffusionParams = p.config()?;
+    let schedule = match c.betas {
+        Betas::Cosine => BetaSchedule::Cosine { max_beta: c.max_beta, skew: c.skew },
+        Betas::Linear => BetaSchedule::Linear { start: c.beta_start, end: c.beta_end },
+        Betas::CosineLogsnr => {
+            BetaSchedule::CosineLogsnr { logsnr_min: c.logsnr_min, logsnr_max: c.logsnr_max, shift: c.shift }
+        }
+    };
+    let flow = Flow::Diffusion(DiffusionFlow::new(c.steps, schedule)?);
+    Ok(FlowSetup { flow, predict: c.predict, variance: c.variance })
+}
+
+/// The `cosine_logsnr` flow from its plan parameters.
+pub(crate) fn cosine_logsnr(p: &Params<'_>) -> Result<FlowSetup> {
+    let c: CosineLogsnrParams = p.config()?;
+    let cfg = CosineLogsnrConfig { logsnr_min: c.logsnr_min, logsnr_max: c.logsnr_max, shift: c.shift };
+    Ok(FlowSetup { flow: Flow::CosineLogsnr(cfg), predict: c.predict, variance: c.variance })
+}
+
+/// The `linear_beta` flow from its plan parameters.
+pub(crate) fn linear_beta(p: &Params<'_>) -> Result<FlowSetup> {
+    let c: LinearBetaParams = p.config()?;
+    let cfg = LinearBetaConfig { beta_min: c.beta_min, beta_max: c.beta_max };
+    Ok(FlowSetup { flow: Flow::LinearBeta(cfg), predict: c.predict, variance: c.variance })
 }
 
 impl Flow {
@@ -551,7 +549,10 @@ fn cosine_logsnr_derivative(c: &CosineLogsnrConfig, t: f64) -> f64 {
 mod tests {
     use super::*;
     use crate::math_test_support::{assert_close, cases, close, flat, flow_for, load, num};
+    use crate::registry::Registry;
     use candle_core::Device;
+    use sr_compiler::plan::PValue;
+    use std::collections::BTreeMap;
 
     const REL: f64 = 1e-6;
     const ABS: f64 = 1e-9;
@@ -660,15 +661,15 @@ mod tests {
     }
 
     #[test]
-    fn from_params_reads_the_plan() {
+    fn a_flow_reads_its_plan_parameters() {
         let plan = |pairs: &[(&str, PValue)]| -> BTreeMap<String, PValue> {
             pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
         };
         let word = |w: &str| PValue::Str(w.into());
         let plain = plan(&[("predict", word("v")), ("variance", word("fixed_small"))]);
-        let setup = FlowSetup::from_params("rectified", &plain).unwrap();
+        let build = |name: &str, params: &BTreeMap<String, PValue>| Registry::get().build_flow(name, params);
+        let setup = build("rectified", &plain).unwrap();
         assert_eq!((setup.predict, setup.variance), (Parameterization::V, VarianceMode::FixedSmall));
-        assert!(matches!(FlowSetup::from_params("nope", &plain), Err(RuntimeError::UnknownComponent { .. })));
         // A missing key, an unknown key and a mistyped key are errors: the plan holds every parameter.
         for bad in [
             plan(&[("predict", word("v"))]),
@@ -676,10 +677,7 @@ mod tests {
             plan(&[("predict", word("v")), ("variance", word("fixed_small")), ("skew", word("x"))]),
         ] {
             let name = if bad.len() == 3 && bad["skew"] == word("x") { "cosine" } else { "rectified" };
-            assert!(
-                matches!(FlowSetup::from_params(name, &bad), Err(RuntimeError::PlanParams { .. })),
-                "{bad:?}"
-            );
+            assert!(matches!(build(name, &bad), Err(RuntimeError::PlanParams { .. })), "{bad:?}");
         }
     }
 

@@ -3,7 +3,8 @@
 //! (1 = the two variables depend on each other; the diagonal is 1).
 
 use crate::error::{Result, RuntimeError};
-use crate::pvalue::Params;
+use crate::nn::Layout;
+use crate::pvalue::{NoParams, Params};
 use candle_core::{DType, Device, Tensor, D};
 use serde::Deserialize;
 use sr_compiler::plan::PValue;
@@ -27,6 +28,11 @@ pub trait Mapper: Send + Sync {
     fn mask_to_variables(&self, mask: &Tensor) -> Result<Tensor>;
     /// Dependency matrix `[V, V]`, f32 0/1, symmetric with a unit diagonal.
     fn dependency(&self, device: &Device) -> Result<Tensor>;
+    /// How the raw sample is laid out in the variables, for denoisers that need more than tokens (the
+    /// U-Net needs image patches, the U-ViT video frames); flat by default.
+    fn layout(&self) -> Layout {
+        Layout::Flat
+    }
 }
 
 fn check_raw(name: &str, raw_shape: &[usize], t: &Tensor, what: &str) -> Result<usize> {
@@ -56,6 +62,16 @@ fn dependency_from(v: usize, device: &Device, dep: impl Fn(usize, usize) -> bool
 /// Mask of variables: given when the minimum over its parts is 1.
 fn mask_min(parts: Tensor) -> Result<Tensor> {
     Ok(parts.to_dtype(DType::F32)?.min(D::Minus1)?.ge(0.5)?.to_dtype(DType::F32)?)
+}
+
+/// The `grid_cells` mapper for raw samples of shape `raw`: [`GridCells`] over digit grids `[9, 9]`; over
+/// Sudoku images `[C, 9k, 9k]` the 81 cells are [`ImagePatches`] of side `k` (dependent within radius 1).
+pub(crate) fn grid_cells(p: &Params<'_>, raw: &[usize]) -> Result<Box<dyn Mapper>> {
+    p.config::<NoParams>()?;
+    match raw {
+        [_, h, w] if h == w && h % 9 == 0 => Ok(Box::new(ImagePatches::new(raw, h / 9, 1)?)),
+        _ => Ok(Box::new(GridCells::new(raw)?)),
+    }
 }
 
 /// Sudoku cells: `[9, 9]` digits 1..9 → V = 81 variables of F = 9 features (+1 at the digit, −1 elsewhere);
@@ -112,10 +128,6 @@ impl Mapper for GridCells {
     }
 }
 
-/// Neighbour distance of the patches `grid_cells` reads a Sudoku image `[C, 9k, 9k]` as (81 patches of
-/// side `k`).
-pub const GRID_CELL_RADIUS: usize = 1;
-
 /// Image patches: `[C, H, W]` → V = (H/p)(W/p) patches in raster order, F = C·p·p (channel-major, then
 /// rows, then columns inside the patch). Dependency: patches whose grid positions differ by at most
 /// `radius` in both directions (a square neighbourhood).
@@ -154,11 +166,6 @@ impl ImagePatches {
             ));
         }
         Ok(ImagePatches { raw: [c, h, w], patch, radius })
-    }
-
-    /// Side of a patch in pixels.
-    pub fn patch(&self) -> usize {
-        self.patch
     }
 
     fn grid(&self) -> (usize, usize) {
@@ -211,6 +218,10 @@ impl Mapper for ImagePatches {
             (i / gw).abs_diff(j / gw) <= self.radius && (i % gw).abs_diff(j % gw) <= self.radius
         })
     }
+    fn layout(&self) -> Layout {
+        let [channels, height, width] = self.raw;
+        Layout::Image { channels, height, width, patch: self.patch }
+    }
 }
 
 /// One variable per index of the first raw axis, its features the rest flattened: `video_frames`
@@ -222,6 +233,7 @@ pub struct LeadingAxis {
     raw: Vec<usize>,
     /// Variables depend on each other when their indices differ by at most this; `None` = all do.
     radius: Option<usize>,
+    layout: Layout,
 }
 
 /// Plan parameters of `video_frames`.
@@ -239,12 +251,17 @@ impl LeadingAxis {
 
     /// Frames of videos of shape `raw` = `[T, C, H, W]`.
     pub fn video_frames(raw: &[usize], radius: usize) -> Result<Self> {
-        if raw.len() != 4 {
-            return Err(RuntimeError::Shape(format!(
-                "video_frames needs a raw shape [T, C, H, W], got {raw:?}"
-            )));
-        }
-        Ok(LeadingAxis { name: "video_frames", raw: raw.to_vec(), radius: Some(radius) })
+        let [frames, channels, height, width] = <[usize; 4]>::try_from(raw).map_err(|_| {
+            RuntimeError::Shape(format!("video_frames needs a raw shape [T, C, H, W], got {raw:?}"))
+        })?;
+        let layout = Layout::Video { frames, channels, height, width };
+        Ok(LeadingAxis { name: "video_frames", raw: raw.to_vec(), radius: Some(radius), layout })
+    }
+
+    /// `identity` from its plan parameters (it has none), over raw samples of shape `raw`.
+    pub fn identity_from_params(p: &Params<'_>, raw: &[usize]) -> Result<Self> {
+        p.config::<NoParams>()?;
+        Self::identity(raw)
     }
 
     /// Identity over raw samples of shape `raw` (at least one dimension).
@@ -252,7 +269,7 @@ impl LeadingAxis {
         if raw.is_empty() {
             return Err(RuntimeError::Shape("identity needs a raw shape with at least one dimension".into()));
         }
-        Ok(LeadingAxis { name: "identity", raw: raw.to_vec(), radius: None })
+        Ok(LeadingAxis { name: "identity", raw: raw.to_vec(), radius: None, layout: Layout::Flat })
     }
 }
 
@@ -288,6 +305,9 @@ impl Mapper for LeadingAxis {
             Some(r) => dependency_from(self.variables(), device, |i, j| i.abs_diff(j) <= r),
             None => Ok(Tensor::ones((self.variables(), self.variables()), DType::F32, device)?),
         }
+    }
+    fn layout(&self) -> Layout {
+        self.layout
     }
 }
 
@@ -346,6 +366,11 @@ mod tests {
         assert_eq!(dep[9 * 4 + 1], 0.0); // (0,0) vs (4,1)
         assert!(m.to_variables(&random(&[2, 3, 9])).is_err());
         assert!(build_mapper("grid_cells", &BTreeMap::new(), &[3, 32, 32]).is_err());
+        // Over Sudoku images the cells are image patches.
+        let cells = build_mapper("grid_cells", &BTreeMap::new(), &[1, 18, 18]).unwrap();
+        assert_eq!((cells.variables(), cells.features()), (81, 4));
+        assert_eq!(cells.layout(), Layout::Image { channels: 1, height: 18, width: 18, patch: 2 });
+        assert_eq!(m.layout(), Layout::Flat);
     }
 
     #[test]
@@ -381,6 +406,7 @@ mod tests {
         let r: BTreeMap<String, PValue> = [("radius".to_string(), PValue::Int(2))].into();
         let m = build_mapper("video_frames", &r, &[5, 1, 4, 4]).unwrap();
         assert_eq!((m.variables(), m.features()), (5, 16));
+        assert_eq!(m.layout(), Layout::Video { frames: 5, channels: 1, height: 4, width: 4 });
         let v = random(&[3, 5, 1, 4, 4]);
         let x = m.to_variables(&v).unwrap();
         assert_eq!(x.dims(), &[3, 5, 16]);
@@ -395,6 +421,7 @@ mod tests {
         assert_eq!(mv[2], 0.0);
 
         let m = build_mapper("identity", &BTreeMap::new(), &[7, 2]).unwrap();
+        assert_eq!(m.layout(), Layout::Flat);
         let p = random(&[4, 7, 2]);
         let x = m.to_variables(&p).unwrap();
         assert_eq!(x.dims(), &[4, 7, 2]);

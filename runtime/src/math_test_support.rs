@@ -153,5 +153,5 @@ pub fn flow_for(name: &str, config: &Value) -> crate::flow::Flow {
     let comp = sr_compiler::catalogue::lookup(sr_compiler::catalogue::Kind::Flow, sr_name).expect("a flow");
     let mut params = comp.default_params();
     params.extend(p);
-    crate::flow::FlowSetup::from_params(sr_name, &params).expect("reference flow config").flow
+    crate::registry::Registry::get().build_flow(sr_name, &params).expect("reference flow config").flow
 }

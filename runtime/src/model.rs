@@ -5,16 +5,17 @@ use std::collections::BTreeMap;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use serde::Deserialize;
-use sr_compiler::catalogue::Kind;
+use sr_compiler::catalogue::{self, Input, Kind, Rules};
 use sr_compiler::plan::{Node, PValue, Plan};
 
-use crate::data::{build_dataset, Dataset};
+use crate::data::Dataset;
 use crate::error::{Result, RuntimeError};
 use crate::flow::FlowSetup;
-use crate::mapper::{build_mapper, ImagePatches, Mapper, GRID_CELL_RADIUS};
-use crate::nn::{build_denoiser, Denoiser, Dependency, Geometry};
+use crate::mapper::Mapper;
+use crate::nn::{Denoiser, Dependency, Geometry};
 use crate::precision::{LowPrecision, Precision};
-use crate::pvalue::{config, Params};
+use crate::pvalue::config;
+use crate::registry::Registry;
 use crate::time::TimeSampler;
 
 /// Parses a device name: `cpu`, `cuda` (= `cuda:0`) or `cuda:N`, after checking `SR_KERNELS`
@@ -124,10 +125,11 @@ impl TrainSettings {
 impl Model {
     /// Builds every component of `plan` on `device`, with fresh weights drawn from the plan's seed.
     pub fn build(plan: &Plan, device: Device) -> Result<Model> {
+        let registry = Registry::get();
         let mut datasets = BTreeMap::new();
         for n in plan.nodes_of(Kind::Dataset) {
             let split = n.id.strip_prefix("data.").unwrap_or(&n.id).to_string();
-            let dataset = build_dataset(&n.component, &n.params, plan.seed)?;
+            let dataset = registry.build_dataset(&n.component, &n.params, plan.seed)?;
             // A loaded file decides its own shape: it must be the one the plan was checked with.
             if dataset.raw_shape() != plan.shapes.raw {
                 return Err(RuntimeError::Shape(format!(
@@ -139,9 +141,8 @@ impl Model {
             }
             datasets.insert(split, dataset);
         }
-        let raw = plan.shapes.raw.clone();
         let mapper_node = node(plan, "mapper")?;
-        let (mapper, geometry) = build_mapping(mapper_node, &raw)?;
+        let mapper = registry.build_mapper(&mapper_node.component, &mapper_node.params, &plan.shapes.raw)?;
         if mapper.variables() != plan.shapes.variables || mapper.features() != plan.shapes.features {
             return Err(RuntimeError::Shape(format!(
                 "the plan says {} variables of {} features, the mapper gives {} of {}",
@@ -152,21 +153,27 @@ impl Model {
             )));
         }
         let flow_node = node(plan, "flow")?;
-        let flow = FlowSetup::from_params(&flow_node.component, &flow_node.params)?;
+        let flow = registry.build_flow(&flow_node.component, &flow_node.params)?;
         let time = match plan.node("train.time") {
             Some(n) => {
-                Some(TimeSampler::from_params(&n.component, &n.params, geometry.variables, plan.seed)?)
+                Some(TimeSampler::from_params(&n.component, &n.params, mapper.variables(), plan.seed)?)
             }
             None => None,
         };
         let dependency =
             mapper.dependency(&Device::Cpu)?.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
-        let dependent = Dependency::new(geometry.variables, &dependency)?;
-        let geometry = geometry.with_dependency(dependent)?;
+        let dependent = Dependency::new(mapper.variables(), &dependency)?;
+        // The denoiser works on the mapper's variables, in its layout.
+        let geometry =
+            Geometry { layout: mapper.layout(), ..Geometry::flat(mapper.variables(), mapper.features()) }
+                .with_dependency(dependent)?;
         let varmap = VarMap::new();
         let vb = crate::init::seeded_var_builder(&varmap, plan.seed, DType::F32, &device);
         let den = node(plan, "denoiser")?;
-        let denoiser = build_denoiser(&den.component, &den.params, &geometry, vb)?;
+        let tok = node(plan, "tokenizer")?;
+        let produces = registry.build_tokenizer(&tok.component, &tok.params)?;
+        check_tokenizer(produces, &tok.component, &den.component)?;
+        let denoiser = registry.build_denoiser(&den.component, &den.params, &geometry, vb)?;
         let precision = TrainSettings::from_plan(plan)?.map_or(Precision::F32, |s| s.precision);
         let low = match precision {
             Precision::F32 => None,
@@ -209,29 +216,32 @@ impl Model {
     }
 }
 
-/// The mapper and the denoiser geometry for raw samples of shape `raw`.
-///
-/// `grid_cells` over Sudoku images (`[C, 9k, 9k]`) is the same as 81 image patches of side `k`.
-fn build_mapping(node: &Node, raw: &[usize]) -> Result<(Box<dyn Mapper>, Geometry)> {
-    let patches = |mapper: ImagePatches| -> Result<(Box<dyn Mapper>, Geometry)> {
-        let geometry = Geometry::image(raw[0], raw[1], raw[2], mapper.patch())?;
-        Ok((Box::new(mapper), geometry))
-    };
-    match (node.component.as_str(), raw) {
-        ("grid_cells", [_, h, w]) if h == w && h % 9 == 0 => {
-            patches(ImagePatches::new(raw, h / 9, GRID_CELL_RADIUS)?)
-        }
-        ("image_patches", [_, _, _]) => {
-            patches(ImagePatches::from_params(&Params::new(&node.component, &node.params), raw)?)
-        }
-        ("video_frames", [t, c, h, w]) => {
-            let mapper = build_mapper(&node.component, &node.params, raw)?;
-            Ok((mapper, Geometry::video(*t, *c, *h, *w)))
-        }
-        _ => {
-            let mapper = build_mapper(&node.component, &node.params, raw)?;
-            let g = Geometry::flat(mapper.variables(), mapper.features());
-            Ok((mapper, g))
+/// An error unless the plan's tokenizer `tokenizer`, producing `produces`, feeds what denoiser `denoiser`
+/// consumes (its catalogue entry's input): a plan not written by `sr compile` may pair them wrongly.
+fn check_tokenizer(produces: Input, tokenizer: &str, denoiser: &str) -> Result<()> {
+    match catalogue::lookup(Kind::Denoiser, denoiser).map(|c| c.rules) {
+        Some(Rules::Denoiser { input, .. }) if input != produces => Err(RuntimeError::Config(format!(
+            "tokenizer `{tokenizer}` produces {}, but denoiser `{denoiser}` consumes {}",
+            produces.as_str(),
+            input.as_str()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tokenizer_must_produce_what_the_denoiser_consumes() {
+        assert!(check_tokenizer(Input::Image, "time_map", "unet").is_ok());
+        assert!(check_tokenizer(Input::Tokens, "tokens", "transformer").is_ok());
+        match check_tokenizer(Input::Tokens, "tokens", "unet") {
+            Err(RuntimeError::Config(what)) => {
+                assert_eq!(what, "tokenizer `tokens` produces tokens, but denoiser `unet` consumes an image")
+            }
+            other => panic!("{other:?}"),
         }
     }
 }

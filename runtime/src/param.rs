@@ -28,17 +28,6 @@ pub enum Parameterization {
 }
 
 impl Parameterization {
-    /// Parses `velocity` (or upstream's `ut`), `eps`, `x0`, `v`.
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "velocity" | "ut" => Some(Self::Velocity),
-            "eps" => Some(Self::Eps),
-            "x0" => Some(Self::X0),
-            "v" => Some(Self::V),
-            _ => None,
-        }
-    }
-
     /// The sr name.
     pub fn name(self) -> &'static str {
         match self {

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use sr_compiler::plan::PValue;
 
 use crate::error::{Result, RuntimeError};
@@ -26,11 +27,16 @@ pub fn config<T: DeserializeOwned>(component: &str, params: &BTreeMap<String, PV
     serde_json::from_value(value).map_err(err)
 }
 
+/// The configuration of a component without parameters: a key in its plan node is an error.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NoParams {}
+
 /// The plan parameters of one component instance, as its constructor receives them.
 #[derive(Debug, Clone, Copy)]
 pub struct Params<'a> {
-    pub(crate) component: &'a str,
-    pub(crate) map: &'a BTreeMap<String, PValue>,
+    component: &'a str,
+    map: &'a BTreeMap<String, PValue>,
 }
 
 impl<'a> Params<'a> {

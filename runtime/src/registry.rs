@@ -1,28 +1,30 @@
 //! Registries of the runtime's implementations, one per catalogue kind: a name of the catalogue maps to
-//! the function that builds it. Datasets, mappers, time samplers, losses, optimizers, learning-rate
-//! schedules and metrics are looked up here; a program (an
-//! extension crate's `sr` binary) installs its registry once, at start, with [`Registry::install`],
-//! which also adds its catalogue entries to the process-wide catalogue.
+//! the function that builds it. Every component the runtime builds from a plan node is looked up here; a
+//! program (an extension crate's `sr` binary) installs its registry once, at start, with
+//! [`Registry::install`], which also adds its catalogue entries to the process-wide catalogue.
 //!
 //! Adding a component is one catalogue entry, one file implementing the kind's trait ([`Dataset`],
-//! [`Mapper`], [`Optimizer`], [`Metric`]) and one registration line: in [`Registry::builtin`] for sr's
-//! own, or a call of [`Registry::dataset`], [`Registry::mapper`], [`Registry::optimizer`] or
-//! [`Registry::metric`] in an extension crate.
+//! [`Mapper`], [`Denoiser`], [`Optimizer`], [`Metric`]) and one registration line: in
+//! [`Registry::builtin`] for sr's own, or a call of [`Registry::dataset`], [`Registry::mapper`],
+//! [`Registry::denoiser`], [`Registry::optimizer`] or [`Registry::metric`] in an extension crate.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use candle_core::{Tensor, Var};
-use sr_compiler::catalogue::{self, Component, Kind};
+use candle_nn::VarBuilder;
+use sr_compiler::catalogue::{self, Component, Input, Kind};
+use sr_compiler::plan::PValue;
 
-use crate::data::{
-    CifarDataset, CountingDataset, Dataset, EvenPixelsDataset, ImageFolderDataset, MnistDataset,
-    MovingShapesDataset, Params, PointsDataset, ShapeKind, SudokuDataset, SudokuImageDataset,
-};
+use crate::data::{self, Dataset, Params};
 use crate::error::{Result, RuntimeError};
-use crate::mapper::{GridCells, ImagePatches, LeadingAxis, Mapper};
+use crate::flow::{self, FlowSetup};
+use crate::mapper::{self, Mapper};
 use crate::metric::{self, Scores};
+use crate::nn::{self, tokenizer, Denoiser, Geometry};
 use crate::optim::{self, LrDecay, Optimizer};
+use crate::sample::{self, SamplerSettings};
+use crate::schedule::{self, ScheduleConfig};
 use crate::time::{self, TimeChoice};
 use crate::train::LossTerm;
 
@@ -30,17 +32,26 @@ use crate::train::LossTerm;
 pub type DatasetFn = fn(&Params<'_>, u64) -> Result<Box<dyn Dataset>>;
 /// Builds a mapper from its plan parameters and the raw shape of one sample.
 pub type MapperFn = fn(&Params<'_>, &[usize]) -> Result<Box<dyn Mapper>>;
-
-/// Builds an optimizer from its plan parameters over the named variables it updates.
-pub type OptimizerFn = fn(&Params<'_>, Vec<(String, Var)>) -> Result<Box<dyn Optimizer>>;
-
-/// Builds the decay of a learning-rate schedule (after warm-up) from its plan parameters.
-pub type LrScheduleFn = fn(&Params<'_>) -> Result<LrDecay>;
-/// Builds a loss term from its plan parameters (its weight in the mixture is training's).
-pub type LossFn = fn(&Params<'_>) -> Result<LossTerm>;
-
+/// Builds a flow (with its prediction target and variance mode) from its plan parameters.
+pub type FlowFn = fn(&Params<'_>) -> Result<FlowSetup>;
 /// Builds a time sampler's laws from its plan parameters.
 pub type TimeSamplerFn = fn(&Params<'_>) -> Result<TimeChoice>;
+/// Reads a tokenizer's plan parameters; gives the form of input it produces for the denoiser.
+pub type TokenizerFn = fn(&Params<'_>) -> Result<Input>;
+/// Builds a denoiser from its plan parameters over the variables of `geometry`, its weights under the
+/// `VarBuilder` (every weight must be created through it).
+pub type DenoiserFn = fn(&Params<'_>, &Geometry, VarBuilder) -> Result<Box<dyn Denoiser>>;
+/// Builds a loss term from its plan parameters (its weight in the mixture is training's).
+pub type LossFn = fn(&Params<'_>) -> Result<LossTerm>;
+/// Builds an optimizer from its plan parameters over the named variables it updates.
+pub type OptimizerFn = fn(&Params<'_>, Vec<(String, Var)>) -> Result<Box<dyn Optimizer>>;
+/// Builds the decay of a learning-rate schedule (after warm-up) from its plan parameters.
+pub type LrScheduleFn = fn(&Params<'_>) -> Result<LrDecay>;
+/// Builds an inference schedule's configuration from its plan parameters.
+pub type ScheduleFn = fn(&Params<'_>) -> Result<ScheduleConfig>;
+/// Builds the settings of the plan's sampler `sampler.NAME` (the `&str` is NAME) from its plan
+/// parameters and its schedule.
+pub type SamplerFn = fn(&str, &Params<'_>, ScheduleConfig) -> Result<SamplerSettings>;
 
 /// An evaluation metric: named values averaged over a batch of samples.
 pub trait Metric: Send + Sync {
@@ -59,18 +70,25 @@ where
 }
 
 /// The implementations of every registered component, and the catalogue entries an extension adds.
-/// Time samplers, losses and learning-rate schedules are built here too, from sr's own entries only
-/// (their runtime types are closed enums); the other kinds (flows, tokenizers, denoisers, schedules,
-/// samplers) are still built by their own modules.
+///
+/// Flows, time samplers, tokenizers, losses, learning-rate schedules, schedules and samplers are built
+/// here from sr's own entries only: their runtime types are closed (`Flow`, `TimeKind`, the tokenizers'
+/// [`Input`], `LossTerm`, `LrDecay`, `ScheduleConfig`, `SamplerSettings`), so no method registers an
+/// extension's. Datasets, mappers, denoisers, optimizers and metrics are traits an extension implements.
 pub struct Registry {
     entries: Vec<Component>,
     datasets: BTreeMap<&'static str, DatasetFn>,
     mappers: BTreeMap<&'static str, MapperFn>,
-    metrics: BTreeMap<&'static str, Box<dyn Metric>>,
+    flows: BTreeMap<&'static str, FlowFn>,
+    time_samplers: BTreeMap<&'static str, TimeSamplerFn>,
+    tokenizers: BTreeMap<&'static str, TokenizerFn>,
+    denoisers: BTreeMap<&'static str, DenoiserFn>,
+    losses: BTreeMap<&'static str, LossFn>,
     optimizers: BTreeMap<&'static str, OptimizerFn>,
     lr_schedules: BTreeMap<&'static str, LrScheduleFn>,
-    time_samplers: BTreeMap<&'static str, TimeSamplerFn>,
-    losses: BTreeMap<&'static str, LossFn>,
+    schedules: BTreeMap<&'static str, ScheduleFn>,
+    samplers: BTreeMap<&'static str, SamplerFn>,
+    metrics: BTreeMap<&'static str, Box<dyn Metric>>,
     /// Registrations refused (wrong kind, a name taken twice), reported by [`Registry::install`].
     refused: Vec<String>,
 }
@@ -85,31 +103,75 @@ impl Registry {
             entries: Vec::new(),
             datasets: BTreeMap::new(),
             mappers: BTreeMap::new(),
-            metrics: BTreeMap::new(),
+            flows: BTreeMap::new(),
+            time_samplers: BTreeMap::new(),
+            tokenizers: BTreeMap::new(),
+            denoisers: BTreeMap::new(),
+            losses: BTreeMap::new(),
             optimizers: BTreeMap::new(),
             lr_schedules: BTreeMap::new(),
-            time_samplers: BTreeMap::new(),
-            losses: BTreeMap::new(),
+            schedules: BTreeMap::new(),
+            samplers: BTreeMap::new(),
+            metrics: BTreeMap::new(),
             refused: Vec::new(),
         }
-        .with_dataset("sudoku", |p, seed| Ok(Box::new(SudokuDataset::from_params(p, seed)?)))
-        .with_dataset("sudoku_image", |p, seed| Ok(Box::new(SudokuImageDataset::from_params(p, seed)?)))
-        .with_dataset("even_pixels", |p, seed| Ok(Box::new(EvenPixelsDataset::from_params(p, seed)?)))
+        .with_dataset("sudoku", |p, seed| Ok(Box::new(data::SudokuDataset::from_params(p, seed)?)))
+        .with_dataset("sudoku_image", |p, seed| Ok(Box::new(data::SudokuImageDataset::from_params(p, seed)?)))
+        .with_dataset("even_pixels", |p, seed| Ok(Box::new(data::EvenPixelsDataset::from_params(p, seed)?)))
         .with_dataset("counting_polygons", |p, seed| {
-            Ok(Box::new(CountingDataset::from_params(p, seed, ShapeKind::Polygon)?))
+            Ok(Box::new(data::CountingDataset::from_params(p, seed, data::ShapeKind::Polygon)?))
         })
         .with_dataset("counting_stars", |p, seed| {
-            Ok(Box::new(CountingDataset::from_params(p, seed, ShapeKind::Star)?))
+            Ok(Box::new(data::CountingDataset::from_params(p, seed, data::ShapeKind::Star)?))
         })
-        .with_dataset("moving_shapes", |p, seed| Ok(Box::new(MovingShapesDataset::from_params(p, seed)?)))
-        .with_dataset("mnist", |p, _| Ok(Box::new(MnistDataset::from_params(p)?)))
-        .with_dataset("cifar10", |p, _| Ok(Box::new(CifarDataset::from_params(p)?)))
-        .with_dataset("image_folder", |p, _| Ok(Box::new(ImageFolderDataset::from_params(p)?)))
-        .with_dataset("points", |p, _| Ok(Box::new(PointsDataset::from_params(p)?)))
-        .with_mapper("grid_cells", |_, raw| Ok(Box::new(GridCells::new(raw)?)))
-        .with_mapper("image_patches", |p, raw| Ok(Box::new(ImagePatches::from_params(p, raw)?)))
-        .with_mapper("video_frames", |p, raw| Ok(Box::new(LeadingAxis::video_frames_from_params(p, raw)?)))
-        .with_mapper("identity", |_, raw| Ok(Box::new(LeadingAxis::identity(raw)?)))
+        .with_dataset("moving_shapes", |p, seed| {
+            Ok(Box::new(data::MovingShapesDataset::from_params(p, seed)?))
+        })
+        .with_dataset("mnist", |p, _| Ok(Box::new(data::MnistDataset::from_params(p)?)))
+        .with_dataset("cifar10", |p, _| Ok(Box::new(data::CifarDataset::from_params(p)?)))
+        .with_dataset("image_folder", |p, _| Ok(Box::new(data::ImageFolderDataset::from_params(p)?)))
+        .with_dataset("points", |p, _| Ok(Box::new(data::PointsDataset::from_params(p)?)))
+        .with_mapper("grid_cells", mapper::grid_cells)
+        .with_mapper("image_patches", |p, raw| Ok(Box::new(mapper::ImagePatches::from_params(p, raw)?)))
+        .with_mapper("video_frames", |p, raw| {
+            Ok(Box::new(mapper::LeadingAxis::video_frames_from_params(p, raw)?))
+        })
+        .with_mapper("identity", |p, raw| Ok(Box::new(mapper::LeadingAxis::identity_from_params(p, raw)?)))
+        .with_flow("rectified", flow::rectified)
+        .with_flow("cosine", flow::cosine)
+        .with_flow("diffusion", flow::diffusion)
+        .with_flow("cosine_logsnr", flow::cosine_logsnr)
+        .with_flow("linear_beta", flow::linear_beta)
+        .with_time_sampler("shared", time::shared)
+        .with_time_sampler("independent", time::independent)
+        .with_time_sampler("mean_beta", time::mean_beta)
+        .with_time_sampler("sequential", time::sequential)
+        .with_time_sampler("mean_simple", time::mean_simple)
+        .with_tokenizer("tokens", tokenizer::build_tokens)
+        .with_tokenizer("time_map", tokenizer::build_time_map)
+        .with_tokenizer("frames", tokenizer::build_frames)
+        .with_denoiser("mlp", nn::mlp::build)
+        .with_denoiser("transformer", nn::dit::transformer)
+        .with_denoiser("block_causal_transformer", nn::dit::block_causal_transformer)
+        .with_denoiser("unet", nn::unet::build)
+        .with_denoiser("uvit", nn::uvit::build)
+        .with_loss("mse", |_| Ok(LossTerm::Mse))
+        .with_loss("nll", |_| Ok(LossTerm::Nll))
+        .with_loss("vlb", |_| Ok(LossTerm::Vlb))
+        .with_optimizer("adamw", optim::build_adamw)
+        .with_optimizer("sgd", optim::build_sgd)
+        .with_lr_schedule("constant", optim::schedule::constant)
+        .with_lr_schedule("cosine", optim::schedule::cosine)
+        .with_lr_schedule("linear", optim::schedule::linear)
+        .with_schedule("fixed", schedule::fixed)
+        .with_schedule("raster", schedule::raster)
+        .with_schedule("random_sequential", schedule::random_sequential)
+        .with_schedule("graph_sequential", schedule::graph_sequential)
+        .with_schedule("adaptive_sequential", schedule::adaptive_sequential)
+        .with_schedule("mask_git", schedule::mask_git)
+        .with_schedule("adaptive_inverse", schedule::adaptive_inverse)
+        .with_schedule("adaptive_softmax", schedule::adaptive_softmax)
+        .with_sampler("scheduled", sample::scheduled)
         .with_metric("sudoku_accuracy", Box::new(|s: &Tensor, _: Option<&Tensor>| metric::sudoku_scores(s)))
         .with_metric(
             "even_pixels_balance",
@@ -121,19 +183,6 @@ impl Registry {
         )
         .with_metric("frame_consistency", Box::new(metric::frame_scores))
         .with_metric("mse_to_data", Box::new(metric::mse_to_data))
-        .with_optimizer("adamw", optim::build_adamw)
-        .with_optimizer("sgd", optim::build_sgd)
-        .with_lr_schedule("constant", optim::schedule::constant)
-        .with_lr_schedule("cosine", optim::schedule::cosine)
-        .with_lr_schedule("linear", optim::schedule::linear)
-        .with_time_sampler("shared", time::shared)
-        .with_time_sampler("independent", time::independent)
-        .with_time_sampler("mean_beta", time::mean_beta)
-        .with_time_sampler("sequential", time::sequential)
-        .with_time_sampler("mean_simple", time::mean_simple)
-        .with_loss("mse", |_| Ok(LossTerm::Mse))
-        .with_loss("nll", |_| Ok(LossTerm::Nll))
-        .with_loss("vlb", |_| Ok(LossTerm::Vlb))
     }
 
     /// Registers a dataset of an extension: its catalogue entry and its constructor.
@@ -152,10 +201,11 @@ impl Registry {
         self
     }
 
-    /// Registers a metric of an extension: its catalogue entry and its implementation.
-    pub fn metric(mut self, entry: Component, metric: impl Metric + 'static) -> Registry {
-        if self.entry(entry, Kind::Metric) {
-            self = self.with_metric(entry.name, Box::new(metric));
+    /// Registers a denoiser of an extension: its catalogue entry (whose `Rules::Denoiser` input must be
+    /// one sr's tokenizers produce) and its constructor.
+    pub fn denoiser(mut self, entry: Component, build: DenoiserFn) -> Registry {
+        if self.entry(entry, Kind::Denoiser) {
+            self = self.with_denoiser(entry.name, build);
         }
         self
     }
@@ -164,6 +214,14 @@ impl Registry {
     pub fn optimizer(mut self, entry: Component, build: OptimizerFn) -> Registry {
         if self.entry(entry, Kind::Optimizer) {
             self = self.with_optimizer(entry.name, build);
+        }
+        self
+    }
+
+    /// Registers a metric of an extension: its catalogue entry and its implementation.
+    pub fn metric(mut self, entry: Component, metric: impl Metric + 'static) -> Registry {
+        if self.entry(entry, Kind::Metric) {
+            self = self.with_metric(entry.name, Box::new(metric));
         }
         self
     }
@@ -179,51 +237,62 @@ impl Registry {
     }
 
     fn with_dataset(mut self, name: &'static str, build: DatasetFn) -> Registry {
-        if self.datasets.insert(name, build).is_some() {
-            self.refused.push(format!("dataset.{name} is registered twice"));
-        }
+        add(&mut self.datasets, &mut self.refused, Kind::Dataset, name, build);
         self
     }
 
     fn with_mapper(mut self, name: &'static str, build: MapperFn) -> Registry {
-        if self.mappers.insert(name, build).is_some() {
-            self.refused.push(format!("mapper.{name} is registered twice"));
-        }
+        add(&mut self.mappers, &mut self.refused, Kind::Mapper, name, build);
         self
     }
 
-    fn with_metric(mut self, name: &'static str, metric: Box<dyn Metric>) -> Registry {
-        if self.metrics.insert(name, metric).is_some() {
-            self.refused.push(format!("metric.{name} is registered twice"));
-        }
-        self
-    }
-
-    fn with_optimizer(mut self, name: &'static str, build: OptimizerFn) -> Registry {
-        if self.optimizers.insert(name, build).is_some() {
-            self.refused.push(format!("optimizer.{name} is registered twice"));
-        }
-        self
-    }
-
-    fn with_lr_schedule(mut self, name: &'static str, build: LrScheduleFn) -> Registry {
-        if self.lr_schedules.insert(name, build).is_some() {
-            self.refused.push(format!("lr_schedule.{name} is registered twice"));
-        }
+    fn with_flow(mut self, name: &'static str, build: FlowFn) -> Registry {
+        add(&mut self.flows, &mut self.refused, Kind::Flow, name, build);
         self
     }
 
     fn with_time_sampler(mut self, name: &'static str, build: TimeSamplerFn) -> Registry {
-        if self.time_samplers.insert(name, build).is_some() {
-            self.refused.push(format!("time_sampler.{name} is registered twice"));
-        }
+        add(&mut self.time_samplers, &mut self.refused, Kind::TimeSampler, name, build);
+        self
+    }
+
+    fn with_tokenizer(mut self, name: &'static str, build: TokenizerFn) -> Registry {
+        add(&mut self.tokenizers, &mut self.refused, Kind::Tokenizer, name, build);
+        self
+    }
+
+    fn with_denoiser(mut self, name: &'static str, build: DenoiserFn) -> Registry {
+        add(&mut self.denoisers, &mut self.refused, Kind::Denoiser, name, build);
         self
     }
 
     fn with_loss(mut self, name: &'static str, build: LossFn) -> Registry {
-        if self.losses.insert(name, build).is_some() {
-            self.refused.push(format!("loss.{name} is registered twice"));
-        }
+        add(&mut self.losses, &mut self.refused, Kind::Loss, name, build);
+        self
+    }
+
+    fn with_optimizer(mut self, name: &'static str, build: OptimizerFn) -> Registry {
+        add(&mut self.optimizers, &mut self.refused, Kind::Optimizer, name, build);
+        self
+    }
+
+    fn with_lr_schedule(mut self, name: &'static str, build: LrScheduleFn) -> Registry {
+        add(&mut self.lr_schedules, &mut self.refused, Kind::LrSchedule, name, build);
+        self
+    }
+
+    fn with_schedule(mut self, name: &'static str, build: ScheduleFn) -> Registry {
+        add(&mut self.schedules, &mut self.refused, Kind::Schedule, name, build);
+        self
+    }
+
+    fn with_sampler(mut self, name: &'static str, build: SamplerFn) -> Registry {
+        add(&mut self.samplers, &mut self.refused, Kind::Sampler, name, build);
+        self
+    }
+
+    fn with_metric(mut self, name: &'static str, metric: Box<dyn Metric>) -> Registry {
+        add(&mut self.metrics, &mut self.refused, Kind::Metric, name, metric);
         self
     }
 
@@ -232,17 +301,21 @@ impl Registry {
         &self.entries
     }
 
-    /// The names registered for `kind` (empty for kinds without a registry yet).
+    /// The names registered for `kind`, in order.
     pub fn names(&self, kind: Kind) -> Vec<&'static str> {
         match kind {
             Kind::Dataset => self.datasets.keys().copied().collect(),
             Kind::Mapper => self.mappers.keys().copied().collect(),
-            Kind::Metric => self.metrics.keys().copied().collect(),
+            Kind::Flow => self.flows.keys().copied().collect(),
+            Kind::TimeSampler => self.time_samplers.keys().copied().collect(),
+            Kind::Tokenizer => self.tokenizers.keys().copied().collect(),
+            Kind::Denoiser => self.denoisers.keys().copied().collect(),
+            Kind::Loss => self.losses.keys().copied().collect(),
             Kind::Optimizer => self.optimizers.keys().copied().collect(),
             Kind::LrSchedule => self.lr_schedules.keys().copied().collect(),
-            Kind::Loss => self.losses.keys().copied().collect(),
-            Kind::TimeSampler => self.time_samplers.keys().copied().collect(),
-            _ => Vec::new(),
+            Kind::Schedule => self.schedules.keys().copied().collect(),
+            Kind::Sampler => self.samplers.keys().copied().collect(),
+            Kind::Metric => self.metrics.keys().copied().collect(),
         }
     }
 
@@ -267,94 +340,129 @@ impl Registry {
     pub fn build_dataset(
         &self,
         name: &str,
-        params: &BTreeMap<String, sr_compiler::plan::PValue>,
+        params: &BTreeMap<String, PValue>,
         seed: u64,
     ) -> Result<Box<dyn Dataset>> {
-        let build = self.datasets.get(name).ok_or_else(|| unknown(Kind::Dataset, name))?;
-        build(&Params::new(name, params), seed)
+        find(&self.datasets, Kind::Dataset, name)?(&Params::new(name, params), seed)
     }
 
     /// Builds mapper `name` from its plan parameters for raw samples of shape `raw_shape`.
     pub fn build_mapper(
         &self,
         name: &str,
-        params: &BTreeMap<String, sr_compiler::plan::PValue>,
+        params: &BTreeMap<String, PValue>,
         raw_shape: &[usize],
     ) -> Result<Box<dyn Mapper>> {
-        let build = self.mappers.get(name).ok_or_else(|| unknown(Kind::Mapper, name))?;
-        build(&Params::new(name, params), raw_shape)
+        find(&self.mappers, Kind::Mapper, name)?(&Params::new(name, params), raw_shape)
+    }
+
+    /// Flow `name` (with its prediction target and variance mode) from its plan parameters.
+    pub fn build_flow(&self, name: &str, params: &BTreeMap<String, PValue>) -> Result<FlowSetup> {
+        find(&self.flows, Kind::Flow, name)?(&Params::new(name, params))
+    }
+
+    /// The laws of time sampler `name` from its plan parameters.
+    pub fn build_time_sampler(&self, name: &str, params: &BTreeMap<String, PValue>) -> Result<TimeChoice> {
+        find(&self.time_samplers, Kind::TimeSampler, name)?(&Params::new(name, params))
+    }
+
+    /// The form of input tokenizer `name` produces, its plan parameters read.
+    pub fn build_tokenizer(&self, name: &str, params: &BTreeMap<String, PValue>) -> Result<Input> {
+        find(&self.tokenizers, Kind::Tokenizer, name)?(&Params::new(name, params))
+    }
+
+    /// Builds denoiser `name` from its plan parameters over the variables of `geometry`, its weights
+    /// under `vb`.
+    pub fn build_denoiser(
+        &self,
+        name: &str,
+        params: &BTreeMap<String, PValue>,
+        geometry: &Geometry,
+        vb: VarBuilder,
+    ) -> Result<Box<dyn Denoiser>> {
+        find(&self.denoisers, Kind::Denoiser, name)?(&Params::new(name, params), geometry, vb)
+    }
+
+    /// Loss term `name` from its plan parameters.
+    pub fn build_loss(&self, name: &str, params: &BTreeMap<String, PValue>) -> Result<LossTerm> {
+        find(&self.losses, Kind::Loss, name)?(&Params::new(name, params))
     }
 
     /// Builds optimizer `name` from its plan parameters over `vars`.
     pub fn build_optimizer(
         &self,
         name: &str,
-        params: &BTreeMap<String, sr_compiler::plan::PValue>,
+        params: &BTreeMap<String, PValue>,
         vars: Vec<(String, Var)>,
     ) -> Result<Box<dyn Optimizer>> {
-        let build = self.optimizers.get(name).ok_or_else(|| unknown(Kind::Optimizer, name))?;
-        build(&Params::new(name, params), vars)
+        find(&self.optimizers, Kind::Optimizer, name)?(&Params::new(name, params), vars)
     }
 
     /// The decay of learning-rate schedule `name` from its plan parameters.
-    pub fn build_lr_decay(
-        &self,
-        name: &str,
-        params: &BTreeMap<String, sr_compiler::plan::PValue>,
-    ) -> Result<LrDecay> {
-        let build = self.lr_schedules.get(name).ok_or_else(|| unknown(Kind::LrSchedule, name))?;
-        build(&Params::new(name, params))
+    pub fn build_lr_decay(&self, name: &str, params: &BTreeMap<String, PValue>) -> Result<LrDecay> {
+        find(&self.lr_schedules, Kind::LrSchedule, name)?(&Params::new(name, params))
     }
 
-    /// The laws of time sampler `name` from its plan parameters.
-    pub fn build_time_sampler(
-        &self,
-        name: &str,
-        params: &BTreeMap<String, sr_compiler::plan::PValue>,
-    ) -> Result<TimeChoice> {
-        let build = self.time_samplers.get(name).ok_or_else(|| unknown(Kind::TimeSampler, name))?;
-        build(&Params::new(name, params))
+    /// The configuration of inference schedule `name` from its plan parameters.
+    pub fn build_schedule(&self, name: &str, params: &BTreeMap<String, PValue>) -> Result<ScheduleConfig> {
+        find(&self.schedules, Kind::Schedule, name)?(&Params::new(name, params))
     }
 
-    /// Loss term `name` from its plan parameters.
-    pub fn build_loss(
+    /// The settings of the plan's sampler `sampler.NAME`, of component `component`, from its plan
+    /// parameters and its schedule.
+    pub fn build_sampler(
         &self,
+        component: &str,
         name: &str,
-        params: &BTreeMap<String, sr_compiler::plan::PValue>,
-    ) -> Result<LossTerm> {
-        let build = self.losses.get(name).ok_or_else(|| unknown(Kind::Loss, name))?;
-        build(&Params::new(name, params))
+        params: &BTreeMap<String, PValue>,
+        schedule: ScheduleConfig,
+    ) -> Result<SamplerSettings> {
+        find(&self.samplers, Kind::Sampler, component)?(name, &Params::new(component, params), schedule)
     }
 
     /// The metric called `name`.
     pub fn metric_named(&self, name: &str) -> Result<&dyn Metric> {
-        self.metrics.get(name).map(Box::as_ref).ok_or_else(|| unknown(Kind::Metric, name))
+        find(&self.metrics, Kind::Metric, name).map(Box::as_ref)
     }
 }
 
-fn unknown(kind: Kind, name: &str) -> RuntimeError {
-    RuntimeError::UnknownComponent { kind: kind.to_string(), name: name.to_string() }
+/// Adds `value` under `name` to the registry of `kind`, recording a refusal when the name is taken.
+fn add<T>(
+    map: &mut BTreeMap<&'static str, T>,
+    refused: &mut Vec<String>,
+    kind: Kind,
+    name: &'static str,
+    value: T,
+) {
+    if map.insert(name, value).is_some() {
+        refused.push(format!("{kind}.{name} is registered twice"));
+    }
+}
+
+/// The implementation of `name` in the registry of `kind`; [`RuntimeError::UnknownComponent`] when
+/// there is none.
+fn find<'r, T>(map: &'r BTreeMap<&'static str, T>, kind: Kind, name: &str) -> Result<&'r T> {
+    map.get(name)
+        .ok_or_else(|| RuntimeError::UnknownComponent { kind: kind.to_string(), name: name.to_string() })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::{DType, Device};
+
+    fn unused<T>() -> Result<T> {
+        Err(RuntimeError::Config("unused".into()))
+    }
 
     #[test]
-    fn every_catalogue_entry_of_a_registered_kind_has_an_implementation_and_back() {
+    fn every_catalogue_entry_has_an_implementation_and_back() {
         let r = Registry::builtin();
         assert!(r.refused.is_empty(), "{:?}", r.refused);
-        for kind in [
-            Kind::Dataset,
-            Kind::Mapper,
-            Kind::TimeSampler,
-            Kind::Loss,
-            Kind::Optimizer,
-            Kind::LrSchedule,
-            Kind::Metric,
-        ] {
+        for kind in Kind::ALL {
             let mut catalogued: Vec<&str> = catalogue::of_kind(kind).map(|c| c.name).collect();
             catalogued.sort_unstable();
+            assert!(!catalogued.is_empty(), "{kind}");
             assert_eq!(r.names(kind), catalogued, "{kind}");
         }
     }
@@ -362,18 +470,62 @@ mod tests {
     #[test]
     fn a_registration_of_the_wrong_kind_or_a_taken_name_is_refused() {
         let flow = *catalogue::lookup(Kind::Flow, "rectified").expect("a flow");
-        let r = Registry::builtin().dataset(flow, |_, _| Err(RuntimeError::Config("unused".into())));
+        let r = Registry::builtin().dataset(flow, |_, _| unused());
         assert_eq!(r.refused, ["flow.rectified is registered as a dataset"]);
+        let r = Registry::builtin().denoiser(flow, |_, _, _| unused());
+        assert_eq!(r.refused, ["flow.rectified is registered as a denoiser"]);
         let sudoku = *catalogue::lookup(Kind::Dataset, "sudoku").expect("a dataset");
-        let r = Registry::builtin().dataset(sudoku, |_, _| Err(RuntimeError::Config("unused".into())));
+        let r = Registry::builtin().dataset(sudoku, |_, _| unused());
         assert_eq!(r.refused, ["dataset.sudoku is registered twice"]);
+        let mlp = *catalogue::lookup(Kind::Denoiser, "mlp").expect("a denoiser");
+        let r = Registry::builtin().denoiser(mlp, |_, _, _| unused());
+        assert_eq!(r.refused, ["denoiser.mlp is registered twice"]);
+        assert!(r.install().is_err());
     }
 
     #[test]
     fn unknown_names_are_errors() {
         let r = Registry::builtin();
-        assert!(r.build_dataset("nope", &BTreeMap::new(), 0).is_err());
-        assert!(r.build_mapper("nope", &BTreeMap::new(), &[2, 2]).is_err());
-        assert!(r.metric_named("nope").is_err());
+        let none = BTreeMap::new();
+        let vb = VarBuilder::zeros(DType::F32, &Device::Cpu);
+        let results = [
+            (Kind::Dataset, r.build_dataset("nope", &none, 0).err()),
+            (Kind::Mapper, r.build_mapper("nope", &none, &[2, 2]).err()),
+            (Kind::Flow, r.build_flow("nope", &none).err()),
+            (Kind::TimeSampler, r.build_time_sampler("nope", &none).err()),
+            (Kind::Tokenizer, r.build_tokenizer("nope", &none).err()),
+            (Kind::Denoiser, r.build_denoiser("nope", &none, &Geometry::flat(2, 2), vb).err()),
+            (Kind::Loss, r.build_loss("nope", &none).err()),
+            (Kind::Optimizer, r.build_optimizer("nope", &none, Vec::new()).err()),
+            (Kind::LrSchedule, r.build_lr_decay("nope", &none).err()),
+            (Kind::Schedule, r.build_schedule("nope", &none).err()),
+            (
+                Kind::Sampler,
+                r.build_sampler("nope", "default", &none, ScheduleConfig::Raster { steps: 1 }).err(),
+            ),
+            (Kind::Metric, r.metric_named("nope").err()),
+        ];
+        for (kind, error) in results {
+            match error {
+                Some(RuntimeError::UnknownComponent { kind: k, name }) => {
+                    assert_eq!((k.as_str(), name.as_str()), (kind.as_str(), "nope"))
+                }
+                other => panic!("{kind}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_registered_denoiser_is_built_by_its_constructor() {
+        let mlp = catalogue::lookup(Kind::Denoiser, "mlp").expect("a denoiser");
+        let entry = Component { name: "other_mlp", ..*mlp };
+        let r = Registry::builtin().denoiser(entry, nn::mlp::build);
+        assert!(r.refused.is_empty(), "{:?}", r.refused);
+        assert_eq!(r.entries().len(), 1);
+        let vb = VarBuilder::zeros(DType::F32, &Device::Cpu);
+        let net = r.build_denoiser("other_mlp", &mlp.default_params(), &Geometry::flat(3, 2), vb).unwrap();
+        let z = Tensor::zeros((1, 3, 2), DType::F32, &Device::Cpu).unwrap();
+        let t = Tensor::ones((1, 3), DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(net.forward(&z, &t).unwrap().out.dims(), &[1, 3, 2]);
     }
 }

@@ -68,8 +68,13 @@ pub struct ResultRow {
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Results {
     pub experiment: String,
+    /// Step training reached.
     pub train_steps: u64,
+    /// Step this session's training started from (non-zero when it resumed a run).
+    pub train_start: u64,
+    /// Seconds this session trained.
     pub train_seconds: f64,
+    /// Loss of this session's last step (none when it had no step left to train).
     pub final_loss: Option<f64>,
     pub parameters: usize,
     pub rows: Vec<ResultRow>,
@@ -123,6 +128,7 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary> {
             },
         )?;
         results.train_steps = trained.step;
+        results.train_start = trained.start;
         results.train_seconds = trained.seconds;
         results.final_loss = trained.losses.last().copied();
         ema = trained.ema;
@@ -434,6 +440,23 @@ struct EvalPart {
     batches: usize,
 }
 
+/// What this session's training did, for the table: a fresh run, a resumed one, or one that had no step
+/// left to train.
+fn training_line(r: &Results) -> String {
+    let loss = r.final_loss.map_or(String::new(), |l| format!(", final loss {l:.4}"));
+    let trained = match r.train_start {
+        0 => format!("trained {} steps in {:.1} s{loss}", r.train_steps, r.train_seconds),
+        start if start < r.train_steps => format!(
+            "trained steps {}–{} in {:.1} s (resumed at step {start}){loss}",
+            start + 1,
+            r.train_steps,
+            r.train_seconds
+        ),
+        _ => format!("trained {} steps in an earlier session (nothing left to train)", r.train_steps),
+    };
+    format!("{trained}, {} parameters\n\n", r.parameters)
+}
+
 /// The result table in Markdown: one row per sampler, one column per metric value and split.
 pub fn table(results: &Results) -> String {
     let mut columns: Vec<(String, String, String)> = Vec::new();
@@ -451,13 +474,7 @@ pub fn table(results: &Results) -> String {
     }
     let mut out = format!("## {}\n\n", results.experiment);
     if results.train_steps > 0 {
-        out += &format!(
-            "trained {} steps in {:.1} s, final loss {}, {} parameters\n\n",
-            results.train_steps,
-            results.train_seconds,
-            results.final_loss.map_or("-".into(), |l| format!("{l:.4}")),
-            results.parameters
-        );
+        out += &training_line(results);
     }
     if columns.is_empty() {
         return out + "(no evaluation)\n";
@@ -780,6 +797,32 @@ fn write_picture(path: &Path, raw: &Tensor, given: Option<&Tensor>, caption: &st
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_training_line_says_what_this_session_trained() {
+        let r = |start, seconds, final_loss| Results {
+            experiment: "x".into(),
+            train_steps: 500,
+            train_start: start,
+            train_seconds: seconds,
+            final_loss,
+            parameters: 1234,
+            ..Default::default()
+        };
+        let line = |r: Results| table(&r).lines().nth(2).unwrap_or_default().to_string();
+        assert_eq!(
+            line(r(0, 12.34, Some(0.5))),
+            "trained 500 steps in 12.3 s, final loss 0.5000, 1234 parameters"
+        );
+        assert_eq!(
+            line(r(300, 4.0, Some(0.25))),
+            "trained steps 301–500 in 4.0 s (resumed at step 300), final loss 0.2500, 1234 parameters"
+        );
+        assert_eq!(
+            line(r(500, 0.0, None)),
+            "trained 500 steps in an earlier session (nothing left to train), 1234 parameters"
+        );
+    }
 
     #[test]
     fn table_reports_the_digit_classifier() {

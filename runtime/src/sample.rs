@@ -13,13 +13,13 @@ use candle_core::{DType, Tensor};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand_distr::{Distribution, StandardNormal};
-use sr_compiler::plan::{PValue, Plan};
-use std::collections::BTreeMap;
+use sr_compiler::plan::Plan;
 
+use crate::data::Params;
 use crate::error::{Result, RuntimeError};
 use crate::flow::Flow;
 use crate::model::{node, referenced, Model};
-use crate::pvalue::config;
+use crate::registry::Registry;
 use crate::schedule::{ScheduleConfig, ScheduleContext};
 use crate::step::{reverse_step, StepInput, StepOptions};
 use serde::Deserialize;
@@ -94,40 +94,36 @@ struct ScheduledParams {
     refine_tol: f64,
 }
 
+/// The `scheduled` sampler `sampler.NAME` (`name` is NAME) from its plan parameters and its schedule.
+pub(crate) fn scheduled(name: &str, p: &Params<'_>, schedule: ScheduleConfig) -> Result<SamplerSettings> {
+    let c: ScheduledParams = p.config()?;
+    Ok(SamplerSettings {
+        name: name.to_string(),
+        schedule,
+        alpha: c.alpha,
+        temperature: c.temperature,
+        cfg: c.cfg,
+        cfg_schedule: c.cfg_schedule,
+        ema: c.ema,
+        batch: c.batch,
+        refine: Refine {
+            iterations: c.refine,
+            fraction: c.refine_fraction,
+            t: c.refine_t,
+            select: c.refine_select,
+            tol: c.refine_tol,
+        },
+    })
+}
+
 impl SamplerSettings {
     /// Reads sampler `sampler.NAME` and its schedule from the plan.
     pub fn from_plan(plan: &Plan, name: &str) -> Result<Self> {
         let n = node(plan, &format!("sampler.{name}"))?;
         let sched = referenced(plan, n, "schedule")?;
-        let schedule = ScheduleConfig::from_params(&sched.component, &sched.params)?;
-        Self::from_params(name, &n.component, &n.params, schedule)
-    }
-
-    /// Sampler `name` (component `component`) from its plan parameters and its schedule.
-    pub fn from_params(
-        name: &str,
-        component: &str,
-        params: &BTreeMap<String, PValue>,
-        schedule: ScheduleConfig,
-    ) -> Result<Self> {
-        let p: ScheduledParams = config(component, params)?;
-        Ok(SamplerSettings {
-            name: name.to_string(),
-            schedule,
-            alpha: p.alpha,
-            temperature: p.temperature,
-            cfg: p.cfg,
-            cfg_schedule: p.cfg_schedule,
-            ema: p.ema,
-            batch: p.batch,
-            refine: Refine {
-                iterations: p.refine,
-                fraction: p.refine_fraction,
-                t: p.refine_t,
-                select: p.refine_select,
-                tol: p.refine_tol,
-            },
-        })
+        let registry = Registry::get();
+        let schedule = registry.build_schedule(&sched.component, &sched.params)?;
+        registry.build_sampler(&n.component, name, &n.params, schedule)
     }
 
     /// The names of every sampler in the plan, in plan order.

@@ -34,18 +34,6 @@ pub enum VarianceMode {
     LearnedRange,
 }
 
-impl VarianceMode {
-    /// Parses `fixed_small`, `fixed_large`, `learned_range`.
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "fixed_small" => Some(Self::FixedSmall),
-            "fixed_large" => Some(Self::FixedLarge),
-            "learned_range" => Some(Self::LearnedRange),
-            _ => None,
-        }
-    }
-}
-
 /// Settings of a reverse step.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StepOptions {
@@ -319,6 +307,11 @@ mod tests {
     use crate::flow::CosineConfig;
     use crate::math_test_support::{cases, close, flat, flow_for, load, num};
 
+    /// A catalogue word of the reference (`eps`, `fixed_small`, ...) as the enum serde reads it to.
+    fn enum_value<T: serde::de::DeserializeOwned>(word: &serde_json::Value) -> T {
+        serde_json::from_value(word.clone()).expect("a known word")
+    }
+
     #[test]
     fn conditional_p_matches_reference() {
         let file = load("conditional_step.json");
@@ -327,8 +320,7 @@ mod tests {
         for case in cases(&file, "conditional_p") {
             let name = case["flow"].as_str().unwrap_or_default();
             let flow = flow_for(name, &case["config"]);
-            let predict = Parameterization::from_name(case["parameterization"].as_str().unwrap_or_default())
-                .expect("parameterization");
+            let predict: Parameterization = enum_value(&case["parameterization"]);
             let t = flat(&case["t"]);
             let t_next = flat(&case["t_next"]);
             // The reference t / t_next are the adjusted times of the raw schedule times.
@@ -350,8 +342,7 @@ mod tests {
                 let v = r.get("v_theta").map(flat);
                 let options = StepOptions {
                     predict,
-                    variance: VarianceMode::from_name(r["variance"].as_str().unwrap_or_default())
-                        .expect("variance"),
+                    variance: enum_value(&r["variance"]),
                     alpha: num(&r["alpha"]),
                     temperature: num(&r["temperature"]),
                 };
@@ -526,8 +517,7 @@ mod tests {
         for case in cases(&file, "divergence") {
             let name = case["flow"].as_str().unwrap_or_default();
             let flow = flow_for(name, &case["config"]);
-            let predict =
-                Parameterization::from_name(case["parameterization"].as_str().unwrap_or_default()).unwrap();
+            let predict: Parameterization = enum_value(&case["parameterization"]);
             let alpha = num(&case["alpha"]);
             let (s, t, tn, want) = (
                 flat(&case["sigma_theta"]),
@@ -581,8 +571,7 @@ mod tests {
         for case in cases(&file, "inverse_divergence") {
             let name = case["flow"].as_str().unwrap_or_default();
             let flow = flow_for(name, &case["config"]);
-            let predict =
-                Parameterization::from_name(case["parameterization"].as_str().unwrap_or_default()).unwrap();
+            let predict: Parameterization = enum_value(&case["parameterization"]);
             let alpha = num(&case["alpha"]);
             let steps = match case["num_search_steps"].as_u64() {
                 Some(n) => SearchSteps::Count(n as usize),

@@ -288,6 +288,20 @@ fn attention_mask(
     })
 }
 
+/// The `transformer` denoiser from its plan parameters.
+pub(crate) fn transformer(p: &Params<'_>, geometry: &Geometry, vb: VarBuilder) -> Result<Box<dyn Denoiser>> {
+    Ok(Box::new(Dit::new(&DitConfig::from_params(p, false)?, geometry, vb)?))
+}
+
+/// The `block_causal_transformer` denoiser from its plan parameters.
+pub(crate) fn block_causal_transformer(
+    p: &Params<'_>,
+    geometry: &Geometry,
+    vb: VarBuilder,
+) -> Result<Box<dyn Denoiser>> {
+    Ok(Box::new(Dit::new(&DitConfig::from_params(p, true)?, geometry, vb)?))
+}
+
 impl Denoiser for Dit {
     fn forward(&self, z: &Tensor, t: &Tensor) -> Result<Prediction> {
         let b = check_input(z, t, &self.geometry)?;

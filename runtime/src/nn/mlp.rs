@@ -27,12 +27,6 @@ pub struct MlpConfig {
     pub uncertainty: bool,
 }
 
-impl MlpConfig {
-    pub(crate) fn from_params(p: &Params) -> Result<Self> {
-        p.config()
-    }
-}
-
 #[derive(Debug)]
 struct MixerBlock {
     norm1: LayerNorm,
@@ -95,6 +89,11 @@ impl Mlp {
             heads: Heads::new(w, f, cfg.uncertainty, false, vb.clone())?,
         })
     }
+}
+
+/// The `mlp` denoiser from its plan parameters.
+pub(crate) fn build(p: &Params<'_>, geometry: &Geometry, vb: VarBuilder) -> Result<Box<dyn Denoiser>> {
+    Ok(Box::new(Mlp::new(&p.config::<MlpConfig>()?, geometry, vb)?))
 }
 
 impl Denoiser for Mlp {

@@ -1,8 +1,9 @@
 //! Denoisers: the networks that predict the flow's target (and optionally a per-variable log-variance)
 //! from noisy variables `z [B, V, F]` and per-variable noise levels `t [B, V]`.
 //!
-//! Every denoiser is built by [`build_denoiser`] from its catalogue name, its catalogue parameters and a
-//! [`Geometry`], with its weights under a `candle_nn::VarBuilder` (normally backed by a `VarMap`).
+//! Every denoiser is built by its constructor in the [`Registry`](crate::registry::Registry) (see
+//! [`build_denoiser`]) from its catalogue parameters and a [`Geometry`], with its weights under a
+//! `candle_nn::VarBuilder` (normally backed by a `VarMap`).
 
 pub mod block;
 #[cfg(test)]
@@ -177,25 +178,15 @@ impl Geometry {
     }
 }
 
-/// Build the denoiser `name` (`mlp`, `transformer`, `block_causal_transformer`, `unet`, `uvit`) from its
-/// plan parameters (every catalogue parameter, defaults filled in by the compiler).
+/// Builds denoiser `name` from its catalogue parameters with the installed
+/// [`Registry`](crate::registry::Registry), its weights under `vb`.
 pub fn build_denoiser(
     name: &str,
     params: &BTreeMap<String, PValue>,
     geometry: &Geometry,
     vb: VarBuilder,
 ) -> Result<Box<dyn Denoiser>> {
-    let p = Params { component: name, map: params };
-    Ok(match name {
-        "mlp" => Box::new(mlp::Mlp::new(&mlp::MlpConfig::from_params(&p)?, geometry, vb)?),
-        "transformer" => Box::new(dit::Dit::new(&dit::DitConfig::from_params(&p, false)?, geometry, vb)?),
-        "block_causal_transformer" => {
-            Box::new(dit::Dit::new(&dit::DitConfig::from_params(&p, true)?, geometry, vb)?)
-        }
-        "unet" => Box::new(unet::UNet::new(&unet::UNetConfig::from_params(&p)?, geometry, vb)?),
-        "uvit" => Box::new(uvit::UViT::new(&uvit::UViTConfig::from_params(&p)?, geometry, vb)?),
-        other => return Err(RuntimeError::Config(format!("unknown denoiser `{other}`"))),
-    })
+    crate::registry::Registry::get().build_denoiser(name, params, geometry, vb)
 }
 
 /// Embedding of per-variable noise levels: sinusoidal features → Linear → SiLU → Linear. The sinusoidal
@@ -332,7 +323,7 @@ mod tests {
         ] {
             assert!(matches!(build(name, &p), Err(RuntimeError::PlanParams { .. })), "{name} {p:?}");
         }
-        assert!(matches!(build("resnet", &BTreeMap::new()), Err(RuntimeError::Config(_))));
+        assert!(matches!(build("resnet", &BTreeMap::new()), Err(RuntimeError::UnknownComponent { .. })));
         assert!(Geometry::image(3, 10, 10, 4).is_err());
     }
 }

@@ -6,11 +6,35 @@
 //! - `frames`: each video frame is cut into spatial patches, giving `T·(H/p)·(W/p)` tokens of `C·p·p`
 //!   features, each carrying its frame's t (U-ViT).
 //!
-//! All functions are differentiable (reshape / permute / broadcast only).
+//! All functions are differentiable (reshape / permute / broadcast only). Each denoiser applies the
+//! functions of the input it consumes; the plan's `tokenizer` node is built through the
+//! [`Registry`](crate::registry::Registry) into the form of input it produces, which
+//! [`Model::build`](crate::model::Model::build) checks against what the denoiser consumes.
 
 use candle_core::{Result, Tensor};
+use sr_compiler::catalogue::Input;
 
 use super::{ops, Geometry, Layout};
+use crate::data::Params;
+use crate::pvalue::NoParams;
+
+/// The `tokens` tokenizer from its plan parameters (none): it produces tokens.
+pub(crate) fn build_tokens(p: &Params<'_>) -> crate::error::Result<Input> {
+    p.config::<NoParams>()?;
+    Ok(Input::Tokens)
+}
+
+/// The `time_map` tokenizer from its plan parameters (none): it produces an image.
+pub(crate) fn build_time_map(p: &Params<'_>) -> crate::error::Result<Input> {
+    p.config::<NoParams>()?;
+    Ok(Input::Image)
+}
+
+/// The `frames` tokenizer from its plan parameters (none): it produces video frames.
+pub(crate) fn build_frames(p: &Params<'_>) -> crate::error::Result<Input> {
+    p.config::<NoParams>()?;
+    Ok(Input::Frames)
+}
 
 fn image_dims(g: &Geometry) -> Result<(usize, usize, usize, usize)> {
     match g.layout {

@@ -36,12 +36,6 @@ pub struct UNetConfig {
     pub uncertainty: bool,
 }
 
-impl UNetConfig {
-    pub(crate) fn from_params(p: &Params) -> Result<Self> {
-        p.config()
-    }
-}
-
 /// Largest group count ≤ 32 that divides `ch`.
 fn groups_for(ch: usize) -> usize {
     (1..=32.min(ch)).rev().find(|g| ch.is_multiple_of(*g)).unwrap_or(1)
@@ -254,6 +248,11 @@ impl UNet {
             Layer::Up(c) => c.forward(&ops::upsample_nearest(x, 2, 2)?),
         }
     }
+}
+
+/// The `unet` denoiser from its plan parameters.
+pub(crate) fn build(p: &Params<'_>, geometry: &Geometry, vb: VarBuilder) -> Result<Box<dyn Denoiser>> {
+    Ok(Box::new(UNet::new(&p.config::<UNetConfig>()?, geometry, vb)?))
 }
 
 impl Denoiser for UNet {

@@ -30,12 +30,6 @@ pub struct UViTConfig {
     pub uncertainty: bool,
 }
 
-impl UViTConfig {
-    pub(crate) fn from_params(p: &Params) -> Result<Self> {
-        p.config()
-    }
-}
-
 #[derive(Debug)]
 struct Block {
     skip: Option<Linear>,
@@ -123,6 +117,11 @@ impl UViT {
             heads: Heads::new(width, f, cfg.uncertainty, false, vb.clone())?,
         })
     }
+}
+
+/// The `uvit` denoiser from its plan parameters.
+pub(crate) fn build(p: &Params<'_>, geometry: &Geometry, vb: VarBuilder) -> Result<Box<dyn Denoiser>> {
+    Ok(Box::new(UViT::new(&p.config::<UViTConfig>()?, geometry, vb)?))
 }
 
 impl Denoiser for UViT {

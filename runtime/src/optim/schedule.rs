@@ -1,6 +1,7 @@
 //! Learning-rate schedules: linear warm-up, then constant, cosine or linear decay to `final · lr`.
 
 use crate::error::Result;
+use crate::pvalue::NoParams;
 use crate::pvalue::Params;
 
 /// Decay after warm-up.
@@ -54,11 +55,6 @@ struct FinalParams {
     #[serde(rename = "final")]
     fraction: f64,
 }
-
-/// Plan parameters of `constant`: none.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NoParams {}
 
 /// `constant` from its plan parameters.
 pub(crate) fn constant(p: &Params<'_>) -> Result<LrDecay> {

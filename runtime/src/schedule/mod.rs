@@ -2,9 +2,9 @@
 //! schedules, the predicted std `sigma [B, V]`), decide the next times `t_next [B, V]` and which
 //! variables the denoiser should work on.
 //!
-//! A [`ScheduleConfig`] (built from catalogue parameters) is turned into a stateful [`Schedule`]
-//! for one batch by [`ScheduleConfig::init`]; each [`Schedule::step`] consumes the current times
-//! of the whole batch. Elements that have finished keep their times (all 0) and get
+//! A [`ScheduleConfig`] (built from catalogue parameters through the
+//! [`Registry`](crate::registry::Registry)) is turned into a stateful [`Schedule`] for one batch by
+//! [`ScheduleConfig::init`]; each [`Schedule::step`] consumes the current times of the whole batch. Elements that have finished keep their times (all 0) and get
 //! `should_denoise = false`. Every schedule guarantees: given variables (mask 0) stay at 0,
 //! no time ever increases, and every element reaches t = 0 within [`Schedule::max_steps`] calls.
 //! Everything is deterministic given the inputs and the RNG.
@@ -14,15 +14,12 @@ mod fixed;
 mod mask_git;
 mod sequential;
 
-use std::collections::BTreeMap;
-
 use rand::rngs::StdRng;
-use sr_compiler::plan::PValue;
 
+use crate::data::Params;
 use crate::error::{Result, RuntimeError};
 use crate::flow::Flow;
 use crate::param::Parameterization;
-use crate::pvalue::config;
 use crate::step::SearchSteps;
 use serde::Deserialize;
 
@@ -174,71 +171,88 @@ struct AdaptiveSoftmaxParams {
     epsilon: f64,
 }
 
-impl ScheduleConfig {
-    /// Builds a schedule configuration from its catalogue name and plan parameters (every catalogue
-    /// parameter, bounds checked by the compiler).
-    pub fn from_params(name: &str, params: &BTreeMap<String, PValue>) -> Result<Self> {
-        let sequential = |steps, parallel, overlap, epsilon, reverse, certainty| {
-            ScheduleConfig::Sequential(SequentialScheduleConfig {
-                max_steps: steps,
-                parallel,
-                overlap,
-                epsilon,
-                reverse,
-                certainty,
-            })
-        };
-        Ok(match name {
-            "fixed" => {
-                let p: FixedParams = config(name, params)?;
-                ScheduleConfig::Fixed { steps: p.steps, shift: p.shift }
-            }
-            "raster" => ScheduleConfig::Raster { steps: config::<RasterParams>(name, params)?.steps },
-            "random_sequential" => {
-                let p: RandomParams = config(name, params)?;
-                sequential(p.steps, p.parallel, p.overlap, p.epsilon, false, CertaintySource::Random)
-            }
-            "graph_sequential" => {
-                let p: GraphParams = config(name, params)?;
-                let certainty = CertaintySource::Graph { order: p.order, decay: p.decay };
-                sequential(p.steps, p.parallel, p.overlap, p.epsilon, false, certainty)
-            }
-            "adaptive_sequential" => {
-                let p: AdaptiveSequentialParams = config(name, params)?;
-                sequential(p.steps, p.parallel, p.overlap, p.epsilon, p.reverse, CertaintySource::Sigma)
-            }
-            "mask_git" => {
-                let p: MaskGitParams = config(name, params)?;
-                ScheduleConfig::MaskGit { groups: p.groups, steps_per_group: p.steps_per_group }
-            }
-            "adaptive_inverse" => {
-                let p: AdaptiveInverseParams = config(name, params)?;
-                ScheduleConfig::AdaptiveInverse(AdaptiveInverseConfig {
-                    max_steps: p.steps,
-                    alpha: p.alpha.max(p.min_alpha),
-                    threshold: p.threshold,
-                    search: p.search_steps.map_or(SearchSteps::MaxError(p.max_error), SearchSteps::Count),
-                    finished: p.finished,
-                    min_step: p.min_step,
-                })
-            }
-            "adaptive_softmax" => {
-                let p: AdaptiveSoftmaxParams = config(name, params)?;
-                ScheduleConfig::AdaptiveSoftmax(AdaptiveSoftmaxConfig {
-                    max_steps: p.steps,
-                    alpha: p.alpha,
-                    scale: p.scale,
-                    max_clip_iter: p.max_clip_iter,
-                    finished: p.finished,
-                    epsilon: p.epsilon,
-                })
-            }
-            other => {
-                return Err(RuntimeError::UnknownComponent { kind: "schedule".into(), name: other.into() })
-            }
-        })
-    }
+/// The `fixed` schedule from its plan parameters.
+pub(crate) fn fixed(p: &Params<'_>) -> Result<ScheduleConfig> {
+    let c: FixedParams = p.config()?;
+    Ok(ScheduleConfig::Fixed { steps: c.steps, shift: c.shift })
+}
 
+/// The `raster` schedule from its plan parameters.
+pub(crate) fn raster(p: &Params<'_>) -> Result<ScheduleConfig> {
+    Ok(ScheduleConfig::Raster { steps: p.config::<RasterParams>()?.steps })
+}
+
+/// The `random_sequential` schedule from its plan parameters.
+pub(crate) fn random_sequential(p: &Params<'_>) -> Result<ScheduleConfig> {
+    let c: RandomParams = p.config()?;
+    Ok(sequential(c.steps, c.parallel, c.overlap, c.epsilon, false, CertaintySource::Random))
+}
+
+/// The `graph_sequential` schedule from its plan parameters.
+pub(crate) fn graph_sequential(p: &Params<'_>) -> Result<ScheduleConfig> {
+    let c: GraphParams = p.config()?;
+    let certainty = CertaintySource::Graph { order: c.order, decay: c.decay };
+    Ok(sequential(c.steps, c.parallel, c.overlap, c.epsilon, false, certainty))
+}
+
+/// The `adaptive_sequential` schedule from its plan parameters.
+pub(crate) fn adaptive_sequential(p: &Params<'_>) -> Result<ScheduleConfig> {
+    let c: AdaptiveSequentialParams = p.config()?;
+    Ok(sequential(c.steps, c.parallel, c.overlap, c.epsilon, c.reverse, CertaintySource::Sigma))
+}
+
+/// A sequential schedule whose blocks are chosen by `certainty`.
+fn sequential(
+    steps: usize,
+    parallel: usize,
+    overlap: f64,
+    epsilon: f64,
+    reverse: bool,
+    certainty: CertaintySource,
+) -> ScheduleConfig {
+    ScheduleConfig::Sequential(SequentialScheduleConfig {
+        max_steps: steps,
+        parallel,
+        overlap,
+        epsilon,
+        reverse,
+        certainty,
+    })
+}
+
+/// The `mask_git` schedule from its plan parameters.
+pub(crate) fn mask_git(p: &Params<'_>) -> Result<ScheduleConfig> {
+    let c: MaskGitParams = p.config()?;
+    Ok(ScheduleConfig::MaskGit { groups: c.groups, steps_per_group: c.steps_per_group })
+}
+
+/// The `adaptive_inverse` schedule from its plan parameters.
+pub(crate) fn adaptive_inverse(p: &Params<'_>) -> Result<ScheduleConfig> {
+    let c: AdaptiveInverseParams = p.config()?;
+    Ok(ScheduleConfig::AdaptiveInverse(AdaptiveInverseConfig {
+        max_steps: c.steps,
+        alpha: c.alpha.max(c.min_alpha),
+        threshold: c.threshold,
+        search: c.search_steps.map_or(SearchSteps::MaxError(c.max_error), SearchSteps::Count),
+        finished: c.finished,
+        min_step: c.min_step,
+    }))
+}
+
+/// The `adaptive_softmax` schedule from its plan parameters.
+pub(crate) fn adaptive_softmax(p: &Params<'_>) -> Result<ScheduleConfig> {
+    let c: AdaptiveSoftmaxParams = p.config()?;
+    Ok(ScheduleConfig::AdaptiveSoftmax(AdaptiveSoftmaxConfig {
+        max_steps: c.steps,
+        alpha: c.alpha,
+        scale: c.scale,
+        max_clip_iter: c.max_clip_iter,
+        finished: c.finished,
+        epsilon: c.epsilon,
+    }))
+}
+
+impl ScheduleConfig {
     /// Whether the schedule needs the predicted σ of the denoiser.
     pub fn needs_sigma(&self) -> bool {
         match self {

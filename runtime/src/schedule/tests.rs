@@ -1,8 +1,16 @@
+use std::collections::BTreeMap;
+
 use rand::SeedableRng;
 use serde_json::Value;
+use sr_compiler::plan::PValue;
 
 use super::*;
 use crate::math_test_support::{cases, flat, load, num};
+
+/// Schedule `name` from its plan parameters, through the registry.
+fn build(name: &str, params: &BTreeMap<String, PValue>) -> Result<ScheduleConfig> {
+    crate::registry::Registry::get().build_schedule(name, params)
+}
 
 fn config_for(case: &Value) -> ScheduleConfig {
     let c = &case["config"];
@@ -209,7 +217,7 @@ fn all_configs() -> Vec<(String, ScheduleConfig)> {
     let mk = |name: &str, kv: &[(&str, PValue)]| {
         let mut p = defaults(name);
         p.extend(kv.iter().map(|(k, v)| (k.to_string(), v.clone())));
-        (name.to_string(), ScheduleConfig::from_params(name, &p).unwrap())
+        (name.to_string(), build(name, &p).unwrap())
     };
     vec![
         mk("fixed", &[("steps", PValue::Int(7)), ("shift", PValue::Float(3.0))]),
@@ -303,21 +311,15 @@ fn defaults(name: &str) -> BTreeMap<String, PValue> {
 }
 
 #[test]
-fn from_params_checks() {
+fn plan_parameters_are_checked() {
     // The plan holds every parameter: a missing or unknown key is an error.
-    assert!(ScheduleConfig::from_params("mask_git", &BTreeMap::new()).is_err());
-    assert!(ScheduleConfig::from_params("nope", &defaults("fixed")).is_err());
+    assert!(build("mask_git", &BTreeMap::new()).is_err());
     let mut extra = defaults("fixed");
     extra.insert("groups".to_string(), PValue::Int(2));
-    assert!(matches!(
-        ScheduleConfig::from_params("fixed", &extra),
-        Err(crate::error::RuntimeError::PlanParams { .. })
-    ));
-    assert!(ScheduleConfig::from_params("adaptive_sequential", &defaults("adaptive_sequential"))
-        .unwrap()
-        .needs_sigma());
-    assert!(!ScheduleConfig::from_params("fixed", &defaults("fixed")).unwrap().needs_sigma());
-    let cfg = ScheduleConfig::from_params("adaptive_inverse", &defaults("adaptive_inverse")).unwrap();
+    assert!(matches!(build("fixed", &extra), Err(crate::error::RuntimeError::PlanParams { .. })));
+    assert!(build("adaptive_sequential", &defaults("adaptive_sequential")).unwrap().needs_sigma());
+    assert!(!build("fixed", &defaults("fixed")).unwrap().needs_sigma());
+    let cfg = build("adaptive_inverse", &defaults("adaptive_inverse")).unwrap();
     let ScheduleConfig::AdaptiveInverse(inverse) = &cfg else { panic!("{cfg:?}") };
     // Without `search_steps` the bisection depth follows `max_error` (5e-4: 10 halvings).
     assert_eq!(inverse.search.count(), 10);

@@ -1,0 +1,1 @@
+../../../tree-sitter-srx/queries/highlights.scm
