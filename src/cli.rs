@@ -186,8 +186,8 @@ pub fn main_with(registry: Registry) -> ExitCode {
         eprintln!("{:?}", miette::Report::new(e));
         return ExitCode::FAILURE;
     }
-    sr_runtime::perf::configure_threads();
-    sr_runtime::perf::tune_allocator();
+    sr_runtime::engine::perf::configure_threads();
+    sr_runtime::engine::perf::tune_allocator();
     let cli = Cli::parse();
     let colored = color_enabled(cli.color, std::io::stderr().is_terminal(), |k| std::env::var_os(k));
     let _ = COLOR.set(colored);
@@ -262,14 +262,14 @@ fn dispatch(command: Command) -> miette::Result<ExitCode> {
             }
             // Under an MPI launcher this joins the other ranks (data parallelism); MPI is finalised
             // when `ranks` drops at the end of the command.
-            let ranks = sr_runtime::distributed::init().map_err(miette::Report::new)?;
-            let root = sr_runtime::distributed::world().is_root();
+            let ranks = sr_runtime::engine::distributed::init().map_err(miette::Report::new)?;
+            let root = sr_runtime::engine::distributed::world().is_root();
             // `--steps` shortens a run on purpose: `log_every` exceeding it is expected, not a mistake.
             let quiet: &[&str] = if steps.is_some() { &["W0310"] } else { &[] };
             let c = compile(&file, &args, quiet)?;
             let plan = select_plan(&c.plans, args.experiment.as_deref()).map_err(bare)?;
-            let out = out.unwrap_or_else(|| sr_runtime::folder::default_out(plan));
-            let options = sr_runtime::run::RunOptions {
+            let out = out.unwrap_or_else(|| sr_runtime::engine::folder::default_out(plan));
+            let options = sr_runtime::engine::run::RunOptions {
                 out: out.clone(),
                 resume,
                 force,
@@ -281,7 +281,7 @@ fn dispatch(command: Command) -> miette::Result<ExitCode> {
             };
             // Errors are printed before MPI is finalised: a launcher may end the other ranks as soon as
             // one rank has exited with a failure.
-            let summary = match ranks.check(sr_runtime::run::run(plan, &options)) {
+            let summary = match ranks.check(sr_runtime::engine::run::run(plan, &options)) {
                 Ok(summary) => summary,
                 Err(Some(e)) => {
                     eprintln!("{:?}", miette::Report::new(e));
@@ -305,7 +305,7 @@ fn dispatch(command: Command) -> miette::Result<ExitCode> {
         Command::Sample { file, args, checkpoint, n, sampler, split, out, trace, device } => {
             let c = compile(&file, &args, &[])?;
             let plan = select_plan(&c.plans, args.experiment.as_deref()).map_err(bare)?;
-            let options = sr_runtime::run::SampleOptions {
+            let options = sr_runtime::engine::run::SampleOptions {
                 checkpoint,
                 n,
                 sampler,
@@ -316,7 +316,7 @@ fn dispatch(command: Command) -> miette::Result<ExitCode> {
                 progress: std::io::stderr().is_terminal(),
                 hooks: Default::default(),
             };
-            let written = sr_runtime::run::sample(plan, &options).map_err(miette::Report::new)?;
+            let written = sr_runtime::engine::run::sample(plan, &options).map_err(miette::Report::new)?;
             for path in written {
                 match args.format {
                     Format::Human => println!("{}", path.display()),
@@ -572,7 +572,7 @@ fn rewrite(file: &Path, bytes: &[u8]) -> miette::Result<()> {
         |e: std::io::Error| miette::miette!(code = "C0007", "cannot rewrite {}: {e}", file.display());
     let target = std::fs::canonicalize(file).map_err(cannot)?;
     let permissions = std::fs::metadata(&target).map_err(cannot)?.permissions();
-    sr_runtime::checkpoint::write_atomic(&target, bytes).map_err(miette::Report::new)?;
+    sr_runtime::engine::checkpoint::write_atomic(&target, bytes).map_err(miette::Report::new)?;
     std::fs::set_permissions(&target, permissions).map_err(cannot)?;
     Ok(())
 }

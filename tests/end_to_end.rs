@@ -8,7 +8,7 @@ use std::path::Path;
 use candle_core::Device;
 use common::*;
 use image::AnimationDecoder;
-use sr_runtime::image_io::SUDOKU_SIDE;
+use sr_runtime::outputs::image_io::SUDOKU_SIDE;
 
 const SAMPLES: usize = 4;
 
@@ -24,9 +24,10 @@ fn grid_side(n: usize, scale: usize, padding: usize) -> (u32, u32) {
 fn givens(file: &Path, n: usize) -> Vec<Vec<bool>> {
     let c = sr_compiler::compile_path(file, &[]);
     let plan = &c.plans[0];
-    let model = sr_runtime::model::Model::build(plan, Device::Cpu).unwrap();
+    let model = sr_runtime::engine::pipeline::Model::build(plan, Device::Cpu).unwrap();
     let indices: Vec<u64> = (0..n as u64).collect();
-    let batch = sr_runtime::data::make_batch(model.dataset("test").unwrap(), &indices, &Device::Cpu).unwrap();
+    let batch =
+        sr_runtime::datasets::make_batch(model.dataset("test").unwrap(), &indices, &Device::Cpu).unwrap();
     let (_, given) = model.variables(&batch.data, batch.mask.as_ref()).unwrap();
     given.to_vec2::<f32>().unwrap().into_iter().map(|r| r.into_iter().map(|g| g > 0.5).collect()).collect()
 }
@@ -91,7 +92,7 @@ fn train_sample_evaluate_and_draw() {
         let (w, h) = grid_side(SAMPLES, 2, 2);
         assert_eq!(
             (png.width(), png.height()),
-            (w, h + sr_runtime::plot::CAPTION_HEIGHT),
+            (w, h + sr_runtime::outputs::plot::CAPTION_HEIGHT),
             "the grid and its caption band"
         );
         let gif = std::fs::File::open(samples.join("denoising.gif")).unwrap();

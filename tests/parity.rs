@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use sr_compiler::catalogue::{self, Component, Default, Kind, Param, Rules, Ty};
 use sr_compiler::{compile_text, FsLoader, Severity};
-use sr_runtime::run::{RunOptions, SampleOptions};
+use sr_runtime::engine::run::{RunOptions, SampleOptions};
 
 /// The memory the checker's estimate may plan for in the gate (bytes).
 const GATE_MEMORY: &str = "1500000000";
@@ -562,9 +562,9 @@ fn run_config(cfg: &Config, dir: &Path) -> Outcome {
         evaluate: true,
         progress: false,
         eval_limit: Some(2),
-        hooks: sr_runtime::hooks::Hooks::default(),
+        hooks: sr_runtime::engine::hooks::Hooks::default(),
     };
-    if let Err(e) = sr_runtime::run::run(plan, &options) {
+    if let Err(e) = sr_runtime::engine::run::run(plan, &options) {
         return Outcome::Failed(format!("sr run: {} {e}\n{text}", code(&e)));
     }
     let sample = SampleOptions {
@@ -576,9 +576,9 @@ fn run_config(cfg: &Config, dir: &Path) -> Outcome {
         trace: true,
         device: None,
         progress: false,
-        hooks: sr_runtime::hooks::Hooks::default(),
+        hooks: sr_runtime::engine::hooks::Hooks::default(),
     };
-    match sr_runtime::run::sample(plan, &sample) {
+    match sr_runtime::engine::run::sample(plan, &sample) {
         Ok(paths) if paths.iter().all(|p| p.is_file()) && paths.len() >= 2 => Outcome::Ran,
         Ok(paths) => Outcome::Failed(format!("sr sample wrote only {paths:?}\n{text}")),
         Err(e) => Outcome::Failed(format!("sr sample: {} {e}\n{text}", code(&e))),

@@ -100,7 +100,7 @@ fn a_locked_run_folder_is_refused() {
     let dir = fresh_dir("rel-lock");
     write(&dir, "tiny.srx", TINY);
     std::fs::create_dir_all(dir.join("busy")).unwrap();
-    let lock = std::fs::File::create(dir.join("busy").join(sr_runtime::folder::LOCK)).unwrap();
+    let lock = std::fs::File::create(dir.join("busy").join(sr_runtime::engine::folder::LOCK)).unwrap();
     // SAFETY: flock on a descriptor this test owns.
     assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }, 0);
     let o = train(&dir, "busy", &[]);

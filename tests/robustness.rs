@@ -37,7 +37,7 @@ fn divergence_stops_with_r0401_and_keeps_the_last_good_checkpoint() {
 
     // It loads (sizes and hashes verified), holds finite weights, and equals the checkpoint a run
     // stopped at that step writes: divergence left it untouched.
-    let ck = sr_runtime::checkpoint::load_latest(&dir.join("run/checkpoints"), &Device::Cpu)
+    let ck = sr_runtime::engine::checkpoint::load_latest(&dir.join("run/checkpoints"), &Device::Cpu)
         .expect("the last good checkpoint loads")
         .expect("a checkpoint");
     for (name, t) in &ck.model {

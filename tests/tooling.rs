@@ -156,7 +156,7 @@ fn a_run_writes_plots_grids_and_tensorboard_events_and_json_stdout() {
     let grid = image::open(run.join("samples_test_adaptive.png")).unwrap();
     assert!(grid.height() > grid.width() / 2, "a grid with a caption band");
 
-    let events = sr_runtime::tensorboard::event_files(&run);
+    let events = sr_runtime::outputs::tensorboard::event_files(&run);
     assert_eq!(events.len(), 1, "{events:?}");
     let bytes = std::fs::read(&events[0]).unwrap();
     for tag in [

@@ -22,9 +22,9 @@ use sr_compiler::{
     compile_path, compile_text, parse_override, Compilation, Diagnostic, FsLoader, Override, Plan,
 };
 use sr_runtime::error::RuntimeError;
-use sr_runtime::hooks::{Hooks, Progress};
-use sr_runtime::run::{RunOptions, SampleOptions};
-use sr_runtime::sample::Record;
+use sr_runtime::engine::hooks::{Hooks, Progress};
+use sr_runtime::engine::run::{RunOptions, SampleOptions};
+use sr_runtime::samplers::Record;
 
 pyo3::create_exception!(
     sr,
@@ -401,7 +401,7 @@ fn run<'py>(
             eval_limit: eval_samples,
             hooks,
         };
-        sr_runtime::run::run(plan, &options)
+        sr_runtime::engine::run::run(plan, &options)
     })?;
     let results = to_py(py, &summary.results)?;
     results.set_item("table", summary.table)?;
@@ -452,7 +452,7 @@ fn sample<'py>(
     let plan = select(py, &c, experiment)?;
     let live = live_bar(&progress);
     let (drawn, digits, v, f) = with_hooks(py, progress, |hooks| {
-        let model = sr_runtime::run::build_model(plan, device.as_deref())?;
+        let model = sr_runtime::engine::run::build_model(plan, device.as_deref())?;
         let options = SampleOptions {
             checkpoint,
             n,
@@ -465,7 +465,7 @@ fn sample<'py>(
             hooks,
         };
         let record = Record { trace, frames: if trace { n } else { 0 } };
-        let drawn = sr_runtime::run::draw(plan, &model, &options, record)?;
+        let drawn = sr_runtime::engine::run::draw(plan, &model, &options, record)?;
         let digits = model.mapper.name() == "grid_cells";
         Ok((drawn, digits, model.mapper.variables(), model.mapper.features()))
     })?;
@@ -490,13 +490,13 @@ fn sample<'py>(
 /// `sigma` `[S + 1, b, V]` and `latents` `[S, b, V, F]`.
 fn trace_arrays<'py>(
     py: Python<'py>,
-    sampled: &sr_runtime::sample::Sampled,
+    sampled: &sr_runtime::samplers::Sampled,
     v: usize,
     f: usize,
 ) -> PyResult<Bound<'py, PyDict>> {
     let steps = sampled.trace.len();
     let n = sampled.trace.first().map_or(0, |s| s.t.len());
-    let flat = |rows: &dyn Fn(&sr_runtime::sample::TraceStep) -> &Vec<Vec<f32>>| -> Vec<f32> {
+    let flat = |rows: &dyn Fn(&sr_runtime::samplers::TraceStep) -> &Vec<Vec<f32>>| -> Vec<f32> {
         sampled.trace.iter().flat_map(|s| rows(s).iter().flatten().copied()).collect()
     };
     let d = PyDict::new(py);
@@ -524,11 +524,11 @@ fn trace_arrays<'py>(
 /// (None, or `kind`, `step` and `tensors`) and `plan` (the run's plan.json as a dict, None if absent).
 #[pyfunction]
 fn load_checkpoint<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyAny>> {
-    let dir = sr_runtime::run::checkpoint_dir(&path).map_err(|e| runtime_error(py, e))?;
+    let dir = sr_runtime::engine::run::checkpoint_dir(&path).map_err(|e| runtime_error(py, e))?;
     let (step_dir, ck) = py
         .detach(|| {
-            let step_dir = sr_runtime::checkpoint::latest(&dir)?.unwrap_or(dir);
-            let ck = sr_runtime::checkpoint::load(&step_dir, &Device::Cpu)?;
+            let step_dir = sr_runtime::engine::checkpoint::latest(&dir)?.unwrap_or(dir);
+            let ck = sr_runtime::engine::checkpoint::load(&step_dir, &Device::Cpu)?;
             Ok::<_, RuntimeError>((step_dir, ck))
         })
         .map_err(|e| runtime_error(py, e))?;
@@ -652,8 +652,8 @@ fn find_components(py: Python<'_>, name: &str) -> PyResult<Vec<&'static catalogu
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // As the `sr` binary does at start-up, before sr starts a thread of its own.
-    sr_runtime::perf::configure_threads();
-    sr_runtime::perf::tune_allocator();
+    sr_runtime::engine::perf::configure_threads();
+    sr_runtime::engine::perf::tune_allocator();
     m.add("SrError", m.py().get_type::<SrError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(check, m)?)?;

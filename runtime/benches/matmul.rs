@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use sr_runtime::nn::par;
+use sr_runtime::denoisers::par;
 
 /// `(layer, m, k, n)`: rows (tokens in a batch), inputs and outputs of a linear layer.
 const SHAPES: &[(&str, usize, usize, usize)] = &[
@@ -21,7 +21,7 @@ const SHAPES: &[(&str, usize, usize, usize)] = &[
 ];
 
 fn main() {
-    sr_runtime::perf::configure_threads();
+    sr_runtime::engine::perf::configure_threads();
     println!("sr-runtime matmul benchmark: {} compute threads (gemm crate)", par::threads());
     println!("{:<16} {:>6} {:>6} {:>6} {:>10}", "shape", "m", "k", "n", "GFLOP/s");
     for &(name, m, k, n) in SHAPES {

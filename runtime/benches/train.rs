@@ -22,10 +22,10 @@ use candle_core::Device;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use sr_compiler::{compile_text, MemLoader, Plan};
-use sr_runtime::data::{Batch, Batcher};
-use sr_runtime::model::Model;
-use sr_runtime::sample::{sample, Record, SamplerSettings};
-use sr_runtime::train::Trainer;
+use sr_runtime::datasets::{Batch, Batcher};
+use sr_runtime::engine::pipeline::Model;
+use sr_runtime::engine::train::Trainer;
+use sr_runtime::samplers::{sample, Record, SamplerSettings};
 
 const SUDOKU: &str = r#"
 experiment bench_sudoku {
@@ -156,7 +156,7 @@ fn bench(
     let sync = || model.device.synchronize().expect("device synchronisation");
     let mut trainer = Trainer::from_plan(&plan, &model).expect("trainer");
     let batch = trainer.settings.batch;
-    let dataset = sr_runtime::data::build_dataset(
+    let dataset = sr_runtime::registry::build_dataset(
         &plan.node("data.train").expect("train data").component,
         &plan.node("data.train").expect("train data").params,
         plan.seed,
@@ -176,7 +176,7 @@ fn bench(
     let settings = SamplerSettings::from_plan(&plan, sampler).expect("sampler");
     let test = model.dataset("test").expect("test data");
     let indices: Vec<u64> = (0..settings.batch as u64).collect();
-    let cond = sr_runtime::data::make_batch(test, &indices, &model.device).expect("test batch");
+    let cond = sr_runtime::datasets::make_batch(test, &indices, &model.device).expect("test batch");
     let (x, given) = model.variables(&cond.data, cond.mask.as_ref()).expect("variables");
     let mut calls = 0;
     // One sampling run is a hundred (or fifty) denoiser calls: long enough to time once, without warm-up.
@@ -208,10 +208,11 @@ fn main() {
             && (filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))
     };
     // As `sr` does at start-up; `SR_MALLOC_TUNING=0` measures without it.
-    sr_runtime::perf::configure_threads();
-    let tuned = sr_runtime::perf::tune_allocator();
+    sr_runtime::engine::perf::configure_threads();
+    let tuned = sr_runtime::engine::perf::tune_allocator();
     let device_name = std::env::var("SR_BENCH_DEVICE").unwrap_or_else(|_| "cpu".into());
-    let device = sr_runtime::model::device(&device_name).unwrap_or_else(|e| panic!("SR_BENCH_DEVICE: {e}"));
+    let device =
+        sr_runtime::engine::pipeline::device(&device_name).unwrap_or_else(|e| panic!("SR_BENCH_DEVICE: {e}"));
     let precision = std::env::var("SR_BENCH_PRECISION").unwrap_or_else(|_| "f32".into());
     println!(
         "sr-runtime {precision} benchmark on {device_name}: {} CPU threads, allocator tuning {}{}",

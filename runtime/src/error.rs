@@ -102,7 +102,7 @@ pub enum RuntimeError {
         help("the last good checkpoint is kept; lower the learning rate, raise warm-up or enable clipping")
     )]
     Diverged { step: u64, what: String },
-    /// A caller stopped evaluation or sampling through [`Hooks`](crate::hooks::Hooks) (Python's
+    /// A caller stopped evaluation or sampling through [`Hooks`](crate::engine::hooks::Hooks) (Python's
     /// Ctrl-C); training stops with [`RuntimeError::Interrupted`] instead, after saving a checkpoint.
     #[error("{0}")]
     #[diagnostic(code(R0403), help("nothing was written; run the call again to finish it"))]

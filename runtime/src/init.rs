@@ -32,7 +32,7 @@ fn path_hash(path: &str) -> u64 {
 /// Host values of `shape` drawn as `init` says, from a generator seeded with `(seed, path)`.
 fn draw(init: Init, shape: &Shape, seed: u64, path: &str) -> Vec<f32> {
     let n = shape.elem_count();
-    let mut rng = StdRng::seed_from_u64(crate::train::step_seed(seed, path_hash(path)));
+    let mut rng = StdRng::seed_from_u64(step_seed(seed, path_hash(path)));
     let uniform = |rng: &mut StdRng, lo: f64, up: f64| -> Vec<f32> {
         (0..n).map(|_| (lo + (up - lo) * rng.random::<f64>()) as f32).collect()
     };
@@ -134,4 +134,12 @@ mod tests {
         assert_eq!(vb.get_with_hints(10_000, "u", Init::Const(9.0)).unwrap().dims(), &[10_000]);
         assert!(vb.get_with_hints(3, "u", Init::Const(0.0)).is_err());
     }
+}
+
+/// Mixes `seed` and `step` into the seed of that step's generator.
+pub fn step_seed(seed: u64, step: u64) -> u64 {
+    let mut z = seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }

@@ -1,34 +1,23 @@
-//! Candle runtime for sr plans: data, mappers, flows, time samplers, denoisers, training, sampling.
+//! Candle runtime for sr plans. One folder (or file) per catalogue kind holds its implementations,
+//! registered by name in [`registry`]; [`engine`] runs a plan (the pipeline of built components,
+//! training, evaluation, checkpoints, data parallelism); [`outputs`] is what a run writes and shows.
 
-pub mod checkpoint;
-pub mod data;
-pub mod distributed;
+pub mod datasets;
+pub mod denoisers;
+pub mod engine;
 pub mod error;
-pub mod flow;
-pub mod folder;
-pub mod hooks;
-pub mod image_io;
+pub mod flows;
 pub mod init;
-pub mod interrupt;
-pub mod mapper;
+pub mod losses;
+pub mod lr_schedules;
+pub mod mappers;
 #[cfg(test)]
 pub(crate) mod math_test_support;
-pub mod metric;
-pub mod model;
-pub mod nn;
-pub mod optim;
-pub mod output;
-pub mod param;
-pub mod perf;
-pub mod plot;
-pub mod precision;
-pub mod progress;
+pub mod metrics;
+pub mod optimizers;
+pub mod outputs;
 pub mod pvalue;
 pub mod registry;
-pub mod run;
-pub mod sample;
-pub mod schedule;
-pub mod step;
-pub mod tensorboard;
-pub mod time;
-pub mod train;
+pub mod samplers;
+pub mod schedules;
+pub mod time_samplers;

@@ -95,7 +95,7 @@ pub fn assert_close(label: &str, got: &[f64], want: &[f64], rel: f64, abs: f64) 
 
 /// Builds the sr flow for a reference case's upstream `flow` name and `config`, going through
 /// the public sr constructor (sr parameter names).
-pub fn flow_for(name: &str, config: &Value) -> crate::flow::Flow {
+pub fn flow_for(name: &str, config: &Value) -> crate::flows::Flow {
     use sr_compiler::plan::PValue;
     use std::collections::BTreeMap;
     let mut p = BTreeMap::new();

@@ -16,17 +16,19 @@ use candle_nn::VarBuilder;
 use sr_compiler::catalogue::{self, Component, Input, Kind};
 use sr_compiler::plan::PValue;
 
-use crate::data::{self, Dataset, Params};
+use crate::datasets::{self, Dataset};
+use crate::denoisers::{self, tokenizers, Denoiser, Geometry};
 use crate::error::{Result, RuntimeError};
-use crate::flow::{self, FlowSetup};
-use crate::mapper::{self, Mapper};
-use crate::metric::{self, Scores};
-use crate::nn::{self, tokenizer, Denoiser, Geometry};
-use crate::optim::{self, LrDecay, Optimizer};
-use crate::sample::{self, SamplerSettings};
-use crate::schedule::{self, ScheduleConfig};
-use crate::time::{self, TimeChoice};
-use crate::train::LossTerm;
+use crate::flows::setup::{self as flow, FlowSetup};
+use crate::losses::LossTerm;
+use crate::lr_schedules;
+use crate::mappers::{self, Mapper};
+use crate::metrics::{self, Scores};
+use crate::optimizers::{self, LrDecay, Optimizer};
+use crate::pvalue::Params;
+use crate::samplers::settings::{self as sampler, SamplerSettings};
+use crate::schedules::{self, ScheduleConfig};
+use crate::time_samplers::{self, TimeChoice};
 
 /// Builds a dataset from its plan parameters and the experiment seed.
 pub type DatasetFn = fn(&Params<'_>, u64) -> Result<Box<dyn Dataset>>;
@@ -115,74 +117,78 @@ impl Registry {
             metrics: BTreeMap::new(),
             refused: Vec::new(),
         }
-        .with_dataset("sudoku", |p, seed| Ok(Box::new(data::SudokuDataset::from_params(p, seed)?)))
-        .with_dataset("sudoku_image", |p, seed| Ok(Box::new(data::SudokuImageDataset::from_params(p, seed)?)))
-        .with_dataset("even_pixels", |p, seed| Ok(Box::new(data::EvenPixelsDataset::from_params(p, seed)?)))
+        .with_dataset("sudoku", |p, seed| Ok(Box::new(datasets::SudokuDataset::from_params(p, seed)?)))
+        .with_dataset("sudoku_image", |p, seed| {
+            Ok(Box::new(datasets::SudokuImageDataset::from_params(p, seed)?))
+        })
+        .with_dataset("even_pixels", |p, seed| {
+            Ok(Box::new(datasets::EvenPixelsDataset::from_params(p, seed)?))
+        })
         .with_dataset("counting_polygons", |p, seed| {
-            Ok(Box::new(data::CountingDataset::from_params(p, seed, data::ShapeKind::Polygon)?))
+            Ok(Box::new(datasets::CountingDataset::from_params(p, seed, datasets::ShapeKind::Polygon)?))
         })
         .with_dataset("counting_stars", |p, seed| {
-            Ok(Box::new(data::CountingDataset::from_params(p, seed, data::ShapeKind::Star)?))
+            Ok(Box::new(datasets::CountingDataset::from_params(p, seed, datasets::ShapeKind::Star)?))
         })
         .with_dataset("moving_shapes", |p, seed| {
-            Ok(Box::new(data::MovingShapesDataset::from_params(p, seed)?))
+            Ok(Box::new(datasets::MovingShapesDataset::from_params(p, seed)?))
         })
-        .with_dataset("mnist", |p, _| Ok(Box::new(data::MnistDataset::from_params(p)?)))
-        .with_dataset("cifar10", |p, _| Ok(Box::new(data::CifarDataset::from_params(p)?)))
-        .with_dataset("image_folder", |p, _| Ok(Box::new(data::ImageFolderDataset::from_params(p)?)))
-        .with_dataset("points", |p, _| Ok(Box::new(data::PointsDataset::from_params(p)?)))
-        .with_mapper("grid_cells", mapper::grid_cells)
-        .with_mapper("image_patches", |p, raw| Ok(Box::new(mapper::ImagePatches::from_params(p, raw)?)))
+        .with_dataset("mnist", |p, _| Ok(Box::new(datasets::MnistDataset::from_params(p)?)))
+        .with_dataset("cifar10", |p, _| Ok(Box::new(datasets::CifarDataset::from_params(p)?)))
+        .with_dataset("image_folder", |p, _| Ok(Box::new(datasets::ImageFolderDataset::from_params(p)?)))
+        .with_dataset("points", |p, _| Ok(Box::new(datasets::PointsDataset::from_params(p)?)))
+        .with_mapper("grid_cells", mappers::grid_cells)
+        .with_mapper("image_patches", |p, raw| Ok(Box::new(mappers::ImagePatches::from_params(p, raw)?)))
         .with_mapper("video_frames", |p, raw| {
-            Ok(Box::new(mapper::LeadingAxis::video_frames_from_params(p, raw)?))
+            Ok(Box::new(mappers::LeadingAxis::video_frames_from_params(p, raw)?))
         })
-        .with_mapper("identity", |p, raw| Ok(Box::new(mapper::LeadingAxis::identity_from_params(p, raw)?)))
+        .with_mapper("identity", |p, raw| Ok(Box::new(mappers::LeadingAxis::identity_from_params(p, raw)?)))
         .with_flow("rectified", flow::rectified)
         .with_flow("cosine", flow::cosine)
         .with_flow("diffusion", flow::diffusion)
         .with_flow("cosine_logsnr", flow::cosine_logsnr)
         .with_flow("linear_beta", flow::linear_beta)
-        .with_time_sampler("shared", time::shared)
-        .with_time_sampler("independent", time::independent)
-        .with_time_sampler("mean_beta", time::mean_beta)
-        .with_time_sampler("sequential", time::sequential)
-        .with_time_sampler("mean_simple", time::mean_simple)
-        .with_tokenizer("tokens", tokenizer::build_tokens)
-        .with_tokenizer("time_map", tokenizer::build_time_map)
-        .with_tokenizer("frames", tokenizer::build_frames)
-        .with_denoiser("mlp", nn::mlp::build)
-        .with_denoiser("transformer", nn::dit::transformer)
-        .with_denoiser("block_causal_transformer", nn::dit::block_causal_transformer)
-        .with_denoiser("unet", nn::unet::build)
-        .with_denoiser("uvit", nn::uvit::build)
+        .with_time_sampler("shared", time_samplers::shared)
+        .with_time_sampler("independent", time_samplers::independent)
+        .with_time_sampler("mean_beta", time_samplers::mean_beta)
+        .with_time_sampler("sequential", time_samplers::sequential)
+        .with_time_sampler("mean_simple", time_samplers::mean_simple)
+        .with_tokenizer("tokens", tokenizers::build_tokens)
+        .with_tokenizer("time_map", tokenizers::build_time_map)
+        .with_tokenizer("frames", tokenizers::build_frames)
+        .with_denoiser("mlp", denoisers::mlp::build)
+        .with_denoiser("transformer", denoisers::dit::transformer)
+        .with_denoiser("block_causal_transformer", denoisers::dit::block_causal_transformer)
+        .with_denoiser("unet", denoisers::unet::build)
+        .with_denoiser("uvit", denoisers::uvit::build)
         .with_loss("mse", |_| Ok(LossTerm::Mse))
         .with_loss("nll", |_| Ok(LossTerm::Nll))
         .with_loss("vlb", |_| Ok(LossTerm::Vlb))
-        .with_optimizer("adamw", optim::build_adamw)
-        .with_optimizer("sgd", optim::build_sgd)
-        .with_lr_schedule("constant", optim::schedule::constant)
-        .with_lr_schedule("cosine", optim::schedule::cosine)
-        .with_lr_schedule("linear", optim::schedule::linear)
-        .with_schedule("fixed", schedule::fixed)
-        .with_schedule("raster", schedule::raster)
-        .with_schedule("random_sequential", schedule::random_sequential)
-        .with_schedule("graph_sequential", schedule::graph_sequential)
-        .with_schedule("adaptive_sequential", schedule::adaptive_sequential)
-        .with_schedule("mask_git", schedule::mask_git)
-        .with_schedule("adaptive_inverse", schedule::adaptive_inverse)
-        .with_schedule("adaptive_softmax", schedule::adaptive_softmax)
-        .with_sampler("scheduled", sample::scheduled)
-        .with_metric("sudoku_accuracy", Box::new(|s: &Tensor, _: Option<&Tensor>| metric::sudoku_scores(s)))
+        .with_optimizer("adamw", optimizers::build_adamw)
+        .with_optimizer("sgd", optimizers::build_sgd)
+        .with_lr_schedule("constant", lr_schedules::constant)
+        .with_lr_schedule("cosine", lr_schedules::cosine)
+        .with_lr_schedule("linear", lr_schedules::linear)
+        .with_schedule("fixed", schedules::fixed)
+        .with_schedule("raster", schedules::raster)
+        .with_schedule("random_sequential", schedules::random_sequential)
+        .with_schedule("graph_sequential", schedules::graph_sequential)
+        .with_schedule("adaptive_sequential", schedules::adaptive_sequential)
+        .with_schedule("mask_git", schedules::mask_git)
+        .with_schedule("adaptive_inverse", schedules::adaptive_inverse)
+        .with_schedule("adaptive_softmax", schedules::adaptive_softmax)
+        .with_sampler("scheduled", sampler::scheduled)
+        .with_metric("sudoku_accuracy", Box::new(|s: &Tensor, _: Option<&Tensor>| metrics::sudoku_scores(s)))
         .with_metric(
             "even_pixels_balance",
-            Box::new(|s: &Tensor, _: Option<&Tensor>| metric::even_pixels_scores(s)),
+            Box::new(|s: &Tensor, _: Option<&Tensor>| metrics::even_pixels_scores(s)),
         )
         .with_metric(
             "counting_consistency",
-            Box::new(|s: &Tensor, _: Option<&Tensor>| metric::counting_scores(s)),
+            Box::new(|s: &Tensor, _: Option<&Tensor>| metrics::counting_scores(s)),
         )
-        .with_metric("frame_consistency", Box::new(metric::frame_scores))
-        .with_metric("mse_to_data", Box::new(metric::mse_to_data))
+        .with_metric("frame_consistency", Box::new(metrics::frame_scores))
+        .with_metric("mse_to_data", Box::new(metrics::mse_to_data))
     }
 
     /// Registers a dataset of an extension: its catalogue entry and its constructor.
@@ -427,6 +433,45 @@ impl Registry {
 }
 
 /// Adds `value` under `name` to the registry of `kind`, recording a refusal when the name is taken.
+/// Builds dataset `name` with the installed registry; `seed` is the experiment seed.
+pub fn build_dataset(name: &str, params: &BTreeMap<String, PValue>, seed: u64) -> Result<Box<dyn Dataset>> {
+    Registry::get().build_dataset(name, params, seed)
+}
+
+/// Builds mapper `name` with the installed registry, for raw samples of shape `raw_shape`.
+pub fn build_mapper(
+    name: &str,
+    params: &BTreeMap<String, PValue>,
+    raw_shape: &[usize],
+) -> Result<Box<dyn Mapper>> {
+    Registry::get().build_mapper(name, params, raw_shape)
+}
+
+/// Builds denoiser `name` with the installed registry, its weights under `vb`.
+pub fn build_denoiser(
+    name: &str,
+    params: &BTreeMap<String, PValue>,
+    geometry: &Geometry,
+    vb: VarBuilder,
+) -> Result<Box<dyn Denoiser>> {
+    Registry::get().build_denoiser(name, params, geometry, vb)
+}
+
+/// Builds optimizer `name` with the installed registry over `vars`.
+pub fn build_optimizer(
+    name: &str,
+    params: &BTreeMap<String, PValue>,
+    vars: Vec<(String, Var)>,
+) -> Result<Box<dyn Optimizer>> {
+    Registry::get().build_optimizer(name, params, vars)
+}
+
+/// Metric `name` of the installed registry on a batch of raw `samples` (`[B, ...raw]`, as the mapper's
+/// `to_raw` gives them); `reference` is a batch of real data of the same shape, for metrics that need one.
+pub fn compute_metric(name: &str, samples: &Tensor, reference: Option<&Tensor>) -> Result<Scores> {
+    Registry::get().metric_named(name)?.scores(samples, reference)
+}
+
 fn add<T>(
     map: &mut BTreeMap<&'static str, T>,
     refused: &mut Vec<String>,
@@ -519,7 +564,7 @@ mod tests {
     fn a_registered_denoiser_is_built_by_its_constructor() {
         let mlp = catalogue::lookup(Kind::Denoiser, "mlp").expect("a denoiser");
         let entry = Component { name: "other_mlp", ..*mlp };
-        let r = Registry::builtin().denoiser(entry, nn::mlp::build);
+        let r = Registry::builtin().denoiser(entry, denoisers::mlp::build);
         assert!(r.refused.is_empty(), "{:?}", r.refused);
         assert_eq!(r.entries().len(), 1);
         let vb = VarBuilder::zeros(DType::F32, &Device::Cpu);

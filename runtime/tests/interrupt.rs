@@ -5,10 +5,10 @@
 use candle_core::Device;
 use miette::Diagnostic;
 use sr_compiler::{compile_text, MemLoader, Plan};
-use sr_runtime::checkpoint::load_latest;
+use sr_runtime::engine::checkpoint::load_latest;
+use sr_runtime::engine::pipeline::Model;
+use sr_runtime::engine::train::{train, RunPaths, TrainOptions};
 use sr_runtime::error::RuntimeError;
-use sr_runtime::model::Model;
-use sr_runtime::train::{train, RunPaths, TrainOptions};
 use std::path::PathBuf;
 
 fn plan(steps: u64) -> Plan {
@@ -46,7 +46,7 @@ fn an_interrupt_during_the_last_step_saves_it_and_says_how_to_resume() {
     let plan3 = plan(3);
     let model = Model::build(&plan3, Device::Cpu).expect("model builds");
 
-    sr_runtime::interrupt::request_after(3);
+    sr_runtime::engine::interrupt::request_after(3);
     let err = match train(&plan3, &model, &options) {
         Err(e) => e,
         Ok(_) => panic!("an interrupt during the last step must end training with R0402"),
@@ -63,7 +63,7 @@ fn an_interrupt_during_the_last_step_saves_it_and_says_how_to_resume() {
     assert_eq!(log.lines().count(), 3, "{log}");
 
     // Resuming a longer run continues from step 3.
-    sr_runtime::interrupt::request_after(u64::MAX);
+    sr_runtime::engine::interrupt::request_after(u64::MAX);
     let plan5 = plan(5);
     let model = Model::build(&plan5, Device::Cpu).expect("model builds");
     let resumed = TrainOptions { resume: true, ..options };

@@ -6,10 +6,10 @@ use candle_core::{DType, Device, Tensor};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use sr_compiler::{compile_text, MemLoader};
+use sr_runtime::denoisers::{Denoiser, Prediction};
+use sr_runtime::engine::pipeline::Model;
 use sr_runtime::error::Result;
-use sr_runtime::model::Model;
-use sr_runtime::nn::{Denoiser, Prediction};
-use sr_runtime::sample::{sample, Record, SamplerSettings};
+use sr_runtime::samplers::{sample, Record, SamplerSettings};
 
 /// Predicts the exact rectified-flow velocity towards `x`, and a σ that ranks variables by index
 /// (σ falls with the index).
@@ -83,7 +83,7 @@ fn every_schedule_lands_on_the_data_with_an_oracle() {
     let plan = &c.plans[0];
     let mut model = Model::build(plan, Device::Cpu).unwrap();
     let data = model.dataset("test").unwrap();
-    let batch = sr_runtime::data::make_batch(data, &[0, 1, 2, 3], &Device::Cpu).unwrap();
+    let batch = sr_runtime::datasets::make_batch(data, &[0, 1, 2, 3], &Device::Cpu).unwrap();
     let (x, given) = model.variables(&batch.data, batch.mask.as_ref()).unwrap();
     model.denoiser = Box::new(Oracle { x: x.clone() });
     let names = SamplerSettings::names(plan);
@@ -151,7 +151,7 @@ fn oracle_model(text: &str) -> (sr_compiler::plan::Plan, Model, Tensor, Tensor, 
     let plan = c.plans[0].clone();
     let mut model = Model::build(&plan, Device::Cpu).unwrap();
     let data = model.dataset("test").unwrap();
-    let batch = sr_runtime::data::make_batch(data, &[0, 1, 2, 3], &Device::Cpu).unwrap();
+    let batch = sr_runtime::datasets::make_batch(data, &[0, 1, 2, 3], &Device::Cpu).unwrap();
     let (x, given) = model.variables(&batch.data, batch.mask.as_ref()).unwrap();
     model.denoiser = Box::new(Oracle { x: x.clone() });
     (plan, model, x, given, batch.data)

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use candle_core::Device;
 use sr_compiler::{compile_text, MemLoader, Plan};
-use sr_runtime::model::Model;
-use sr_runtime::optim::named_vars;
-use sr_runtime::train::{train, RunPaths, TrainOptions, Trained};
+use sr_runtime::engine::pipeline::Model;
+use sr_runtime::engine::train::{train, RunPaths, TrainOptions, Trained};
+use sr_runtime::optimizers::named_vars;
 
 /// A small symbolic Sudoku experiment; `{steps}` and `{seed}` are filled in per test.
 const SUDOKU: &str = r#"
@@ -164,8 +164,8 @@ fn mixed_precision_loss_falls_and_stays_near_f32() {
 
 #[test]
 fn a_stop_request_saves_a_checkpoint_that_resumes_bit_for_bit() {
+    use sr_runtime::engine::hooks::{Hooks, Progress, Stage};
     use sr_runtime::error::RuntimeError;
-    use sr_runtime::hooks::{Hooks, Progress, Stage};
 
     let p = plan(12, 5);
     let (model_full, _) = run(&p, "stop-full");
@@ -190,7 +190,7 @@ fn a_stop_request_saves_a_checkpoint_that_resumes_bit_for_bit() {
     let reports = seen.lock().unwrap().clone();
     let expected: Vec<_> = (1..=5).map(|d| (Stage::Train, d, 12, true)).collect();
     assert_eq!(reports, expected, "one report per step, with the loss");
-    let latest = sr_runtime::checkpoint::latest(&root.join("checkpoints")).unwrap();
+    let latest = sr_runtime::engine::checkpoint::latest(&root.join("checkpoints")).unwrap();
     assert_eq!(latest, Some(root.join("checkpoints").join("step-00000005")));
 
     let model = Model::build(&p, Device::Cpu).expect("model builds");

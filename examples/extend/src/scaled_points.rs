@@ -6,9 +6,9 @@ use candle_core::{DType, Device, Tensor, D};
 use serde::Deserialize;
 use sr_compiler::catalogue::p::float;
 use sr_compiler::catalogue::{Args, Component, Kind, Rules, Violation};
-use sr_runtime::data::Params;
 use sr_runtime::error::{Result, RuntimeError};
-use sr_runtime::mapper::Mapper;
+use sr_runtime::mappers::Mapper;
+use sr_runtime::pvalue::Params;
 
 /// The catalogue entry: the `scale` parameter and the shape rule `[N, D]` → (N, D).
 pub const ENTRY: Component = Component {

@@ -5,7 +5,7 @@ use rand::Rng;
 use serde::Deserialize;
 use sr_compiler::catalogue::p::{float, int};
 use sr_compiler::catalogue::{self, Args, Component, Kind, Output, Param, Rules, Ty, Violation};
-use sr_runtime::data::{Dataset, Params, Sample, Split, Stream};
+use sr_runtime::datasets::{Dataset, Params, Sample, Split, Stream};
 use sr_runtime::error::Result;
 
 use crate::curve;

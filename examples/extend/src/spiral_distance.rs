@@ -3,7 +3,7 @@
 use candle_core::{DType, Tensor};
 use sr_compiler::catalogue::{Component, Kind, Rules};
 use sr_runtime::error::{Result, RuntimeError};
-use sr_runtime::metric::Scores;
+use sr_runtime::metrics::Scores;
 
 /// The catalogue entry (a metric has no parameters; the datasets it fits name it).
 pub const ENTRY: Component = Component {

@@ -4,9 +4,9 @@
 use std::path::Path;
 
 use sr_compiler::{compile_path, parse_override, select_plan};
-use sr_runtime::hooks::Hooks;
-use sr_runtime::run::{build_model, evaluate};
-use sr_runtime::train::{train, RunPaths, TrainOptions};
+use sr_runtime::engine::hooks::Hooks;
+use sr_runtime::engine::run::{build_model, evaluate};
+use sr_runtime::engine::train::{train, RunPaths, TrainOptions};
 
 #[test]
 fn spiral_distance_falls_with_training() {

@@ -7,9 +7,9 @@ use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use sr_compiler::catalogue::{self, Kind, Param, Ty};
 
-use crate::nn::Geometry;
+use crate::denoisers::Geometry;
 use crate::registry::Registry;
-use crate::schedule::ScheduleConfig;
+use crate::schedules::ScheduleConfig;
 
 /// What the compiler writes for `param` when nothing is written: its default (none for an optional
 /// parameter), a reference to the node of a nested component, or for a required parameter a value
