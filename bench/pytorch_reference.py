@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch eager reference for `cargo bench -p sr-runtime --bench train`.
 
-Builds the same two denoisers as sr's `transformer` (runtime/src/nn/dit.rs) and times, on the CPU, the
+Builds the same two denoisers as sr's `transformer` (runtime/src/denoisers/dit.rs) and times, on the CPU, the
 same training step (rectified-flow velocity target with per-variable times, weighted MSE + 0.01 Gaussian
 NLL, backward, global-norm clipping at 1.0, AdamW, EMA 0.999) and the same sampler loop (one denoiser call
 and one Euler step per step, 100 steps for Sudoku and 50 for the image model).

@@ -138,7 +138,7 @@ fn transformer(s: Stack, t: f64, f: f64, time_dim: f64) -> Network {
     Network { parameters, train_per_sample, sample_per_sample }
 }
 
-/// The U-Net of `runtime/src/nn/unet.rs` on a `c × h × w` image.
+/// The U-Net of `runtime/src/denoisers/unet.rs` on a `c × h × w` image.
 fn unet(plan: &Plan, c: f64, h: f64, w: f64) -> Network {
     let ch = int(plan, "denoiser", "channels", 64);
     let mults = ints(plan, "denoiser", "mults", &[1, 2, 2]);
