@@ -23,6 +23,7 @@ use crate::flows::setup::{self as flow, FlowSetup};
 use crate::losses::LossTerm;
 use crate::lr_schedules;
 use crate::mappers::{self, Mapper};
+pub use crate::metrics::Metric;
 use crate::metrics::{self, Scores};
 use crate::optimizers::{self, LrDecay, Optimizer};
 use crate::pvalue::Params;
@@ -54,22 +55,6 @@ pub type ScheduleFn = fn(&Params<'_>) -> Result<ScheduleConfig>;
 /// Builds the settings of the plan's sampler `sampler.NAME` (the `&str` is NAME) from its plan
 /// parameters and its schedule.
 pub type SamplerFn = fn(&str, &Params<'_>, ScheduleConfig) -> Result<SamplerSettings>;
-
-/// An evaluation metric: named values averaged over a batch of samples.
-pub trait Metric: Send + Sync {
-    /// Scores of `samples` (`[B, ...raw]`, as the mapper's `to_raw` gives them). `reference` is a batch
-    /// of real data of the same shape, for metrics that compare with data.
-    fn scores(&self, samples: &Tensor, reference: Option<&Tensor>) -> Result<Scores>;
-}
-
-impl<F> Metric for F
-where
-    F: Fn(&Tensor, Option<&Tensor>) -> Result<Scores> + Send + Sync,
-{
-    fn scores(&self, samples: &Tensor, reference: Option<&Tensor>) -> Result<Scores> {
-        self(samples, reference)
-    }
-}
 
 /// The implementations of every registered component, and the catalogue entries an extension adds.
 ///
@@ -178,7 +163,7 @@ impl Registry {
         .with_schedule("adaptive_inverse", schedules::adaptive_inverse)
         .with_schedule("adaptive_softmax", schedules::adaptive_softmax)
         .with_sampler("scheduled", sampler::scheduled)
-        .with_metric("sudoku_accuracy", Box::new(|s: &Tensor, _: Option<&Tensor>| metrics::sudoku_scores(s)))
+        .with_metric("sudoku_accuracy", Box::new(metrics::SudokuAccuracy))
         .with_metric(
             "even_pixels_balance",
             Box::new(|s: &Tensor, _: Option<&Tensor>| metrics::even_pixels_scores(s)),

@@ -20,11 +20,11 @@ use crate::engine::pipeline::{device, Model};
 use crate::engine::train::{load_weights, train, RunPaths, TrainOptions};
 use crate::error::{Result, RuntimeError};
 use crate::init::step_seed;
-use crate::metrics::{uses_digit_classifier, ClassifierReport, DigitClassifier};
+use crate::metrics::{ClassifierReport, DigitClassifier};
 use crate::optimizers::Ema;
 use crate::outputs::image_io::{image_grid, render_sudoku_at, write_gif, GridOptions};
 use crate::outputs::progress::{format_duration, ProgressBar, ProgressMode};
-use crate::registry::compute_metric;
+use crate::registry::{compute_metric, Registry};
 use crate::samplers::{sample_with_progress, Record, Sampled, SamplerSettings};
 
 /// Most samples one `sr sample` call draws (they are drawn in batches of the sampler's `batch`).
@@ -155,10 +155,11 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary> {
         return Ok(RunSummary { results, table: String::new() });
     }
     if options.evaluate {
-        let read_cells = results
-            .rows
-            .iter()
-            .any(|r| model.dataset(&r.split).is_ok_and(|d| uses_digit_classifier(&r.metric, &d.raw_shape())));
+        let registry = Registry::get();
+        let read_cells = results.rows.iter().any(|r| {
+            let shape = model.dataset(&r.split).map(|d| d.raw_shape());
+            matches!((registry.metric_named(&r.metric), shape), (Ok(m), Ok(s)) if m.reads_digits(&s))
+        });
         if read_cells {
             results.digit_classifier = Some(DigitClassifier::shared()?.report());
         }

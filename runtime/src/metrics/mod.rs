@@ -33,10 +33,40 @@ pub(crate) fn mse_to_data(samples: &Tensor, reference: Option<&Tensor>) -> Resul
 /// Side of a Sudoku image: 9 cells of 28 pixels.
 const SIDE: usize = 9 * GLYPH;
 
-/// Whether `metric` on raw samples of `raw_shape` reads digits with the [`DigitClassifier`] (Sudoku
-/// images), so that its accuracy belongs with the results.
-pub fn uses_digit_classifier(metric: &str, raw_shape: &[usize]) -> bool {
-    metric == "sudoku_accuracy" && raw_shape == [1, SIDE, SIDE]
+/// An evaluation metric: named values averaged over a batch of samples.
+pub trait Metric: Send + Sync {
+    /// Scores of `samples` (`[B, ...raw]`, as the mapper's `to_raw` gives them). `reference` is a batch
+    /// of real data of the same shape, for metrics that compare with data.
+    fn scores(&self, samples: &Tensor, reference: Option<&Tensor>) -> Result<Scores>;
+
+    /// Whether it reads samples of `raw_shape` with the [`DigitClassifier`] (Sudoku images), so that the
+    /// classifier's accuracy belongs with the results.
+    fn reads_digits(&self, _raw_shape: &[usize]) -> bool {
+        false
+    }
+}
+
+impl<F> Metric for F
+where
+    F: Fn(&Tensor, Option<&Tensor>) -> Result<Scores> + Send + Sync,
+{
+    fn scores(&self, samples: &Tensor, reference: Option<&Tensor>) -> Result<Scores> {
+        self(samples, reference)
+    }
+}
+
+/// `sudoku_accuracy`: solved puzzles and cell accuracy, on digit grids or on Sudoku images read by the
+/// [`DigitClassifier`].
+pub struct SudokuAccuracy;
+
+impl Metric for SudokuAccuracy {
+    fn scores(&self, samples: &Tensor, _reference: Option<&Tensor>) -> Result<Scores> {
+        sudoku_scores(samples)
+    }
+
+    fn reads_digits(&self, raw_shape: &[usize]) -> bool {
+        raw_shape == [1, SIDE, SIDE]
+    }
 }
 
 fn host(t: &Tensor) -> Result<Vec<f32>> {
@@ -469,8 +499,8 @@ mod tests {
         assert_eq!(sudoku_grids(&blank).unwrap(), vec![[0u8; 81]; 2]);
         let s = compute_metric("sudoku_accuracy", &blank, None).unwrap();
         assert_eq!((s["accuracy"], s["distance"]), (0.0, 27.0 * 9.0));
-        assert!(uses_digit_classifier("sudoku_accuracy", &[1, SIDE, SIDE]));
-        assert!(!uses_digit_classifier("sudoku_accuracy", &[9, 9]));
+        assert!(SudokuAccuracy.reads_digits(&[1, SIDE, SIDE]));
+        assert!(!SudokuAccuracy.reads_digits(&[9, 9]));
     }
 
     #[test]
