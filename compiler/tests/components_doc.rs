@@ -5,10 +5,7 @@ use sr_compiler::catalogue;
 
 /// The text of each `## kind` section of docs/COMPONENTS.md, by the heading's first word.
 fn sections(doc: &str) -> Vec<(&str, &str)> {
-    doc.split("\n## ")
-        .skip(1)
-        .map(|s| (s.split_whitespace().next().unwrap_or_default(), s))
-        .collect()
+    doc.split("\n## ").skip(1).map(|s| (s.split_whitespace().next().unwrap_or_default(), s)).collect()
 }
 
 #[test]

@@ -78,8 +78,11 @@ mod tests {
             assert_eq!(crate::denoisers::par::threads(), 1);
             return;
         }
+        // This test's own name, as the harness knows it: the module path without the crate's name.
+        let name = module_path!().split_once("::").map_or(String::new(), |(_, module)| module.to_string())
+            + "::candle_num_threads_sizes_every_pool";
         let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
-            .args(["--exact", "perf::tests::candle_num_threads_sizes_every_pool", "--test-threads=1"])
+            .args(["--exact", &name, "--test-threads=1"])
             .env("SR_THREADS_CHILD", "1")
             .env(THREADS_ENV, "1")
             .env_remove("RAYON_NUM_THREADS")
