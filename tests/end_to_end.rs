@@ -24,7 +24,7 @@ fn grid_side(n: usize, scale: usize, padding: usize) -> (u32, u32) {
 fn givens(file: &Path, n: usize) -> Vec<Vec<bool>> {
     let c = sr_compiler::compile_path(file, &[]);
     let plan = &c.plans[0];
-    let model = sr_runtime::engine::pipeline::Model::build(plan, Device::Cpu).unwrap();
+    let model = sr_runtime::engine::pipeline::Pipeline::build(plan, Device::Cpu).unwrap();
     let indices: Vec<u64> = (0..n as u64).collect();
     let batch =
         sr_runtime::datasets::make_batch(model.dataset("test").unwrap(), &indices, &Device::Cpu).unwrap();

@@ -23,7 +23,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use sr_compiler::{compile_text, MemLoader, Plan};
 use sr_runtime::datasets::{Batch, Batcher};
-use sr_runtime::engine::pipeline::Model;
+use sr_runtime::engine::pipeline::Pipeline;
 use sr_runtime::engine::train::Trainer;
 use sr_runtime::samplers::{sample, Record, SamplerSettings};
 
@@ -151,7 +151,7 @@ fn bench(
     precision: &str,
 ) -> Row {
     let plan = plan_of(model_name, text, precision);
-    let model = Model::build(&plan, device.clone()).expect("model");
+    let model = Pipeline::build(&plan, device.clone()).expect("model");
     // GPU work is asynchronous: every timed call ends when the device has finished it.
     let sync = || model.device.synchronize().expect("device synchronisation");
     let mut trainer = Trainer::from_plan(&plan, &model).expect("trainer");

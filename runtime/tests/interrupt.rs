@@ -6,7 +6,7 @@ use candle_core::Device;
 use miette::Diagnostic;
 use sr_compiler::{compile_text, MemLoader, Plan};
 use sr_runtime::engine::checkpoint::load_latest;
-use sr_runtime::engine::pipeline::Model;
+use sr_runtime::engine::pipeline::Pipeline;
 use sr_runtime::engine::train::{train, RunPaths, TrainOptions};
 use sr_runtime::error::RuntimeError;
 use std::path::PathBuf;
@@ -44,7 +44,7 @@ fn an_interrupt_during_the_last_step_saves_it_and_says_how_to_resume() {
         hooks: Default::default(),
     };
     let plan3 = plan(3);
-    let model = Model::build(&plan3, Device::Cpu).expect("model builds");
+    let model = Pipeline::build(&plan3, Device::Cpu).expect("model builds");
 
     sr_runtime::engine::interrupt::request_after(3);
     let err = match train(&plan3, &model, &options) {
@@ -65,7 +65,7 @@ fn an_interrupt_during_the_last_step_saves_it_and_says_how_to_resume() {
     // Resuming a longer run continues from step 3.
     sr_runtime::engine::interrupt::request_after(u64::MAX);
     let plan5 = plan(5);
-    let model = Model::build(&plan5, Device::Cpu).expect("model builds");
+    let model = Pipeline::build(&plan5, Device::Cpu).expect("model builds");
     let resumed = TrainOptions { resume: true, ..options };
     train(&plan5, &model, &resumed).expect("the run resumes");
     assert_eq!(load_latest(dir, &Device::Cpu).unwrap().unwrap().step, 5);

@@ -7,7 +7,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use sr_compiler::{compile_text, MemLoader};
 use sr_runtime::denoisers::{Denoiser, Prediction};
-use sr_runtime::engine::pipeline::Model;
+use sr_runtime::engine::pipeline::Pipeline;
 use sr_runtime::error::Result;
 use sr_runtime::samplers::{sample, Record, SamplerSettings};
 
@@ -81,7 +81,7 @@ fn every_schedule_lands_on_the_data_with_an_oracle() {
     let c = compile_text("oracle.srx", EXPERIMENT, &MemLoader::new(), &[]);
     assert!(!c.has_errors(), "{:?}", c.diagnostics);
     let plan = &c.plans[0];
-    let mut model = Model::build(plan, Device::Cpu).unwrap();
+    let mut model = Pipeline::build(plan, Device::Cpu).unwrap();
     let data = model.dataset("test").unwrap();
     let batch = sr_runtime::datasets::make_batch(data, &[0, 1, 2, 3], &Device::Cpu).unwrap();
     let (x, given) = model.variables(&batch.data, batch.mask.as_ref()).unwrap();
@@ -145,11 +145,11 @@ fn experiment(samplers: &[String]) -> String {
 
 /// Compiles `text`, builds its model with the oracle denoiser and returns it with the plan, the
 /// batch's variables, givens and raw data.
-fn oracle_model(text: &str) -> (sr_compiler::plan::Plan, Model, Tensor, Tensor, Tensor) {
+fn oracle_model(text: &str) -> (sr_compiler::plan::Plan, Pipeline, Tensor, Tensor, Tensor) {
     let c = compile_text("oracle.srx", text, &MemLoader::new(), &[]);
     assert!(!c.has_errors(), "{:?}", c.diagnostics);
     let plan = c.plans[0].clone();
-    let mut model = Model::build(&plan, Device::Cpu).unwrap();
+    let mut model = Pipeline::build(&plan, Device::Cpu).unwrap();
     let data = model.dataset("test").unwrap();
     let batch = sr_runtime::datasets::make_batch(data, &[0, 1, 2, 3], &Device::Cpu).unwrap();
     let (x, given) = model.variables(&batch.data, batch.mask.as_ref()).unwrap();

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use candle_core::Device;
 use sr_compiler::{compile_text, MemLoader, Plan};
-use sr_runtime::engine::pipeline::Model;
+use sr_runtime::engine::pipeline::Pipeline;
 use sr_runtime::engine::train::{train, RunPaths, TrainOptions, Trained};
 use sr_runtime::optimizers::named_vars;
 
@@ -42,8 +42,8 @@ fn run_dir(name: &str) -> PathBuf {
     dir
 }
 
-fn run(plan: &Plan, name: &str) -> (Model, Trained) {
-    let model = Model::build(plan, Device::Cpu).expect("model builds");
+fn run(plan: &Plan, name: &str) -> (Pipeline, Trained) {
+    let model = Pipeline::build(plan, Device::Cpu).expect("model builds");
     let options = TrainOptions {
         paths: RunPaths { root: run_dir(name) },
         resume: false,
@@ -55,7 +55,7 @@ fn run(plan: &Plan, name: &str) -> (Model, Trained) {
 }
 
 /// Every weight of the model as raw bits, by variable path.
-fn weight_bits(model: &Model) -> Vec<(String, Vec<u32>)> {
+fn weight_bits(model: &Pipeline) -> Vec<(String, Vec<u32>)> {
     named_vars(&model.varmap)
         .into_iter()
         .map(|(name, var)| {
@@ -171,7 +171,7 @@ fn a_stop_request_saves_a_checkpoint_that_resumes_bit_for_bit() {
     let (model_full, _) = run(&p, "stop-full");
 
     let root = run_dir("stop");
-    let model = Model::build(&p, Device::Cpu).expect("model builds");
+    let model = Pipeline::build(&p, Device::Cpu).expect("model builds");
     let mut hooks = Hooks { caller_handles_signals: true, ..Hooks::default() };
     let stop = hooks.clone();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -193,7 +193,7 @@ fn a_stop_request_saves_a_checkpoint_that_resumes_bit_for_bit() {
     let latest = sr_runtime::engine::checkpoint::latest(&root.join("checkpoints")).unwrap();
     assert_eq!(latest, Some(root.join("checkpoints").join("step-00000005")));
 
-    let model = Model::build(&p, Device::Cpu).expect("model builds");
+    let model = Pipeline::build(&p, Device::Cpu).expect("model builds");
     let options =
         TrainOptions { paths: RunPaths { root }, resume: true, progress: false, hooks: Hooks::default() };
     let resumed = train(&p, &model, &options).expect("the run resumes");

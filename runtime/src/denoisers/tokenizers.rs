@@ -9,7 +9,7 @@
 //! All functions are differentiable (reshape / permute / broadcast only). Each denoiser applies the
 //! functions of the input it consumes; the plan's `tokenizer` node is built through the
 //! [`Registry`](crate::registry::Registry) into the form of input it produces, which
-//! [`Model::build`](crate::engine::pipeline::Model::build) checks against what the denoiser consumes.
+//! [`Pipeline::build`](crate::engine::pipeline::Pipeline::build) checks against what the denoiser consumes.
 
 use candle_core::{Result, Tensor};
 use sr_compiler::catalogue::Input;

@@ -60,8 +60,9 @@ fn cuda_error(spec: &str, ordinal: usize, message: &str) -> RuntimeError {
     RuntimeError::Device { device, what: message.to_string() }
 }
 
-/// Everything a training or sampling run needs, built once from a plan.
-pub struct Model {
+/// The assembled pipeline of a plan, built once: datasets, mapper, flow, time sampler and denoiser (with
+/// its weights and low-precision copy), everything a training or sampling run needs.
+pub struct Pipeline {
     pub device: Device,
     /// Datasets by split name (`train`, `hard`, ...), seeded with the plan's seed.
     pub datasets: BTreeMap<String, Box<dyn Dataset>>,
@@ -122,9 +123,9 @@ impl TrainSettings {
     }
 }
 
-impl Model {
+impl Pipeline {
     /// Builds every component of `plan` on `device`, with fresh weights drawn from the plan's seed.
-    pub fn build(plan: &Plan, device: Device) -> Result<Model> {
+    pub fn build(plan: &Plan, device: Device) -> Result<Pipeline> {
         let registry = Registry::get();
         let mut datasets = BTreeMap::new();
         for n in plan.nodes_of(Kind::Dataset) {
@@ -181,7 +182,7 @@ impl Model {
             Precision::F32 => None,
             p => Some(LowPrecision::build(p, &varmap, &den.component, &den.params, &geometry)?),
         };
-        Ok(Model { device, datasets, mapper, flow, time, geometry, varmap, denoiser, low, dependency })
+        Ok(Pipeline { device, datasets, mapper, flow, time, geometry, varmap, denoiser, low, dependency })
     }
 
     /// The training forward pass: the low-precision copy of the denoiser if the plan asks for one

@@ -16,7 +16,7 @@ use crate::engine::checkpoint::write_atomic;
 use crate::engine::distributed::{self, World};
 use crate::engine::folder::{prepare, RunLock, Start};
 use crate::engine::hooks::{Hooks, Progress, Stage};
-use crate::engine::pipeline::{device, Model};
+use crate::engine::pipeline::{device, Pipeline};
 use crate::engine::train::{load_weights, train, RunPaths, TrainOptions};
 use crate::error::{Result, RuntimeError};
 use crate::init::step_seed;
@@ -99,7 +99,7 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary> {
     let world = distributed::world();
     let spec = rank_device(options.device.as_deref().or(plan.device.as_deref()).unwrap_or("cpu"), world);
     announce(world, &spec)?;
-    let model = Model::build(plan, device(&spec)?)?;
+    let model = Pipeline::build(plan, device(&spec)?)?;
     let paths = RunPaths { root: options.out.clone() };
     // Rank 0 alone locks, checks and writes the run folder; the others wait for its verdict.
     let prepared = if world.is_root() { prepare_folder(plan, options).map(Some) } else { Ok(None) };
@@ -276,7 +276,7 @@ fn record_evaluation(
 /// before the next batch once `hooks` asks to.
 pub fn evaluate(
     plan: &Plan,
-    model: &Model,
+    model: &Pipeline,
     mut ema: Option<&mut Ema>,
     limit: Option<u64>,
     progress: bool,
@@ -320,7 +320,7 @@ pub fn evaluate(
 
 #[allow(clippy::too_many_arguments)]
 fn evaluate_one(
-    model: &Model,
+    model: &Pipeline,
     settings: &SamplerSettings,
     metric: &str,
     split: &str,
@@ -548,8 +548,8 @@ pub struct SampleOptions {
 }
 
 /// The live components of `plan` on `device` (`cpu`, `cuda`, `cuda:N`), else the plan's device, else the CPU.
-pub fn build_model(plan: &Plan, device_name: Option<&str>) -> Result<Model> {
-    Model::build(plan, device(device_name.or(plan.device.as_deref()).unwrap_or("cpu"))?)
+pub fn build_model(plan: &Plan, device_name: Option<&str>) -> Result<Pipeline> {
+    Pipeline::build(plan, device(device_name.or(plan.device.as_deref()).unwrap_or("cpu"))?)
 }
 
 /// Samples drawn from a checkpoint by [`draw`], before anything is written.
@@ -574,7 +574,7 @@ pub struct Drawn {
 /// Samples `options.n` items from a trained checkpoint in batches of the sampler's `batch` and returns
 /// them with what `record` asks for of the first batch (`options.out` and `options.trace` are not read).
 /// Stops with [`RuntimeError::Stopped`] after a batch when `options.hooks` asks to.
-pub fn draw(plan: &Plan, model: &Model, options: &SampleOptions, record: Record) -> Result<Drawn> {
+pub fn draw(plan: &Plan, model: &Pipeline, options: &SampleOptions, record: Record) -> Result<Drawn> {
     let names = SamplerSettings::names(plan);
     let name = match &options.sampler {
         Some(s) => s.clone(),

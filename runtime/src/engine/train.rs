@@ -27,7 +27,7 @@ use crate::datasets::{make_batch, Batch, Batcher};
 use crate::engine::checkpoint::{self, Checkpoint, PlanKeys};
 use crate::engine::distributed::{self, World};
 use crate::engine::hooks::{Hooks, Progress, Stage};
-use crate::engine::pipeline::{node, Model, TrainSettings};
+use crate::engine::pipeline::{node, Pipeline, TrainSettings};
 use crate::error::{Result, RuntimeError};
 use crate::flows::parameterization::{solve, Parameterization};
 use crate::init::step_seed;
@@ -93,7 +93,12 @@ pub struct DrawnBatch {
 
 /// Maps `raw` to variables and draws each sample's times and noise from the generator seeded with
 /// its entry of `seeds`.
-pub fn draw_batch(model: &Model, raw: &Tensor, mask: Option<&Tensor>, seeds: &[u64]) -> Result<DrawnBatch> {
+pub fn draw_batch(
+    model: &Pipeline,
+    raw: &Tensor,
+    mask: Option<&Tensor>,
+    seeds: &[u64],
+) -> Result<DrawnBatch> {
     let dev = &model.device;
     let (x, given) = model.variables(raw, mask)?;
     let (b, v, f) = x.dims3()?;
@@ -117,7 +122,7 @@ pub fn draw_batch(model: &Model, raw: &Tensor, mask: Option<&Tensor>, seeds: &[u
 /// trained variables of the whole batch (all ranks' parts). Returns the scalar loss tensor (for
 /// backward) and its sums: the loss, each term, then the squared-error sums and counts per t bin.
 pub fn batch_loss(
-    model: &Model,
+    model: &Pipeline,
     terms: &[(f64, LossTerm)],
     batch: &DrawnBatch,
     trained: usize,
@@ -191,7 +196,7 @@ fn step_stats(terms: &[(f64, LossTerm)], sums: &[f64], parts: f64) -> StepStats 
 
 /// Per-variable weights `[B, V]` that turn the squared error of the prediction into the
 /// continuous-time variational bound: `½ |d SNR / dt| · (dx̂/dpred)²`, capped at `VLB_CAP`.
-fn vlb_weights(model: &Model, times: &[f64], b: usize, v: usize) -> Result<Tensor> {
+fn vlb_weights(model: &Pipeline, times: &[f64], b: usize, v: usize) -> Result<Tensor> {
     let flow = &model.flow.flow;
     let predict = model.flow.predict;
     let mut w = Vec::with_capacity(times.len());
@@ -298,7 +303,7 @@ pub struct Trainer {
 
 impl Trainer {
     /// The optimizer, schedule and EMA of `plan`'s `train` block over the variables of `model`.
-    pub fn from_plan(plan: &Plan, model: &Model) -> Result<Trainer> {
+    pub fn from_plan(plan: &Plan, model: &Pipeline) -> Result<Trainer> {
         let settings = TrainSettings::from_plan(plan)?
             .ok_or_else(|| RuntimeError::Config("the plan has no `train` block".into()))?;
         let terms = loss_terms(plan)?;
@@ -329,7 +334,7 @@ impl Trainer {
     /// loss, backward, gradient clipping, optimizer update and EMA. Sample `i` of micro-batch `m` draws
     /// from the generator of [`sample_seed`]`(seed, step, m, i)`. Fails without updating when the loss
     /// or gradient is not finite.
-    pub fn step(&mut self, model: &Model, step: u64, batches: &[Batch]) -> Result<StepOutcome> {
+    pub fn step(&mut self, model: &Pipeline, step: u64, batches: &[Batch]) -> Result<StepOutcome> {
         self.step_part(model, step, batches, 0, &World::single())
     }
 
@@ -341,7 +346,7 @@ impl Trainer {
     /// step on every rank.
     pub fn step_part(
         &mut self,
-        model: &Model,
+        model: &Pipeline,
         step: u64,
         batches: &[Batch],
         offset: usize,
@@ -453,7 +458,7 @@ impl Trainer {
 }
 
 /// Trains `model` as `plan` says, writing checkpoints and metrics under `options.paths`.
-pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Trained> {
+pub fn train(plan: &Plan, model: &Pipeline, options: &TrainOptions) -> Result<Trained> {
     let mut trainer = Trainer::from_plan(plan, model)?;
     let settings = trainer.settings.clone();
     let train_node = node(plan, "data.train")?;
@@ -644,7 +649,7 @@ pub fn train(plan: &Plan, model: &Model, options: &TrainOptions) -> Result<Train
 /// Loads the EMA (or raw) weights of the latest checkpoint under `dir` into `model`, after checking that
 /// the checkpoint was trained for `plan`'s model (R0302 lists the keys that differ). Without EMA weights
 /// the raw weights are used, and said so.
-pub fn load_weights(plan: &Plan, model: &Model, dir: &Path, use_ema: bool) -> Result<u64> {
+pub fn load_weights(plan: &Plan, model: &Pipeline, dir: &Path, use_ema: bool) -> Result<u64> {
     let ck = match checkpoint::latest(dir)? {
         Some(_) => checkpoint::load_latest(dir, &model.device)?,
         None => Some(checkpoint::load(dir, &model.device)?),

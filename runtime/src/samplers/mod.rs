@@ -19,7 +19,7 @@ use rand::seq::SliceRandom;
 use rand_distr::{Distribution, StandardNormal};
 use sr_compiler::plan::Plan;
 
-use crate::engine::pipeline::{node, referenced, Model};
+use crate::engine::pipeline::{node, referenced, Pipeline};
 use crate::error::{Result, RuntimeError};
 use crate::flows::reverse::{reverse_step, StepInput, StepOptions};
 use crate::flows::Flow;
@@ -80,7 +80,7 @@ pub struct Sampled {
 /// Samples a batch conditioned on the given variables: `x` `[B, V, F]` holds their values and
 /// `given` `[B, V]` marks them (1 = given); every other variable is generated.
 pub fn sample(
-    model: &Model,
+    model: &Pipeline,
     settings: &SamplerSettings,
     x: &Tensor,
     given: &Tensor,
@@ -93,7 +93,7 @@ pub fn sample(
 /// [`sample`], calling `on_step(calls, budget)` after every denoiser call (`budget` = the schedule's
 /// largest number of steps over every pass; a schedule that skips steps finishes below it).
 pub fn sample_with_progress(
-    model: &Model,
+    model: &Pipeline,
     settings: &SamplerSettings,
     x: &Tensor,
     given: &Tensor,
@@ -214,7 +214,7 @@ impl Passes<'_> {
     #[allow(clippy::too_many_arguments)]
     fn pass(
         &mut self,
-        model: &Model,
+        model: &Pipeline,
         settings: &SamplerSettings,
         index: usize,
         mask: &[f64],
@@ -340,7 +340,7 @@ fn adjust(flow: &Flow, t: f64) -> f64 {
 /// Runs the denoiser on the `active` batch elements; returns predictions `[A, V, F]` and log-variances
 /// `[A, V]` on the host, with classifier-free guidance applied when enabled.
 fn predict(
-    model: &Model,
+    model: &Pipeline,
     settings: &SamplerSettings,
     z: &[f64],
     t: &[f64],
