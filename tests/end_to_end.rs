@@ -205,3 +205,45 @@ fn sudoku_example_prints_all_four_samplers() {
     }
     assert!(dir.join("run/results.md").is_file() && dir.join("run/results.json").is_file());
 }
+
+/// The checker's parameter count of a transformer is the count of the network `sr run` builds: for every
+/// example with a transformer, and for transformers without an uncertainty head, with another MLP ratio
+/// and block-causal attention.
+#[test]
+fn the_estimate_counts_the_parameters_of_every_example_transformer() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = fresh_dir("estimate-parameters");
+    let mut files: Vec<_> = ["quickstart", "sudoku", "refine", "even_pixels"]
+        .map(|n| root.join(format!("examples/{n}.srx")))
+        .into();
+    for (i, denoiser) in [
+        "transformer { width = 48, depth = 2, heads = 4, mlp_ratio = 2.5, time_dim = 32 }",
+        "block_causal_transformer { width = 32, depth = 3, heads = 2, block = 9, loops = 2 }",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let file = dir.join(format!("plain{i}.srx"));
+        let text = format!(
+            "experiment plain {{\n  data train = sudoku {{ split = \"train\" }}\n  mapper = grid_cells\n  \
+             flow = rectified\n  denoiser = {denoiser}\n  train {{\n    steps = 1\n    batch = 2\n    \
+             optimizer = adamw\n    time = independent\n    loss = mse\n  }}\n}}\n"
+        );
+        std::fs::write(&file, text).unwrap();
+        files.push(file);
+    }
+    for file in &files {
+        let c = sr_compiler::compile_path(file, &[]);
+        assert!(!c.plans.is_empty(), "{}: {:?}", file.display(), c.diagnostics);
+        for plan in &c.plans {
+            let built = sr_runtime::engine::pipeline::Pipeline::build(plan, Device::Cpu).unwrap();
+            assert_eq!(
+                sr_compiler::estimate::estimate(plan).parameters,
+                built.parameter_count() as u64,
+                "{} ({})",
+                file.display(),
+                plan.experiment
+            );
+        }
+    }
+}

@@ -124,13 +124,25 @@ struct Stack {
     ratio: f64,
 }
 
-/// A stack of transformer blocks over `t` tokens: looping it keeps the weights, and keeps the
-/// activations of every application for the backward pass.
-fn transformer(s: Stack, t: f64, f: f64, time_dim: f64) -> Network {
+/// A stack of transformer blocks over `t` tokens of `f` features: looping it keeps the weights, and keeps
+/// the activations of every application for the backward pass. The parameters are those of
+/// `runtime/src/denoisers/dit.rs`, biases included: the input embedding and a position embedding per
+/// token, the time embedding (two layers), per block the attention (q, k, v, projection), the MLP and
+/// six modulation layers, the final shift and scale, the prediction head and, with `uncertainty`, the
+/// log-variance head.
+fn transformer(s: Stack, t: f64, f: f64, time_dim: f64, uncertainty: bool) -> Network {
     let Stack { w, depth, loops, heads, ratio } = s;
-    let hidden = w * ratio;
-    let per_block = 4.0 * w * w + 2.0 * w * hidden + 6.0 * w * w;
-    let parameters = depth * per_block + f * w + time_dim * w + w * w + 2.0 * w * w + 2.0 * w * f;
+    let hidden = (w * ratio).round().max(1.0);
+    let linear = |inputs: f64, outputs: f64| inputs * outputs + outputs;
+    let per_block = 4.0 * linear(w, w) + linear(w, hidden) + linear(hidden, w) + 6.0 * linear(w, w);
+    let parameters = depth * per_block
+        + linear(f, w)
+        + t * w
+        + linear(time_dim, w)
+        + linear(w, w)
+        + 2.0 * linear(w, w)
+        + linear(w, f)
+        + if uncertainty { linear(w, 1.0) } else { 0.0 };
     let attention = heads * t * t;
     let tokens = t * w;
     let train_per_sample = loops * depth * (tokens * (14.0 + 2.0 * ratio) + 4.0 * attention) + tokens * 4.0;
@@ -215,6 +227,7 @@ fn network(plan: &Plan) -> Option<Network> {
     let v = plan.shapes.variables as f64;
     let f = plan.shapes.features as f64;
     let d = |k: &str, default: i64| int(plan, "denoiser", k, default);
+    let uncertainty = matches!(den.params.get("uncertainty"), Some(PValue::Bool(true)));
     Some(match den.component.as_str() {
         "transformer" | "block_causal_transformer" => transformer(
             Stack {
@@ -231,6 +244,7 @@ fn network(plan: &Plan) -> Option<Network> {
             v,
             f,
             d("time_dim", 256),
+            uncertainty,
         ),
         "uvit" => {
             let (frames, c, h, w) = match plan.shapes.raw[..] {
@@ -246,7 +260,7 @@ fn network(plan: &Plan) -> Option<Network> {
                 heads: d("heads", 4),
                 ratio: 4.0,
             };
-            transformer(stack, t, c * p * p, 256.0)
+            transformer(stack, t, c * p * p, 256.0, uncertainty)
         }
         "unet" => {
             let (c, h, w) = match plan.shapes.raw[..] {
