@@ -316,8 +316,20 @@ fn dispatch(command: Command) -> miette::Result<ExitCode> {
                 progress: std::io::stderr().is_terminal(),
                 hooks: Default::default(),
             };
-            let written = sr_runtime::engine::run::sample(plan, &options).map_err(miette::Report::new)?;
-            for path in written {
+            let report = sr_runtime::engine::run::sample(plan, &options).map_err(miette::Report::new)?;
+            match args.format {
+                Format::Human => println!("{}", report.summary()),
+                Format::Json => println!(
+                    "{}",
+                    serde_json::json!({
+                        "sampler": report.sampler,
+                        "split": report.split,
+                        "samples": report.samples,
+                        "scores": report.scores,
+                    })
+                ),
+            }
+            for path in &report.written {
                 match args.format {
                     Format::Human => println!("{}", path.display()),
                     Format::Json => println!("{}", serde_json::json!({ "written": path })),

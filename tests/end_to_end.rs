@@ -85,7 +85,10 @@ fn train_sample_evaluate_and_draw() {
             "--out",
             &folder,
         ];
-        run_ok(&dir, &args);
+        let o = run_ok(&dir, &args);
+        let first = text(&o).0.lines().next().unwrap_or_default().to_string();
+        let expected = format!("{sampler} on test ({SAMPLES} samples): accuracy ");
+        assert!(first.starts_with(&expected) && first.contains(", distance "), "the scores first: {first}");
         let samples = dir.join(&folder);
 
         let png = image::open(samples.join("samples.png")).expect("samples.png decodes");
@@ -200,7 +203,7 @@ fn sudoku_example_prints_all_four_samplers() {
     for column in ["accuracy (easy)", "accuracy (medium)", "accuracy (hard)"] {
         assert!(out.contains(column), "{column}:\n{out}");
     }
-    for sampler in ["parallel", "random", "graph", "adaptive"] {
+    for sampler in ["parallel", "graph", "adaptive", "refine"] {
         assert!(out.lines().any(|l| l.starts_with(&format!("| {sampler} |"))), "{sampler}:\n{out}");
     }
     assert!(dir.join("run/results.md").is_file() && dir.join("run/results.json").is_file());
@@ -213,9 +216,10 @@ fn sudoku_example_prints_all_four_samplers() {
 fn the_estimate_counts_the_parameters_of_every_example_transformer() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = fresh_dir("estimate-parameters");
-    let mut files: Vec<_> = ["quickstart", "sudoku", "refine", "even_pixels"]
-        .map(|n| root.join(format!("examples/{n}.srx")))
-        .into();
+    let mut files: Vec<_> =
+        ["quickstart", "sudoku", "refine", "even_pixels", "counting_polygons", "sudoku_image"]
+            .map(|n| root.join(format!("examples/{n}.srx")))
+            .into();
     for (i, denoiser) in [
         "transformer { width = 48, depth = 2, heads = 4, mlp_ratio = 2.5, time_dim = 32 }",
         "block_causal_transformer { width = 32, depth = 3, heads = 2, block = 9, loops = 2 }",

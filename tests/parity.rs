@@ -579,8 +579,8 @@ fn run_config(cfg: &Config, dir: &Path) -> Outcome {
         hooks: sr_runtime::engine::hooks::Hooks::default(),
     };
     match sr_runtime::engine::run::sample(plan, &sample) {
-        Ok(paths) if paths.iter().all(|p| p.is_file()) && paths.len() >= 2 => Outcome::Ran,
-        Ok(paths) => Outcome::Failed(format!("sr sample wrote only {paths:?}\n{text}")),
+        Ok(r) if r.written.iter().all(|p| p.is_file()) && r.written.len() >= 2 => Outcome::Ran,
+        Ok(r) => Outcome::Failed(format!("sr sample wrote only {:?}\n{text}", r.written)),
         Err(e) => Outcome::Failed(format!("sr sample: {} {e}\n{text}", code(&e))),
     }
 }

@@ -176,16 +176,23 @@ fn a_run_writes_plots_grids_and_tensorboard_events_and_json_stdout() {
         &dir,
         &["sample", "tiny.srx", "--checkpoint", "run", "-n", "2", "--format", "json", "--out", "s"],
     );
-    let mut written = 0;
+    let (mut written, mut scored) = (0, 0);
     for line in text(&o).0.lines() {
         let v: serde_json::Value = serde_json::from_str(line).expect("JSON lines only");
         if v["code"] == "W0310" {
             continue; // `log_every = 100` over the 40 steps: a diagnostic, as a JSON line too
         }
+        if v.get("scores").is_some() {
+            assert_eq!((v["samples"].as_u64(), v["split"].as_str()), (Some(2), Some("test")), "{line}");
+            assert!(v["scores"]["accuracy"].as_f64().is_some_and(|a| (0.0..=1.0).contains(&a)), "{line}");
+            scored += 1;
+            continue;
+        }
         assert!(v["written"].as_str().is_some_and(|p| dir.join(p).exists()), "{line}");
         written += 1;
     }
     assert!(written >= 1, "sr sample names the files it wrote");
+    assert_eq!(scored, 1, "sr sample reports the scores of its samples once");
 }
 
 /// The progress bars in a real terminal: tmux panes of 60, 80 and 120 columns. Every line fits (no

@@ -162,3 +162,38 @@ proptest! {
         prop_assert_eq!(plan.is_some(), !has_errors(&diags));
     }
 }
+
+/// An experiment that extends an imported one to evaluate it differently is not told about the base's
+/// splits and samplers it leaves unused; its own unused ones are still reported.
+#[test]
+fn unused_splits_and_samplers_of_an_imported_base_are_not_reported() {
+    let base = "use std.samplers.{parallel_sampler, adaptive_sequential_sampler}\n\
+        experiment base {\n  data train = sudoku { split = \"train\" }\n  \
+        data easy = sudoku { split = \"test\", givens = 54..81, count = 4 }\n  \
+        data hard = sudoku { split = \"test\", givens = 0..27, count = 4 }\n  \
+        mapper = grid_cells\n  flow = rectified\n  denoiser = transformer { uncertainty = true }\n  \
+        sampler parallel = parallel_sampler\n  sampler adaptive = adaptive_sequential_sampler\n  \
+        evaluate sudoku_accuracy on easy with parallel\n  \
+        evaluate sudoku_accuracy on hard with parallel, adaptive\n}\n";
+    let child = "use \"base.srx\"\nuse std.samplers.adaptive_sequential_sampler\n\
+        experiment calls extends base {\n  data medium = sudoku { split = \"test\", givens = 27..54, count = 4 }\n  \
+        sampler slow = adaptive_sequential_sampler { schedule.steps = 300 }\n  \
+        sampler unused = adaptive_sequential_sampler { schedule.steps = 30 }\n  \
+        evaluate sudoku_accuracy on hard with slow\n}\n";
+    let loader = sr_compiler::MemLoader::new().with("base.srx", base);
+    let c = sr_compiler::compile_text("calls.srx", child, &loader, &[]);
+    let mut warned: Vec<String> = c
+        .diagnostics
+        .iter()
+        .filter(|d| ["W0301", "W0302"].contains(&d.code))
+        .map(|d| format!("{} {}", d.code, d.message))
+        .collect();
+    warned.sort();
+    assert_eq!(
+        warned,
+        ["W0301 data split `medium` is never used", "W0302 sampler `unused` is never used"],
+        "{:?}",
+        c.diagnostics
+    );
+    assert_eq!(c.plans.len(), 1);
+}

@@ -54,10 +54,12 @@ fn sudoku_plan_has_every_part_of_the_pipeline() {
     assert_eq!(count(Kind::LrSchedule), 1);
     let mut samplers: Vec<&str> = plan.nodes_of(Kind::Sampler).map(|n| n.id.as_str()).collect();
     samplers.sort_unstable();
-    assert_eq!(samplers, ["sampler.adaptive", "sampler.graph", "sampler.parallel", "sampler.random"]);
+    assert_eq!(samplers, ["sampler.adaptive", "sampler.graph", "sampler.parallel", "sampler.refine"]);
     let mut schedules: Vec<&str> = plan.nodes_of(Kind::Schedule).map(|n| n.component.as_str()).collect();
     schedules.sort_unstable();
-    assert_eq!(schedules, ["adaptive_sequential", "fixed", "graph_sequential", "random_sequential"]);
+    assert_eq!(schedules, ["adaptive_sequential", "adaptive_sequential", "fixed", "graph_sequential"]);
+    let refine = plan.node("sampler.refine").expect("the refining sampler");
+    assert_eq!(refine.params.get("refine"), Some(&PValue::Int(2)), "two refinement passes");
     let metrics: Vec<&str> = plan.nodes_of(Kind::Metric).map(|n| n.id.as_str()).collect();
     assert_eq!(metrics.len(), 3, "{metrics:?}");
     assert!(metrics.iter().all(|id| id.starts_with("evaluate.sudoku_accuracy.")), "{metrics:?}");

@@ -11,7 +11,7 @@ mod rules;
 use crate::catalogue::{self, Kind, Rules};
 use crate::diagnostic::{has_errors, Diagnostic, Diagnostics};
 use crate::plan::{Plan, Shapes};
-use crate::source::Span;
+use crate::source::{SourceId, Span};
 use crate::suggest::did_you_mean;
 use crate::value::{Experiment, Field, Table, Value, ValueKind};
 use fields::{Fields, Inst};
@@ -117,6 +117,9 @@ pub(crate) struct Checked {
     pub shapes: Option<Shapes>,
     /// Every declared data split and sampler name, including those whose component failed to resolve.
     pub declared: BTreeSet<String>,
+    /// The file of the experiment's own declaration; declarations from another file come from an
+    /// imported base experiment.
+    pub home: SourceId,
 }
 
 impl Checker<'_> {
@@ -159,7 +162,7 @@ impl Checker<'_> {
 
     fn walk(&mut self) -> Checked {
         let exp = self.exp;
-        let mut ck = Checked::default();
+        let mut ck = Checked { home: exp.name_span.source, ..Checked::default() };
         for (key, field) in &exp.table.entries {
             let v = &field.value;
             match key.as_str() {

@@ -468,8 +468,11 @@ impl Checker<'_> {
         let evaluated: HashSet<&str> = ck.evals.iter().map(|e| e.split.as_str()).collect();
         let used: HashSet<&str> =
             ck.evals.iter().flat_map(|e| e.with.iter().map(|(n, _)| n.as_str())).collect();
+        // A split or sampler of an imported base that this experiment does not evaluate is the base's
+        // business: an experiment that extends another one to evaluate it differently leaves some unused.
+        let own = |span: Span| span.source == ck.home;
         for d in &ck.data {
-            if d.name != "train" && !evaluated.contains(d.name.as_str()) {
+            if d.name != "train" && !evaluated.contains(d.name.as_str()) && own(d.key_span) {
                 self.push(
                     Diagnostic::warning(
                         "W0301",
@@ -501,7 +504,7 @@ impl Checker<'_> {
             }
         }
         for s in &ck.samplers {
-            if !used.contains(s.name.as_str()) {
+            if !used.contains(s.name.as_str()) && own(s.key_span) {
                 self.push(
                     Diagnostic::warning(
                         "W0302",

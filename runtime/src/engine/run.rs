@@ -664,10 +664,40 @@ pub fn draw(plan: &Plan, model: &Pipeline, options: &SampleOptions, record: Reco
     })
 }
 
+/// What `sr sample` did: the files it wrote and the scores of the samples.
+#[derive(Debug, Clone, Serialize)]
+pub struct SampleReport {
+    /// The sampler used.
+    pub sampler: String,
+    /// The data split whose givens conditioned the samples.
+    pub split: String,
+    /// Number of samples.
+    pub samples: usize,
+    /// The scores of the plan's metric evaluated on `split` (empty when the plan evaluates none there).
+    pub scores: BTreeMap<String, f64>,
+    /// The files written.
+    pub written: Vec<PathBuf>,
+}
+
+impl SampleReport {
+    /// One line: the sampler, split, sample count and scores (the caption of `samples.png`).
+    pub fn summary(&self) -> String {
+        let scores: Vec<String> = self.scores.iter().map(|(k, v)| format!("{k} {v:.3}")).collect();
+        format!(
+            "{} on {} ({} samples){}{}",
+            self.sampler,
+            self.split,
+            self.samples,
+            if scores.is_empty() { "" } else { ": " },
+            scores.join(", ")
+        )
+    }
+}
+
 /// Samples `n` items from a trained checkpoint; writes `samples.png`, `denoising.gif`, what the
-/// dataset's [`Output`] adds (see [`crate::outputs::samples`]) and, with `trace`, `trace.json`. Returns the
-/// written paths.
-pub fn sample(plan: &Plan, options: &SampleOptions) -> Result<Vec<PathBuf>> {
+/// dataset's [`Output`] adds (see [`crate::outputs::samples`]) and, with `trace`, `trace.json`, and scores
+/// the samples with the metric the plan evaluates on their split.
+pub fn sample(plan: &Plan, options: &SampleOptions) -> Result<SampleReport> {
     let model = build_model(plan, options.device.as_deref())?;
     let record = Record { trace: options.trace, frames: options.n };
     let Drawn { sampler: name, split, raw, reference, given, sampled: out, .. } =
@@ -681,14 +711,10 @@ pub fn sample(plan: &Plan, options: &SampleOptions) -> Result<Vec<PathBuf>> {
         Some(n) => compute_metric(&n.component, &raw, Some(&reference))?,
         None => BTreeMap::new(),
     };
-    let scores: Vec<String> = scores.iter().map(|(k, v)| format!("{k} {v:.3}")).collect();
-    let caption = format!(
-        "{name} on {split} ({} samples){}{}",
-        options.n,
-        if scores.is_empty() { "" } else { ": " },
-        scores.join(", ")
-    );
-    let output = crate::outputs::samples::output_of(plan, &split)?;
+    let mut report = SampleReport { sampler: name, split, samples: options.n, scores, written: Vec::new() };
+    let caption = report.summary();
+    let split = &report.split;
+    let output = crate::outputs::samples::output_of(plan, split)?;
     if output == Output::Points {
         written.extend(crate::outputs::samples::write_points(
             &options.out,
@@ -726,12 +752,13 @@ pub fn sample(plan: &Plan, options: &SampleOptions) -> Result<Vec<PathBuf>> {
     }
     if options.trace {
         let path = options.out.join("trace.json");
-        let json = serde_json::to_string(&serde_json::json!({"sampler": name, "steps": out.trace}))
+        let json = serde_json::to_string(&serde_json::json!({"sampler": report.sampler, "steps": out.trace}))
             .map_err(|e| RuntimeError::Config(e.to_string()))?;
         write_atomic(&path, json.as_bytes())?;
         written.push(path);
     }
-    Ok(written)
+    report.written = written;
+    Ok(report)
 }
 
 /// The folder to load weights from: a run folder's `checkpoints/` if present. A path that does not
