@@ -319,15 +319,7 @@ fn dispatch(command: Command) -> miette::Result<ExitCode> {
             let report = sr_runtime::engine::run::sample(plan, &options).map_err(miette::Report::new)?;
             match args.format {
                 Format::Human => println!("{}", report.summary()),
-                Format::Json => println!(
-                    "{}",
-                    serde_json::json!({
-                        "sampler": report.sampler,
-                        "split": report.split,
-                        "samples": report.samples,
-                        "scores": report.scores,
-                    })
-                ),
+                Format::Json => println!("{}", serde_json::to_string(&report).expect("a report serialises")),
             }
             for path in &report.written {
                 match args.format {

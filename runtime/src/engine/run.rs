@@ -20,7 +20,7 @@ use crate::engine::pipeline::{device, Pipeline};
 use crate::engine::train::{load_weights, train, RunPaths, TrainOptions};
 use crate::error::{Result, RuntimeError};
 use crate::init::step_seed;
-use crate::metrics::{ClassifierReport, DigitClassifier};
+use crate::metrics::{ClassifierReport, DigitClassifier, Scores};
 use crate::optimizers::Ema;
 use crate::outputs::image_io::{image_grid, render_sudoku_at, write_gif, GridOptions};
 use crate::outputs::progress::{format_duration, ProgressBar, ProgressMode};
@@ -674,8 +674,9 @@ pub struct SampleReport {
     /// Number of samples.
     pub samples: usize,
     /// The scores of the plan's metric evaluated on `split` (empty when the plan evaluates none there).
-    pub scores: BTreeMap<String, f64>,
-    /// The files written.
+    pub scores: Scores,
+    /// The files written (not serialised: `sr sample --format json` prints them a line each).
+    #[serde(skip)]
     pub written: Vec<PathBuf>,
 }
 
@@ -699,7 +700,7 @@ impl SampleReport {
 /// the samples with the metric the plan evaluates on their split.
 pub fn sample(plan: &Plan, options: &SampleOptions) -> Result<SampleReport> {
     let model = build_model(plan, options.device.as_deref())?;
-    let record = Record { trace: options.trace, frames: options.n };
+    let record = Record { trace: options.trace, frames: options.n.min(GIF_SAMPLES) };
     let Drawn { sampler: name, split, raw, reference, given, sampled: out, .. } =
         draw(plan, &model, options, record)?;
     std::fs::create_dir_all(&options.out).map_err(|e| RuntimeError::io(&options.out, e))?;
